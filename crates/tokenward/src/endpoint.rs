@@ -1,0 +1,213 @@
+//! Talking to an OAuth 2.0 endpoint: form POSTs with client authentication, size-limited
+//! bodies, and the mapping of error responses to typed errors.
+
+use std::fmt;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::time::Instant;
+
+use crate::classify::{self, Failure};
+use crate::error::{EndpointError, Error, OAuthError};
+use crate::token::{Lifetimes, Parsed, Token, parse_token_response};
+use crate::transport::{HttpClient, read_body};
+
+/// How the client authenticates to the token endpoint (RFC 6749 §2.3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ClientAuth {
+    /// `client_secret_basic`: HTTP Basic with the form-urlencoded id and secret (the default).
+    #[default]
+    Basic,
+    /// `client_secret_post`: `client_id` and `client_secret` in the form body.
+    Post,
+    /// A public client: only `client_id` in the body, no secret.
+    None,
+}
+
+/// Default limit on endpoint response bodies.
+pub(crate) const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// One authorization-server endpoint and the client's credentials for it.
+#[derive(Clone)]
+pub(crate) struct Endpoint {
+    pub(crate) url: Uri,
+    pub(crate) client_id: String,
+    pub(crate) client_secret: Option<SecretString>,
+    pub(crate) auth: ClientAuth,
+    pub(crate) http: Arc<dyn HttpClient>,
+    pub(crate) max_response_bytes: usize,
+    pub(crate) lifetimes: Lifetimes,
+}
+
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("url", &self.url)
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "[REDACTED]"),
+            )
+            .field("auth", &self.auth)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A raw response: status, headers, body (already size-limited).
+pub(crate) struct RawResponse {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+}
+
+pub(crate) fn parse_url(url: &str) -> Result<Uri, Error> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|_| Error::Config(format!("{url:?} is not a valid URL").into()))?;
+    match uri.scheme_str() {
+        Some("http" | "https") if uri.host().is_some() => Ok(uri),
+        _ => Err(Error::Config(
+            format!("{url:?} is not an absolute http(s) URL").into(),
+        )),
+    }
+}
+
+#[cfg(feature = "reqwest")]
+pub(crate) fn default_http_client() -> Result<Arc<dyn HttpClient>, Error> {
+    Ok(Arc::new(crate::transport::ReqwestClient::new()?))
+}
+
+#[cfg(not(feature = "reqwest"))]
+pub(crate) fn default_http_client() -> Result<Arc<dyn HttpClient>, Error> {
+    Err(Error::Config(
+        "no HTTP client: enable the `reqwest` feature or pass one with `.http_client(..)`".into(),
+    ))
+}
+
+fn form_encode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+impl Endpoint {
+    /// POSTs `params` as a form, authenticating the client, and reads the response.
+    pub(crate) async fn post_form(&self, params: &[(&str, &str)]) -> Result<RawResponse, Error> {
+        let request = self.build_request(params)?;
+        let response = self.http.send(request).await?;
+        let (parts, body) = response.into_parts();
+        let body = read_body(body, self.max_response_bytes).await?;
+        Ok(RawResponse {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    }
+
+    fn build_request(&self, params: &[(&str, &str)]) -> Result<http::Request<Bytes>, Error> {
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in params {
+            form.append_pair(k, v);
+        }
+        let mut basic = None;
+        match (self.auth, &self.client_secret) {
+            (ClientAuth::Basic, Some(secret)) => {
+                let pair = format!(
+                    "{}:{}",
+                    form_encode(&self.client_id),
+                    form_encode(secret.expose_secret())
+                );
+                let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
+                let mut value = HeaderValue::try_from(format!("Basic {encoded}"))
+                    .map_err(|_| Error::Config("the client credentials cannot be encoded".into()))?;
+                value.set_sensitive(true);
+                basic = Some(value);
+            }
+            (ClientAuth::Post, Some(secret)) => {
+                form.append_pair("client_id", &self.client_id);
+                form.append_pair("client_secret", secret.expose_secret());
+            }
+            // Public clients, or confidential auth configured without a secret.
+            (_, None) | (ClientAuth::None, _) => {
+                form.append_pair("client_id", &self.client_id);
+            }
+        }
+        let mut builder = http::Request::post(self.url.clone())
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(ACCEPT, "application/json");
+        if let Some(value) = basic {
+            builder = builder.header(AUTHORIZATION, value);
+        }
+        builder
+            .body(Bytes::from(form.finish()))
+            .map_err(|_| Error::Config("could not build the token request".into()))
+    }
+
+    /// Requests a token with the given grant parameters.
+    pub(crate) async fn request_token(
+        &self,
+        params: &[(&str, &str)],
+        requested_scope: Option<&str>,
+    ) -> Result<Token, Error> {
+        let sent_at = Instant::now();
+        let response = self.post_form(params).await?;
+        if response.status.is_success() {
+            match parse_token_response(
+                response.status,
+                &response.body,
+                sent_at,
+                &self.lifetimes,
+                requested_scope,
+            )? {
+                Parsed::Token(token) => return Ok(token),
+                Parsed::Error => {}
+            }
+        }
+        Err(error_from_response(response))
+    }
+}
+
+/// Maps a token-endpoint error response (or a 2xx carrying an error object) to a typed
+/// error, through the shared [`classify`](crate::classify()).
+pub(crate) fn error_from_response(response: RawResponse) -> Error {
+    let oauth: Option<OAuthError> = serde_json::from_slice(&response.body).ok();
+    // A 2xx carrying an error object is classified as the error it carries.
+    let as_status = if response.status.is_success() {
+        StatusCode::BAD_REQUEST
+    } else {
+        response.status
+    };
+    let failure =
+        classify::classify(as_status, &response.headers, Some(&response.body)).map(|c| c.failure);
+    let mut headers = response.headers;
+    for name in [http::header::SET_COOKIE, http::header::WWW_AUTHENTICATE] {
+        if let http::header::Entry::Occupied(mut e) = headers.entry(name) {
+            for v in e.iter_mut() {
+                v.set_sensitive(true);
+            }
+        }
+    }
+    let detail = Box::new(EndpointError {
+        status: response.status,
+        headers,
+        oauth,
+    });
+    match failure {
+        Some(Failure::RateLimited { retry_after }) => Error::RateLimited {
+            retry_after: retry_after.unwrap_or(DEFAULT_RETRY_AFTER),
+            response: Some(detail),
+        },
+        Some(Failure::InvalidGrant { .. }) => Error::ReauthorizationRequired(detail),
+        // At a token endpoint a 401 means the client failed to authenticate (RFC 6749 §5.2).
+        Some(Failure::InvalidClient { .. } | Failure::Unauthorized | Failure::InvalidToken { .. }) => {
+            Error::InvalidClient(detail)
+        }
+        _ => Error::Endpoint(detail),
+    }
+}
+
+/// Wait assumed for a 429 without `Retry-After`.
+pub(crate) const DEFAULT_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);

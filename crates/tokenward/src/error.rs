@@ -1,0 +1,353 @@
+//! Typed errors: every failure says what happened and what the operator should do.
+//!
+//! Errors are [`Clone`] because one refresh serves many callers: every caller waiting on a
+//! refresh receives the same error value.
+//!
+//! # Example
+//!
+//! ```
+//! use tokenward::Error;
+//!
+//! fn react(err: &Error) -> &'static str {
+//!     if err.is_reauthorization_required() {
+//!         "ask the user (or an org admin) to sign in again"
+//!     } else if let Some(wait) = err.retry_after() {
+//!         if wait.as_secs() > 60 { "back off for a while" } else { "retry shortly" }
+//!     } else if err.is_retryable() {
+//!         "retry with backoff"
+//!     } else {
+//!         "fix the configuration"
+//!     }
+//! }
+//! # let _ = react;
+//! ```
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, StatusCode};
+
+/// A boxed error, as used by transports.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Everything that can go wrong while obtaining a token.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The token endpoint answered 429 (or the cache is still inside a `Retry-After` window
+    /// from an earlier 429) and no usable token is cached.
+    #[error(
+        "the token endpoint is rate-limiting this client (HTTP 429): no token can be obtained for {}s; \
+         the cache retries by itself after that",
+        retry_after.as_secs_f64().ceil()
+    )]
+    RateLimited {
+        /// How long until the cache will call the endpoint again (Retry-After, capped).
+        retry_after: Duration,
+        /// The 429 response that started the window.
+        response: Option<Box<EndpointError>>,
+    },
+
+    /// The grant (refresh token, authorization code) is no longer valid: `invalid_grant`.
+    /// Retrying cannot help; the user or an organisation admin must authorize again.
+    #[error(
+        "the grant was rejected ({0}): the refresh token or code is expired, revoked or already used; \
+         the user or an organisation admin must authorize the application again"
+    )]
+    ReauthorizationRequired(Box<EndpointError>),
+
+    /// The endpoint rejected the client's own credentials (`invalid_client`,
+    /// `unauthorized_client`): a configuration problem, never retried.
+    #[error(
+        "the token endpoint rejected the client credentials ({0}): check the client id, the client \
+         secret (rotated or expired?) and the client authentication method (basic or post)"
+    )]
+    InvalidClient(Box<EndpointError>),
+
+    /// Any other error response from the token endpoint. Retryable when it is a 5xx, a 408
+    /// or `temporarily_unavailable`; otherwise the request itself is wrong (for example
+    /// `invalid_scope`).
+    #[error("the token endpoint refused the request ({0})")]
+    Endpoint(Box<EndpointError>),
+
+    /// The endpoint answered 200 but the body is not a usable token response (not JSON, an
+    /// error object, no `access_token`, an unsupported `token_type`, ...).
+    #[error(
+        "the token endpoint sent an unusable response (HTTP {status}): {reason}; check that the \
+         token URL points at the OAuth 2.0 token endpoint"
+    )]
+    InvalidResponse {
+        /// The response's status code.
+        status: StatusCode,
+        /// What was wrong with it. Never contains a token or a secret.
+        reason: Cow<'static, str>,
+    },
+
+    /// The response body was larger than the configured limit and was not read.
+    #[error("the token endpoint's response exceeded the {limit}-byte limit and was refused")]
+    ResponseTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+
+    /// The token endpoint could not be reached, or the exchange broke off.
+    #[error("could not reach the token endpoint: {0}")]
+    Transport(#[from] TransportError),
+
+    /// The refresh (all of its attempts) did not finish within its deadline.
+    #[error(
+        "the token refresh did not finish within its {0:?} deadline; the endpoint may be hanging"
+    )]
+    Timeout(Duration),
+
+    /// The refresh task ended without a result (it panicked or its runtime shut down).
+    #[error("the token refresh was aborted before it finished (runtime shutting down?)")]
+    RefreshAborted,
+
+    /// The cache or a grant is configured wrongly.
+    #[error("invalid tokenward configuration: {0}")]
+    Config(Cow<'static, str>),
+}
+
+impl Error {
+    /// Whether trying again later can succeed: transport failures, timeouts, 5xx, 408,
+    /// `temporarily_unavailable` and 429.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::RateLimited { .. } => true,
+            Error::Endpoint(e) => e.is_transient(),
+            Error::Transport(_) | Error::Timeout(_) | Error::RefreshAborted => true,
+            Error::ResponseTooLarge { .. } => false,
+            Error::ReauthorizationRequired(_)
+            | Error::InvalidClient(_)
+            | Error::InvalidResponse { .. }
+            | Error::Config(_) => false,
+        }
+    }
+
+    /// Whether a refresh should try again *at once, within the same refresh* (with backoff):
+    /// the transient failures, but not 429, which has its own window.
+    pub(crate) fn is_transient(&self) -> bool {
+        !matches!(self, Error::RateLimited { .. }) && self.is_retryable()
+    }
+
+    /// `true` for `invalid_grant`: the user or an admin must authorize again.
+    pub fn is_reauthorization_required(&self) -> bool {
+        matches!(self, Error::ReauthorizationRequired(_))
+    }
+
+    /// How long to wait before the next attempt, when the endpoint said so (429).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::RateLimited { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
+    }
+
+    /// The token endpoint's error response, when there was one.
+    pub fn endpoint_error(&self) -> Option<&EndpointError> {
+        match self {
+            Error::RateLimited { response, .. } => response.as_deref(),
+            Error::ReauthorizationRequired(e) | Error::InvalidClient(e) | Error::Endpoint(e) => {
+                Some(e)
+            }
+            _ => None,
+        }
+    }
+
+    /// The HTTP status of the token endpoint's response, when there was one.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            Error::InvalidResponse { status, .. } => Some(*status),
+            _ => self.endpoint_error().map(|e| e.status),
+        }
+    }
+
+    pub(crate) fn invalid_response(
+        status: StatusCode,
+        reason: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Error::InvalidResponse {
+            status,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// An error response from the token endpoint, kept whole: status, headers and the RFC 6749
+/// §5.2 error body.
+#[derive(Clone)]
+pub struct EndpointError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The response headers (`Set-Cookie` and similar are marked sensitive and not printed).
+    pub headers: HeaderMap,
+    /// The parsed OAuth error body, when the body was one.
+    pub oauth: Option<OAuthError>,
+}
+
+impl EndpointError {
+    /// The OAuth `error` code, if the body carried one.
+    pub fn error_code(&self) -> Option<&str> {
+        self.oauth.as_ref().map(|o| o.error.as_str())
+    }
+
+    /// Whether the failure is temporary: 5xx, 408 or `temporarily_unavailable`/`server_error`.
+    pub fn is_transient(&self) -> bool {
+        self.status.is_server_error()
+            || self.status == StatusCode::REQUEST_TIMEOUT
+            || matches!(
+                self.error_code(),
+                Some("temporarily_unavailable" | "server_error")
+            )
+    }
+}
+
+impl fmt::Debug for EndpointError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EndpointError")
+            .field("status", &self.status)
+            .field("headers", &self.headers)
+            .field("oauth", &self.oauth)
+            .finish()
+    }
+}
+
+impl fmt::Display for EndpointError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HTTP {}", self.status.as_u16())?;
+        if let Some(o) = &self.oauth {
+            write!(f, " {}", o.error)?;
+            if let Some(d) = &o.error_description {
+                write!(f, ": {d}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The RFC 6749 §5.2 error body.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct OAuthError {
+    /// The error code, e.g. `invalid_grant`.
+    pub error: String,
+    /// Human-readable text from the server.
+    #[serde(default)]
+    pub error_description: Option<String>,
+    /// A page about the error.
+    #[serde(default)]
+    pub error_uri: Option<String>,
+}
+
+/// What kind of transport failure happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TransportErrorKind {
+    /// The connection could not be made.
+    Connect,
+    /// The transport's own timeout fired.
+    Timeout,
+    /// The connection broke while the request or response was in flight.
+    Io,
+    /// Anything else.
+    Other,
+}
+
+impl fmt::Display for TransportErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TransportErrorKind::Connect => "connect",
+            TransportErrorKind::Timeout => "timeout",
+            TransportErrorKind::Io => "connection broken",
+            TransportErrorKind::Other => "transport",
+        })
+    }
+}
+
+/// A failure of the [`HttpClient`](crate::HttpClient) that carries token requests.
+#[derive(Debug, Clone)]
+pub struct TransportError {
+    kind: TransportErrorKind,
+    source: Arc<dyn std::error::Error + Send + Sync + 'static>,
+}
+
+impl TransportError {
+    /// Wraps a transport's own error.
+    pub fn new(kind: TransportErrorKind, source: impl Into<BoxError>) -> Self {
+        Self::from_box(kind, source.into())
+    }
+
+    /// Wraps an already boxed error.
+    pub fn from_box(kind: TransportErrorKind, source: BoxError) -> Self {
+        TransportError {
+            kind,
+            source: Arc::from(source),
+        }
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> TransportErrorKind {
+        self.kind
+    }
+}
+
+impl fmt::Display for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} error: {}", self.kind, self.source)
+    }
+}
+
+impl std::error::Error for TransportError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(status: u16, code: Option<&str>) -> Box<EndpointError> {
+        Box::new(EndpointError {
+            status: StatusCode::from_u16(status).unwrap(),
+            headers: HeaderMap::new(),
+            oauth: code.map(|c| OAuthError {
+                error: c.into(),
+                error_description: None,
+                error_uri: None,
+            }),
+        })
+    }
+
+    #[test]
+    fn retryability_follows_the_failure() {
+        assert!(Error::Endpoint(endpoint(503, None)).is_retryable());
+        assert!(Error::Endpoint(endpoint(408, None)).is_retryable());
+        assert!(Error::Endpoint(endpoint(400, Some("temporarily_unavailable"))).is_retryable());
+        assert!(!Error::Endpoint(endpoint(400, Some("invalid_scope"))).is_retryable());
+        assert!(
+            !Error::ReauthorizationRequired(endpoint(400, Some("invalid_grant"))).is_retryable()
+        );
+        assert!(!Error::InvalidClient(endpoint(401, Some("invalid_client"))).is_retryable());
+        let limited = Error::RateLimited {
+            retry_after: Duration::from_secs(3),
+            response: None,
+        };
+        assert!(limited.is_retryable());
+        assert!(!limited.is_transient());
+        assert_eq!(limited.retry_after(), Some(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn messages_tell_the_operator_what_to_do() {
+        let e = Error::ReauthorizationRequired(endpoint(400, Some("invalid_grant")));
+        let msg = e.to_string();
+        assert!(msg.contains("HTTP 400 invalid_grant"), "{msg}");
+        assert!(msg.contains("authorize the application again"), "{msg}");
+        let e = Error::InvalidClient(endpoint(401, Some("invalid_client")));
+        assert!(e.to_string().contains("check the client id"));
+        assert_eq!(e.status(), Some(StatusCode::UNAUTHORIZED));
+    }
+}

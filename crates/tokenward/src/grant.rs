@@ -1,0 +1,369 @@
+//! Token sources: the grants that obtain access tokens.
+//!
+//! A [`TokenSource`] makes *one attempt* to obtain a token; the [`TokenCache`](crate::TokenCache)
+//! decides when to call it, retries it with backoff, and shares its result. Built in:
+//!
+//! * [`ClientCredentials`]: RFC 6749 §4.4, machine-to-machine.
+//! * [`RefreshTokenGrant`]: RFC 6749 §6, with refresh-token rotation (a response carrying a
+//!   new refresh token replaces the old one; a response without one keeps it).
+//! * [`from_fn`]: any async function, for tokens that come from elsewhere.
+//!
+//! # Example
+//!
+//! ```
+//! use tokenward::{ClientAuth, ClientCredentials};
+//!
+//! let grant = ClientCredentials::builder("https://auth.example.com/oauth/token", "my-client")
+//!     .client_secret("s3cr3t")
+//!     .auth_method(ClientAuth::Post)
+//!     .scope("jobs.read")
+//!     .param("audience", "https://api.example.com")
+//!     .build()
+//!     .unwrap();
+//! // Debug output never shows the secret.
+//! assert!(!format!("{grant:?}").contains("s3cr3t"));
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use secrecy::{ExposeSecret, SecretString};
+
+pub use crate::endpoint::ClientAuth;
+use crate::endpoint::{DEFAULT_MAX_RESPONSE_BYTES, Endpoint, default_http_client, parse_url};
+use crate::error::Error;
+pub use crate::token::Lifetimes;
+use crate::token::Token;
+use crate::transport::HttpClient;
+
+/// The future a [`TokenSource`] returns.
+pub type FetchFuture<'a> = Pin<Box<dyn Future<Output = Result<Token, Error>> + Send + 'a>>;
+
+/// Something that can obtain an access token: one attempt per call.
+///
+/// Implement it for tokens from elsewhere (a sidecar, a cloud metadata service, a vault);
+/// the cache adds scheduling, single flight, retries and backoff. Return transient failures
+/// as [`Error::Transport`], [`Error::Endpoint`] with a 5xx status, or [`Error::Timeout`] so
+/// that they are retried, and anything else to stop.
+pub trait TokenSource: fmt::Debug + Send + Sync + 'static {
+    /// Makes one attempt to obtain a token.
+    fn fetch(&self) -> FetchFuture<'_>;
+}
+
+impl<T: TokenSource + ?Sized> TokenSource for Arc<T> {
+    fn fetch(&self) -> FetchFuture<'_> {
+        (**self).fetch()
+    }
+}
+
+impl<T: TokenSource + ?Sized> TokenSource for Box<T> {
+    fn fetch(&self) -> FetchFuture<'_> {
+        (**self).fetch()
+    }
+}
+
+/// A [`TokenSource`] from an async function. See [`from_fn`].
+pub struct FnSource<F> {
+    f: F,
+}
+
+impl<F> fmt::Debug for FnSource<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FnSource").finish_non_exhaustive()
+    }
+}
+
+/// Makes a [`TokenSource`] from an async function.
+///
+/// ```
+/// use std::time::Duration;
+/// use tokenward::{Token, TokenCache, grant::from_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let cache = TokenCache::builder(from_fn(|| async {
+///     Token::builder("from-the-sidecar").expires_in(Duration::from_secs(600)).build()
+/// }))
+/// .build();
+/// assert_eq!(cache.header().await.unwrap(), "Bearer from-the-sidecar");
+/// # }
+/// ```
+pub fn from_fn<F, Fut>(f: F) -> FnSource<F>
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Token, Error>> + Send + 'static,
+{
+    FnSource { f }
+}
+
+impl<F, Fut> TokenSource for FnSource<F>
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Token, Error>> + Send + 'static,
+{
+    fn fetch(&self) -> FetchFuture<'_> {
+        Box::pin((self.f)())
+    }
+}
+
+/// Builds a grant. Created by [`ClientCredentials::builder`] or [`RefreshTokenGrant::builder`];
+/// the options common to every grant live here.
+pub struct GrantBuilder<G> {
+    url: String,
+    client_id: String,
+    client_secret: Option<SecretString>,
+    auth: ClientAuth,
+    scope: Option<String>,
+    params: Vec<(String, String)>,
+    http: Option<Arc<dyn HttpClient>>,
+    max_response_bytes: usize,
+    lifetimes: Lifetimes,
+    grant: G,
+}
+
+impl<G> fmt::Debug for GrantBuilder<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GrantBuilder")
+            .field("url", &self.url)
+            .field("client_id", &self.client_id)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Marker for a [`GrantBuilder`] that builds [`ClientCredentials`].
+#[derive(Debug, Clone, Copy)]
+pub struct ForClientCredentials;
+
+/// Marker for a [`GrantBuilder`] that builds a [`RefreshTokenGrant`].
+pub struct ForRefreshToken {
+    refresh_token: SecretString,
+}
+
+impl fmt::Debug for ForRefreshToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ForRefreshToken([REDACTED])")
+    }
+}
+
+impl<G> GrantBuilder<G> {
+    fn new(url: impl Into<String>, client_id: impl Into<String>, grant: G) -> Self {
+        GrantBuilder {
+            url: url.into(),
+            client_id: client_id.into(),
+            client_secret: None,
+            auth: ClientAuth::Basic,
+            scope: None,
+            params: Vec::new(),
+            http: None,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            lifetimes: Lifetimes::default(),
+            grant,
+        }
+    }
+
+    /// The client secret (confidential clients).
+    pub fn client_secret(mut self, secret: impl Into<String>) -> Self {
+        self.client_secret = Some(SecretString::from(secret.into()));
+        self
+    }
+
+    /// How the client authenticates: [`ClientAuth::Basic`] (default), `Post` or `None`.
+    pub fn auth_method(mut self, auth: ClientAuth) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// The space-separated scopes to request.
+    pub fn scope(mut self, scope: impl Into<String>) -> Self {
+        self.scope = Some(scope.into());
+        self
+    }
+
+    /// An extra form parameter sent with every token request (`resource`, `audience`, ...).
+    pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.params.push((name.into(), value.into()));
+        self
+    }
+
+    /// The HTTP client that reaches the endpoint (default: [`ReqwestClient`](crate::ReqwestClient)).
+    pub fn http_client(mut self, http: impl HttpClient) -> Self {
+        self.http = Some(Arc::new(http));
+        self
+    }
+
+    /// Refuse response bodies larger than this (default 64 KiB).
+    pub fn max_response_bytes(mut self, limit: usize) -> Self {
+        self.max_response_bytes = limit;
+        self
+    }
+
+    /// How missing or absurd `expires_in` values are handled.
+    pub fn lifetimes(mut self, lifetimes: Lifetimes) -> Self {
+        self.lifetimes = lifetimes;
+        self
+    }
+
+    fn into_parts(self) -> Result<(GrantConfig, G), Error> {
+        if self.client_id.is_empty() {
+            return Err(Error::Config("the client id is empty".into()));
+        }
+        if matches!(self.auth, ClientAuth::Basic | ClientAuth::Post) && self.client_secret.is_none() {
+            return Err(Error::Config(
+                "a client secret is required for client_secret_basic/post; use ClientAuth::None for a public client"
+                    .into(),
+            ));
+        }
+        let http = match self.http {
+            Some(http) => http,
+            None => default_http_client()?,
+        };
+        let endpoint = Endpoint {
+            url: parse_url(&self.url)?,
+            client_id: self.client_id,
+            client_secret: self.client_secret,
+            auth: self.auth,
+            http,
+            max_response_bytes: self.max_response_bytes,
+            lifetimes: self.lifetimes,
+        };
+        let config = GrantConfig {
+            endpoint,
+            scope: self.scope,
+            params: self.params,
+        };
+        Ok((config, self.grant))
+    }
+}
+
+#[derive(Debug)]
+struct GrantConfig {
+    endpoint: Endpoint,
+    scope: Option<String>,
+    params: Vec<(String, String)>,
+}
+
+impl GrantConfig {
+    async fn request(&self, grant_params: &[(&str, &str)]) -> Result<Token, Error> {
+        let mut params: Vec<(&str, &str)> = grant_params.to_vec();
+        if let Some(scope) = &self.scope {
+            params.push(("scope", scope));
+        }
+        params.extend(self.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        self.endpoint
+            .request_token(&params, self.scope.as_deref())
+            .await
+    }
+}
+
+/// The client credentials grant (RFC 6749 §4.4).
+#[derive(Debug)]
+pub struct ClientCredentials {
+    config: GrantConfig,
+}
+
+impl ClientCredentials {
+    /// Starts building a client credentials grant for `token_url` and `client_id`.
+    pub fn builder(
+        token_url: impl Into<String>,
+        client_id: impl Into<String>,
+    ) -> GrantBuilder<ForClientCredentials> {
+        GrantBuilder::new(token_url, client_id, ForClientCredentials)
+    }
+}
+
+impl GrantBuilder<ForClientCredentials> {
+    /// Builds the grant. Fails on an invalid URL, an empty client id, or a missing secret.
+    pub fn build(self) -> Result<ClientCredentials, Error> {
+        let (config, _) = self.into_parts()?;
+        Ok(ClientCredentials { config })
+    }
+}
+
+impl TokenSource for ClientCredentials {
+    fn fetch(&self) -> FetchFuture<'_> {
+        Box::pin(self.config.request(&[("grant_type", "client_credentials")]))
+    }
+}
+
+/// The refresh token grant (RFC 6749 §6), with rotation.
+///
+/// When a response carries a new refresh token it replaces the current one before the
+/// access token is returned; a response without one keeps the current one. One grant must
+/// be refreshed by one cache: the cache's single flight is what keeps a rotated refresh
+/// token from being replayed.
+pub struct RefreshTokenGrant {
+    config: GrantConfig,
+    refresh_token: Mutex<SecretString>,
+}
+
+impl fmt::Debug for RefreshTokenGrant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RefreshTokenGrant")
+            .field("config", &self.config)
+            .field("refresh_token", &"[REDACTED]")
+            .finish()
+    }
+}
+
+impl RefreshTokenGrant {
+    /// Starts building a refresh token grant from the current refresh token.
+    pub fn builder(
+        token_url: impl Into<String>,
+        client_id: impl Into<String>,
+        refresh_token: impl Into<String>,
+    ) -> GrantBuilder<ForRefreshToken> {
+        GrantBuilder::new(
+            token_url,
+            client_id,
+            ForRefreshToken {
+                refresh_token: SecretString::from(refresh_token.into()),
+            },
+        )
+    }
+
+    /// The refresh token the next refresh will send (after any rotation so far).
+    pub fn current_refresh_token(&self) -> SecretString {
+        self.refresh_token
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    async fn refresh(&self) -> Result<Token, Error> {
+        let current = self.current_refresh_token();
+        let token = self
+            .config
+            .request(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", current.expose_secret()),
+            ])
+            .await?;
+        if let Some(rotated) = token.refresh_token() {
+            *self.refresh_token.lock().unwrap_or_else(|p| p.into_inner()) = rotated.clone();
+            tracing::debug!("refresh token rotated");
+        }
+        Ok(token)
+    }
+}
+
+impl GrantBuilder<ForRefreshToken> {
+    /// Builds the grant. Public clients: use `.auth_method(ClientAuth::None)`.
+    pub fn build(self) -> Result<RefreshTokenGrant, Error> {
+        let (config, grant) = self.into_parts()?;
+        if grant.refresh_token.expose_secret().is_empty() {
+            return Err(Error::Config("the refresh token is empty".into()));
+        }
+        Ok(RefreshTokenGrant {
+            config,
+            refresh_token: Mutex::new(grant.refresh_token),
+        })
+    }
+}
+
+impl TokenSource for RefreshTokenGrant {
+    fn fetch(&self) -> FetchFuture<'_> {
+        Box::pin(self.refresh())
+    }
+}

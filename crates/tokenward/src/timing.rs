@@ -1,0 +1,235 @@
+//! The timing maths: when a token turns stale and expired, and how long to back off.
+//!
+//! Both are pure functions of their inputs (the random sample is passed in), so they are
+//! property-tested and can be reasoned about without a clock.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use tokenward::timing::{Backoff, Schedule, TimingConfig};
+//!
+//! let cfg = TimingConfig::default(); // refresh at 0.8 of the lifetime, 30 s clock-skew allowance
+//! let s = Schedule::compute(Duration::from_secs(3600), &cfg, 0.0);
+//! assert_eq!(s.refresh_after, Duration::from_secs(2880));
+//! assert_eq!(s.usable_for, Duration::from_secs(3570));
+//!
+//! // A lifetime shorter than the margins: refresh, and stop using it, at half of it.
+//! let s = Schedule::compute(Duration::from_secs(40), &cfg, 0.0);
+//! assert_eq!((s.refresh_after, s.usable_for), (Duration::from_secs(20), Duration::from_secs(20)));
+//!
+//! // Full-jitter exponential backoff: a uniform draw below min(cap, base * 2^retry).
+//! let b = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
+//! assert_eq!(b.delay(2, 0.5), Duration::from_millis(500));
+//! ```
+
+use std::time::Duration;
+
+/// When to refresh a token and when to stop handing it out, relative to its lifetime.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimingConfig {
+    /// Fraction of the lifetime after which the token is *stale* (refreshed in the
+    /// background while still served). Default 0.8; clamped to `0.05..=1.0`.
+    pub refresh_fraction: f64,
+    /// Up to this fraction of the lifetime is taken off the refresh point at random, so a
+    /// fleet does not refresh in lockstep. Default 0.05; clamped to `0.0..=0.5`.
+    pub refresh_jitter: f64,
+    /// The token turns *stale* no later than this long before it expires. Default 60 s.
+    pub min_refresh_lead: Duration,
+    /// The token is no longer handed out this long before it expires (allowance for clock
+    /// skew and requests in flight). Default 30 s.
+    pub clock_skew: Duration,
+}
+
+impl Default for TimingConfig {
+    fn default() -> Self {
+        TimingConfig {
+            refresh_fraction: 0.8,
+            refresh_jitter: 0.05,
+            min_refresh_lead: Duration::from_secs(60),
+            clock_skew: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Offsets from the moment a token was issued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule {
+    /// From here on the token is stale: served, and refreshed in the background.
+    pub refresh_after: Duration,
+    /// From here on the token is expired: callers wait for a new one.
+    pub usable_for: Duration,
+}
+
+impl Schedule {
+    /// Computes the schedule of a token with `lifetime`, given a jitter `sample` in `[0, 1)`.
+    ///
+    /// Guarantees, for any input (property-tested):
+    /// * `0 < refresh_after <= usable_for <= lifetime` for a non-zero lifetime;
+    /// * `usable_for >= lifetime / 2` and `usable_for <= lifetime - clock_skew` whenever the
+    ///   skew is less than half the lifetime;
+    /// * `refresh_after >= min(fraction * (1 - jitter), 0.5) * lifetime`: the refresh period
+    ///   is proportional to the lifetime, so a short lifetime can never make a hot loop.
+    pub fn compute(lifetime: Duration, cfg: &TimingConfig, sample: f64) -> Schedule {
+        let fraction = clamp_f64(cfg.refresh_fraction, 0.05, 1.0);
+        let jitter = clamp_f64(cfg.refresh_jitter, 0.0, 0.5);
+        let sample = clamp_f64(sample, 0.0, 1.0);
+        let half = lifetime / 2;
+
+        let usable_for = lifetime.saturating_sub(cfg.clock_skew).max(half);
+        let proportional = lifetime.mul_f64(fraction * (1.0 - jitter * sample));
+        let by_lead = lifetime.saturating_sub(cfg.min_refresh_lead);
+        // The lead may pull the refresh earlier, but never below half the lifetime (or the
+        // proportional point, if the configured fraction is below one half).
+        let floor = proportional.min(half);
+        let refresh_after = proportional.min(by_lead).max(floor).min(usable_for);
+        Schedule {
+            refresh_after,
+            usable_for,
+        }
+    }
+}
+
+fn clamp_f64(v: f64, lo: f64, hi: f64) -> f64 {
+    if v.is_nan() { lo } else { v.clamp(lo, hi) }
+}
+
+/// Exponential backoff with full jitter: the delay before retry `n` (0-based) is drawn
+/// uniformly from `[0, min(cap, base * 2^n))`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    base: Duration,
+    cap: Duration,
+}
+
+impl Backoff {
+    /// A backoff starting at `base` and never exceeding `cap`.
+    pub const fn new(base: Duration, cap: Duration) -> Self {
+        Backoff { base, cap }
+    }
+
+    /// The upper bound of the delay before retry `retry` (0-based).
+    pub fn ceiling(&self, retry: u32) -> Duration {
+        let factor = 1u32.checked_shl(retry.min(31)).unwrap_or(u32::MAX);
+        self.base.saturating_mul(factor).min(self.cap)
+    }
+
+    /// The delay before retry `retry` for a uniform `sample` in `[0, 1)`.
+    pub fn delay(&self, retry: u32, sample: f64) -> Duration {
+        self.ceiling(retry).mul_f64(clamp_f64(sample, 0.0, 1.0))
+    }
+
+    /// The delay before retry `retry`, drawn from the thread-local RNG.
+    pub fn delay_random(&self, retry: u32) -> Duration {
+        self.delay(retry, rand::random::<f64>())
+    }
+}
+
+impl Default for Backoff {
+    /// 250 ms, doubling, capped at 10 s.
+    fn default() -> Self {
+        Backoff::new(Duration::from_millis(250), Duration::from_secs(10))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn cfg_strategy() -> impl Strategy<Value = TimingConfig> {
+        (0.0f64..1.5, 0.0f64..0.7, 0u64..7_200_000, 0u64..7_200_000).prop_map(
+            |(fraction, jitter, lead_ms, skew_ms)| TimingConfig {
+                refresh_fraction: fraction,
+                refresh_jitter: jitter,
+                min_refresh_lead: Duration::from_millis(lead_ms),
+                clock_skew: Duration::from_millis(skew_ms),
+            },
+        )
+    }
+
+    #[test]
+    fn refresh_boundary_is_the_fraction_of_the_lifetime() {
+        let cfg = TimingConfig {
+            refresh_jitter: 0.0,
+            ..TimingConfig::default()
+        };
+        let s = Schedule::compute(Duration::from_secs(1000), &cfg, 0.9);
+        assert_eq!(s.refresh_after, Duration::from_secs(800));
+        assert_eq!(s.usable_for, Duration::from_secs(970));
+    }
+
+    #[test]
+    fn lead_pulls_the_refresh_earlier_for_short_tokens() {
+        let cfg = TimingConfig {
+            refresh_jitter: 0.0,
+            ..TimingConfig::default()
+        };
+        // 0.8 * 200 = 160 but the 60 s lead says 140.
+        let s = Schedule::compute(Duration::from_secs(200), &cfg, 0.0);
+        assert_eq!(s.refresh_after, Duration::from_secs(140));
+        assert_eq!(s.usable_for, Duration::from_secs(170));
+    }
+
+    #[test]
+    fn jitter_only_moves_the_refresh_earlier() {
+        let cfg = TimingConfig::default();
+        let early = Schedule::compute(Duration::from_secs(3600), &cfg, 1.0);
+        let late = Schedule::compute(Duration::from_secs(3600), &cfg, 0.0);
+        assert_eq!(late.refresh_after, Duration::from_secs(2880));
+        assert_eq!(early.refresh_after, Duration::from_secs(2736)); // 0.8 * 0.95 * 3600
+    }
+
+    #[test]
+    fn backoff_doubles_until_the_cap() {
+        let b = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        let ceilings: Vec<_> = (0..6).map(|n| b.ceiling(n).as_millis()).collect();
+        assert_eq!(ceilings, vec![100, 200, 400, 800, 1000, 1000]);
+        assert_eq!(b.ceiling(u32::MAX), Duration::from_secs(1));
+    }
+
+    proptest! {
+        #[test]
+        fn schedule_invariants(lifetime_ms in 1u64..400_000_000, cfg in cfg_strategy(), sample in 0.0f64..1.0) {
+            let lifetime = Duration::from_millis(lifetime_ms);
+            let s = Schedule::compute(lifetime, &cfg, sample);
+            prop_assert!(s.refresh_after <= s.usable_for);
+            prop_assert!(s.usable_for <= lifetime);
+            prop_assert!(s.usable_for >= lifetime / 2);
+            if cfg.clock_skew < lifetime / 2 {
+                prop_assert_eq!(s.usable_for, lifetime - cfg.clock_skew);
+            }
+            // No hot loop: the refresh period is proportional to the lifetime.
+            let fraction = cfg.refresh_fraction.clamp(0.05, 1.0);
+            let jitter = cfg.refresh_jitter.clamp(0.0, 0.5);
+            let min_share = (fraction * (1.0 - jitter)).min(0.5);
+            let slack = Duration::from_nanos(2);
+            prop_assert!(s.refresh_after + slack >= lifetime.mul_f64(min_share),
+                "refresh_after {:?} < {:?} of {:?}", s.refresh_after, min_share, lifetime);
+            prop_assert!(s.refresh_after > Duration::ZERO);
+            // Never later than the lead allows, unless that would fall below the floor.
+            let by_lead = lifetime.saturating_sub(cfg.min_refresh_lead);
+            prop_assert!(s.refresh_after <= by_lead.max(lifetime.mul_f64(fraction).min(lifetime / 2)) + slack);
+        }
+
+        #[test]
+        fn schedule_is_monotonic_in_lifetime(a in 1u64..100_000_000, b in 1u64..100_000_000) {
+            let cfg = TimingConfig { refresh_jitter: 0.0, ..TimingConfig::default() };
+            let (short, long) = (a.min(b), a.max(b));
+            let s = Schedule::compute(Duration::from_millis(short), &cfg, 0.0);
+            let l = Schedule::compute(Duration::from_millis(long), &cfg, 0.0);
+            prop_assert!(s.usable_for <= l.usable_for);
+            prop_assert!(s.refresh_after <= l.refresh_after);
+        }
+
+        #[test]
+        fn backoff_stays_within_full_jitter_bounds(base_ms in 1u64..10_000, cap_ms in 1u64..100_000, retry in 0u32..64, sample in 0.0f64..1.0) {
+            let b = Backoff::new(Duration::from_millis(base_ms), Duration::from_millis(cap_ms));
+            let d = b.delay(retry, sample);
+            prop_assert!(d <= Duration::from_millis(cap_ms));
+            prop_assert!(d <= b.ceiling(retry));
+            let exp = Duration::from_millis(base_ms).saturating_mul(1u32.checked_shl(retry).unwrap_or(u32::MAX));
+            prop_assert!(b.ceiling(retry) == exp.min(Duration::from_millis(cap_ms)));
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Examples for tokenward: see the `[[example]]` entries.
