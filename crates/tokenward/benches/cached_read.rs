@@ -1,1 +1,89 @@
-fn main() {}
+//! Cached read vs the floor (an `ArcSwap` load plus a `HeaderValue` clone) and vs the naive
+//! pattern (a `tokio::sync::Mutex<Option<Token>>` with an expiry re-check).
+//!
+//! Run: `cargo bench -p tokenward --bench cached_read`. Figures go to BENCHMARKS.md as ratios.
+#![allow(missing_docs)]
+
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::HeaderValue;
+use tokenward::{Token, TokenCache, grant::from_fn};
+use tokio::time::Instant;
+
+/// Polls a future that is expected to be ready at once (all the reads benchmarked here are).
+fn ready<F: Future>(fut: F) -> F::Output {
+    let mut cx = Context::from_waker(Waker::noop());
+    match pin!(fut).poll(&mut cx) {
+        Poll::Ready(v) => v,
+        Poll::Pending => panic!("expected a ready future"),
+    }
+}
+
+/// The naive pattern many hand-written clients use.
+struct Naive {
+    token: tokio::sync::Mutex<Option<Token>>,
+}
+
+impl Naive {
+    async fn header(&self) -> HeaderValue {
+        let guard = self.token.lock().await;
+        match &*guard {
+            Some(t) if Instant::now() + Duration::from_secs(30) < t.expires_at() => {
+                t.header_value().clone()
+            }
+            _ => unreachable!("the benchmark keeps the token fresh"),
+        }
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let token =
+        Token::builder("eyJhbGciOiJSUzI1NiJ9.a-typical-jwt-sized-payload-goes-here.signature")
+            .expires_in(Duration::from_secs(3600))
+            .build()
+            .unwrap();
+
+    let floor = ArcSwap::from_pointee(token.header_value().clone());
+    let t = token.clone();
+    let cache = TokenCache::new(from_fn(move || {
+        let t = t.clone();
+        async move { Ok(t) }
+    }));
+    rt.block_on(cache.header()).unwrap();
+    let naive = Arc::new(Naive {
+        token: tokio::sync::Mutex::new(Some(token.clone())),
+    });
+
+    let mut g = c.benchmark_group("cached_read");
+    g.bench_function("floor_arcswap_load_clone", |b| {
+        b.iter(|| black_box(HeaderValue::clone(&floor.load())))
+    });
+    g.bench_function("floor_polled_as_a_future", |b| {
+        b.iter(|| black_box(ready(std::future::ready(HeaderValue::clone(&floor.load())))))
+    });
+    g.bench_function("tokenward_header", |b| {
+        b.iter(|| black_box(ready(cache.header()).unwrap()))
+    });
+    g.bench_function("tokenward_try_header", |b| {
+        b.iter(|| black_box(cache.try_header().unwrap()))
+    });
+    g.bench_function("naive_tokio_mutex_recheck", |b| {
+        b.iter(|| black_box(ready(naive.header())))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -61,8 +61,11 @@
 //! ```
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
@@ -310,14 +313,18 @@ impl TokenCache {
     /// The `Authorization` header value of a usable token, refreshing as needed.
     ///
     /// While the token is fresh this is an atomic load and a reference-count increment:
-    /// no lock, no allocation, no clock read.
-    pub async fn header(&self) -> Result<HeaderValue, Error> {
-        if let Some(header) = self.try_header() {
-            return Ok(header);
+    /// no lock, no allocation, no clock read. The check happens when `header()` is called;
+    /// the returned future is then ready at once.
+    #[inline]
+    pub fn header(&self) -> HeaderFuture<'_> {
+        match self.try_header() {
+            Some(header) => HeaderFuture {
+                state: HeaderState::Ready(Some(header)),
+            },
+            None => HeaderFuture {
+                state: HeaderState::Slow(Box::pin(self.acquire(false))),
+            },
         }
-        self.acquire(false)
-            .await
-            .map(|t| t.header_value().clone())
     }
 
     /// The header value of the cached token if it is fresh; `None` otherwise. Never waits,
@@ -336,12 +343,18 @@ impl TokenCache {
         }
     }
 
-    /// A usable token (with its scope, expiry and header), refreshing as needed.
-    pub async fn token(&self) -> Result<Token, Error> {
-        if let Some(token) = self.with_fresh(Token::clone) {
-            return Ok(token);
+    /// A usable token (with its scope, expiry and header), refreshing as needed. Like
+    /// [`header`](Self::header), a fresh read is ready at once and allocates nothing.
+    #[inline]
+    pub fn token(&self) -> TokenFuture<'_> {
+        match self.with_fresh(Token::clone) {
+            Some(token) => TokenFuture {
+                state: TokenState::Ready(Some(token)),
+            },
+            None => TokenFuture {
+                state: TokenState::Slow(Box::pin(self.acquire(false))),
+            },
         }
-        self.acquire(false).await
     }
 
     /// Gets a new token now, whatever the cached one's state: joins the refresh in flight or
@@ -363,7 +376,10 @@ impl TokenCache {
         if entry.token.header_value() != rejected {
             return false;
         }
-        let previous = self.inner.current.compare_and_swap(&current, None::<Arc<Entry>>);
+        let previous = self
+            .inner
+            .current
+            .compare_and_swap(&current, None::<Arc<Entry>>);
         let dropped = matches!(&*previous, Some(p) if Arc::ptr_eq(p, entry));
         if dropped {
             tracing::info!(cache = %self.inner.name, "cached token invalidated after the server rejected it");
@@ -399,22 +415,89 @@ impl TokenCache {
 
     async fn acquire(&self, force: bool) -> Result<Token, Error> {
         let now = Instant::now();
-        if !force {
-            if let Some(entry) = self.inner.current.load_full() {
-                match entry.phase_at(now) {
-                    Phase::Fresh => return Ok(entry.token.clone()),
-                    Phase::Stale => {
-                        self.inner.start_background(now);
-                        return Ok(entry.token.clone());
-                    }
-                    Phase::Expired | Phase::Empty => {}
+        if !force && let Some(entry) = self.inner.current.load_full() {
+            match entry.phase_at(now) {
+                Phase::Fresh => return Ok(entry.token.clone()),
+                Phase::Stale => {
+                    self.inner.start_background(now);
+                    return Ok(entry.token.clone());
                 }
+                Phase::Expired | Phase::Empty => {}
             }
         }
         match self.inner.join_or_start(now, force)? {
             Joined::Ready(token) => Ok(token),
             Joined::Wait(rx) => wait(rx).await,
         }
+    }
+}
+
+type SlowFuture<'a> = Pin<Box<dyn Future<Output = Result<Token, Error>> + Send + 'a>>;
+
+/// The future of [`TokenCache::header`]: ready at once while the token is fresh.
+#[must_use = "futures do nothing unless polled"]
+pub struct HeaderFuture<'a> {
+    state: HeaderState<'a>,
+}
+
+enum HeaderState<'a> {
+    Ready(Option<HeaderValue>),
+    Slow(SlowFuture<'a>),
+}
+
+impl Future for HeaderFuture<'_> {
+    type Output = Result<HeaderValue, Error>;
+
+    #[inline]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.state {
+            HeaderState::Ready(header) => match header.take() {
+                Some(header) => Poll::Ready(Ok(header)),
+                None => panic!("HeaderFuture polled after completion"),
+            },
+            HeaderState::Slow(fut) => fut
+                .as_mut()
+                .poll(cx)
+                .map(|r| r.map(|t| t.header_value().clone())),
+        }
+    }
+}
+
+impl fmt::Debug for HeaderFuture<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("HeaderFuture")
+    }
+}
+
+/// The future of [`TokenCache::token`]: ready at once while the token is fresh.
+#[must_use = "futures do nothing unless polled"]
+pub struct TokenFuture<'a> {
+    state: TokenState<'a>,
+}
+
+enum TokenState<'a> {
+    Ready(Option<Token>),
+    Slow(SlowFuture<'a>),
+}
+
+impl Future for TokenFuture<'_> {
+    type Output = Result<Token, Error>;
+
+    #[inline]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.state {
+            TokenState::Ready(token) => match token.take() {
+                Some(token) => Poll::Ready(Ok(token)),
+                None => panic!("TokenFuture polled after completion"),
+            },
+            TokenState::Slow(fut) => fut.as_mut().poll(cx),
+        }
+    }
+}
+
+impl fmt::Debug for TokenFuture<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenFuture")
     }
 }
 
@@ -437,12 +520,11 @@ impl Inner {
         if let Some(rx) = live_flight(&mut st) {
             return Ok(Joined::Wait(rx));
         }
-        if !force {
-            if let Some(entry) = self.current.load_full() {
-                if entry.phase_at(now) != Phase::Expired {
-                    return Ok(Joined::Ready(entry.token.clone()));
-                }
-            }
+        if !force
+            && let Some(entry) = self.current.load_full()
+            && entry.phase_at(now) != Phase::Expired
+        {
+            return Ok(Joined::Ready(entry.token.clone()));
         }
         if let Some((until, response)) = &st.rate_limited {
             if now < *until {
@@ -476,7 +558,11 @@ impl Inner {
         drop(self.start_flight(&mut st, "stale"));
     }
 
-    fn start_flight(self: &Arc<Self>, st: &mut State, reason: &'static str) -> watch::Receiver<Option<Outcome>> {
+    fn start_flight(
+        self: &Arc<Self>,
+        st: &mut State,
+        reason: &'static str,
+    ) -> watch::Receiver<Option<Outcome>> {
         let (tx, rx) = watch::channel(None);
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
@@ -530,19 +616,17 @@ impl Inner {
             timer: OnceLock::new(),
         });
         let phase = entry.phase_at(now);
-        if phase != Phase::Expired {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                entry.phase.store(
-                    if phase == Phase::Fresh { FRESH } else { STALE },
-                    Ordering::Relaxed,
-                );
-                let timer = runtime.spawn(phase_timer(
-                    Arc::downgrade(&entry),
-                    entry.refresh_at,
-                    entry.usable_until,
-                ));
-                let _ = entry.timer.set(timer.abort_handle());
-            }
+        if phase != Phase::Expired
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let flag = if phase == Phase::Fresh { FRESH } else { STALE };
+            entry.phase.store(flag, Ordering::Relaxed);
+            let timer = runtime.spawn(phase_timer(
+                Arc::downgrade(&entry),
+                entry.refresh_at,
+                entry.usable_until,
+            ));
+            let _ = entry.timer.set(timer.abort_handle());
         }
         tracing::info!(
             lifetime_secs = entry.token.lifetime().as_secs(),

@@ -121,8 +121,10 @@ impl Endpoint {
                     form_encode(secret.expose_secret())
                 );
                 let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
-                let mut value = HeaderValue::try_from(format!("Basic {encoded}"))
-                    .map_err(|_| Error::Config("the client credentials cannot be encoded".into()))?;
+                let mut value =
+                    HeaderValue::try_from(format!("Basic {encoded}")).map_err(|_| {
+                        Error::Config("the client credentials cannot be encoded".into())
+                    })?;
                 value.set_sensitive(true);
                 basic = Some(value);
             }
@@ -202,9 +204,9 @@ pub(crate) fn error_from_response(response: RawResponse) -> Error {
         },
         Some(Failure::InvalidGrant { .. }) => Error::ReauthorizationRequired(detail),
         // At a token endpoint a 401 means the client failed to authenticate (RFC 6749 §5.2).
-        Some(Failure::InvalidClient { .. } | Failure::Unauthorized | Failure::InvalidToken { .. }) => {
-            Error::InvalidClient(detail)
-        }
+        Some(
+            Failure::InvalidClient { .. } | Failure::Unauthorized | Failure::InvalidToken { .. },
+        ) => Error::InvalidClient(detail),
         _ => Error::Endpoint(detail),
     }
 }

@@ -209,7 +209,8 @@ impl<G> GrantBuilder<G> {
         if self.client_id.is_empty() {
             return Err(Error::Config("the client id is empty".into()));
         }
-        if matches!(self.auth, ClientAuth::Basic | ClientAuth::Post) && self.client_secret.is_none() {
+        if matches!(self.auth, ClientAuth::Basic | ClientAuth::Post) && self.client_secret.is_none()
+        {
             return Err(Error::Config(
                 "a client secret is required for client_secret_basic/post; use ClientAuth::None for a public client"
                     .into(),

@@ -87,7 +87,9 @@ impl Token {
 
     /// The lifetime the server granted (after clamping).
     pub fn lifetime(&self) -> Duration {
-        self.inner.expires_at.saturating_duration_since(self.inner.issued_at)
+        self.inner
+            .expires_at
+            .saturating_duration_since(self.inner.issued_at)
     }
 
     /// The refresh token that came with this access token, if any.
@@ -322,7 +324,10 @@ pub(crate) fn parse_token_response(
         return Ok(Parsed::Error);
     }
     let Some(access_token) = raw.access_token else {
-        return Err(Error::invalid_response(status, "the body has no access_token"));
+        return Err(Error::invalid_response(
+            status,
+            "the body has no access_token",
+        ));
     };
     match raw.token_type.as_deref() {
         None => {
@@ -330,7 +335,11 @@ pub(crate) fn parse_token_response(
         }
         Some(t) if t.eq_ignore_ascii_case("bearer") => {}
         Some(other) => {
-            let shown: String = other.chars().filter(|c| c.is_ascii_alphanumeric()).take(32).collect();
+            let shown: String = other
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric())
+                .take(32)
+                .collect();
             return Err(Error::invalid_response(
                 status,
                 format!("unsupported token_type {shown:?} (only Bearer is supported)"),
@@ -339,9 +348,7 @@ pub(crate) fn parse_token_response(
     }
     let lifetime = match raw.expires_in.as_ref().map(ExpiresIn::seconds) {
         Some(Some(secs)) if secs <= 0.0 => lifetimes.min,
-        Some(Some(secs)) => {
-            Duration::try_from_secs_f64(secs).unwrap_or(lifetimes.max)
-        }
+        Some(Some(secs)) => Duration::try_from_secs_f64(secs).unwrap_or(lifetimes.max),
         Some(None) => {
             tracing::warn!(
                 default_secs = lifetimes.default.as_secs(),
@@ -352,9 +359,7 @@ pub(crate) fn parse_token_response(
         None => lifetimes.default,
     };
     let lifetime = lifetimes.clamp(lifetime);
-    let scope = raw
-        .scope
-        .or_else(|| requested_scope.map(str::to_owned));
+    let scope = raw.scope.or_else(|| requested_scope.map(str::to_owned));
     let token = Token::assemble(
         access_token,
         issued_at,
@@ -373,7 +378,13 @@ mod tests {
 
     fn parse(body: &str) -> Result<Token, Error> {
         let now = Instant::now();
-        match parse_token_response(StatusCode::OK, body.as_bytes(), now, &Lifetimes::default(), Some("req"))? {
+        match parse_token_response(
+            StatusCode::OK,
+            body.as_bytes(),
+            now,
+            &Lifetimes::default(),
+            Some("req"),
+        )? {
             Parsed::Token(t) => Ok(t),
             Parsed::Error => panic!("unexpected error body"),
         }
@@ -382,8 +393,14 @@ mod tests {
     #[tokio::test]
     async fn expires_in_as_number_string_float_or_missing() {
         let secs = |body: &str| parse(body).unwrap().lifetime().as_secs();
-        assert_eq!(secs(r#"{"access_token":"a","token_type":"Bearer","expires_in":3600}"#), 3600);
-        assert_eq!(secs(r#"{"access_token":"a","token_type":"bearer","expires_in":"120"}"#), 120);
+        assert_eq!(
+            secs(r#"{"access_token":"a","token_type":"Bearer","expires_in":3600}"#),
+            3600
+        );
+        assert_eq!(
+            secs(r#"{"access_token":"a","token_type":"bearer","expires_in":"120"}"#),
+            120
+        );
         assert_eq!(secs(r#"{"access_token":"a","expires_in":" 90 "}"#), 90);
         assert_eq!(secs(r#"{"access_token":"a","expires_in":59.9}"#), 59);
         assert_eq!(secs(r#"{"access_token":"a"}"#), 300);
@@ -396,15 +413,29 @@ mod tests {
         let secs = |body: &str| parse(body).unwrap().lifetime().as_secs();
         assert_eq!(secs(r#"{"access_token":"a","expires_in":0}"#), 1);
         assert_eq!(secs(r#"{"access_token":"a","expires_in":-5}"#), 1);
-        assert_eq!(secs(r#"{"access_token":"a","expires_in":18446744073709551615}"#), 86400);
+        assert_eq!(
+            secs(r#"{"access_token":"a","expires_in":18446744073709551615}"#),
+            86400
+        );
         assert_eq!(secs(r#"{"access_token":"a","expires_in":1e300}"#), 86400);
-        assert_eq!(secs(r#"{"access_token":"a","expires_in":"99999999999999999999999"}"#), 86400);
+        assert_eq!(
+            secs(r#"{"access_token":"a","expires_in":"99999999999999999999999"}"#),
+            86400
+        );
     }
 
     #[tokio::test]
     async fn scope_defaults_to_the_requested_one() {
-        assert_eq!(parse(r#"{"access_token":"a"}"#).unwrap().scope(), Some("req"));
-        assert_eq!(parse(r#"{"access_token":"a","scope":"x y"}"#).unwrap().scope(), Some("x y"));
+        assert_eq!(
+            parse(r#"{"access_token":"a"}"#).unwrap().scope(),
+            Some("req")
+        );
+        assert_eq!(
+            parse(r#"{"access_token":"a","scope":"x y"}"#)
+                .unwrap()
+                .scope(),
+            Some("x y")
+        );
     }
 
     #[tokio::test]
@@ -416,13 +447,19 @@ mod tests {
             (r#"{"token_type":"Bearer"}"#, "no access_token"),
             (r#"{"access_token":"sec ret"}"#, "cannot be sent"),
             (r#"{"access_token":""}"#, "empty"),
-            (r#"{"access_token":"secret","token_type":"mac"}"#, "unsupported token_type"),
+            (
+                r#"{"access_token":"secret","token_type":"mac"}"#,
+                "unsupported token_type",
+            ),
             (r#"{"access_token":12345}"#, "not a token response"),
         ] {
             let err = parse(body).unwrap_err();
             let text = format!("{err} {err:?}");
             assert!(text.contains(expect), "{body}: {text}");
-            assert!(!text.contains("secret") && !text.contains("sec ret"), "{text}");
+            assert!(
+                !text.contains("secret") && !text.contains("sec ret"),
+                "{text}"
+            );
             assert!(matches!(err, Error::InvalidResponse { .. }));
         }
     }

@@ -5,7 +5,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    Scripted, Step, invalid_client, invalid_grant, pass as advance, rate_limited, server_error, settle,
+    Scripted, Step, invalid_client, invalid_grant, pass as advance, rate_limited, server_error,
+    settle,
 };
 use tokenward::cache::Phase;
 use tokenward::timing::Backoff;
@@ -56,10 +57,21 @@ async fn refresh_starts_at_the_fraction_of_the_lifetime() {
 
     advance(Duration::from_millis(1)).await;
     assert_eq!(cache.status().phase, Phase::Stale);
-    assert!(cache.try_header().is_none(), "the fast path does not serve a stale token");
-    assert_eq!(header(&cache).await, "Bearer token-1", "stale: served at once");
+    assert!(
+        cache.try_header().is_none(),
+        "the fast path does not serve a stale token"
+    );
+    assert_eq!(
+        header(&cache).await,
+        "Bearer token-1",
+        "stale: served at once"
+    );
     settle().await;
-    assert_eq!(source.calls(), 2, "one background refresh at 0.8 of the lifetime");
+    assert_eq!(
+        source.calls(),
+        2,
+        "one background refresh at 0.8 of the lifetime"
+    );
     assert_eq!(header(&cache).await, "Bearer token-2");
 }
 
@@ -109,7 +121,11 @@ async fn expired_callers_all_wait_on_the_same_refresh() {
     for t in tasks {
         let (h, at) = t.await.unwrap();
         assert_eq!(h, "Bearer token-2", "an expired token is never handed out");
-        assert_eq!(at - start, Duration::from_secs(3), "waited for the one refresh");
+        assert_eq!(
+            at - start,
+            Duration::from_secs(3),
+            "waited for the one refresh"
+        );
     }
     assert_eq!(source.calls(), 2);
 }
@@ -135,7 +151,11 @@ async fn ten_thousand_callers_across_an_expiry_make_one_token_call() {
     for t in tasks {
         assert_eq!(t.await.unwrap(), "Bearer token-2");
     }
-    assert_eq!(source.calls(), 2, "one call for the first token, one across the expiry");
+    assert_eq!(
+        source.calls(),
+        2,
+        "one call for the first token, one across the expiry"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -195,7 +215,10 @@ async fn background_retries_cool_down_instead_of_hammering() {
 async fn every_waiter_gets_the_same_error_and_the_next_call_retries() {
     let source = Scripted::new(TTL);
     let cache = cache(&source);
-    source.then([Step::DelayThenFail(Duration::from_secs(1), invalid_client())]);
+    source.then([Step::DelayThenFail(
+        Duration::from_secs(1),
+        invalid_client(),
+    )]);
     let tasks: Vec<_> = (0..50)
         .map(|_| {
             let c = cache.clone();
@@ -206,7 +229,11 @@ async fn every_waiter_gets_the_same_error_and_the_next_call_retries() {
         let err = t.await.unwrap().unwrap_err();
         assert!(matches!(err, Error::InvalidClient(_)), "{err:?}");
     }
-    assert_eq!(source.calls(), 1, "invalid_client is not retried, and shared by all waiters");
+    assert_eq!(
+        source.calls(),
+        1,
+        "invalid_client is not retried, and shared by all waiters"
+    );
     // The failure is not remembered: the next call makes a new attempt.
     assert_eq!(header(&cache).await, "Bearer token-1");
     assert_eq!(source.calls(), 2);
@@ -235,7 +262,10 @@ async fn server_errors_are_retried_with_backoff_at_most_four_times() {
         assert_eq!(source.calls(), 4, "status {status}");
         let b = Backoff::default();
         let max_wait = b.ceiling(0) + b.ceiling(1) + b.ceiling(2);
-        assert!(Instant::now() - start <= max_wait, "full-jitter delays stay under their ceilings");
+        assert!(
+            Instant::now() - start <= max_wait,
+            "full-jitter delays stay under their ceilings"
+        );
     }
 }
 
@@ -260,10 +290,20 @@ async fn retry_after_is_honoured_failing_fast_meanwhile() {
     advance(Duration::from_secs(2)).await;
     let err = cache.header().await.unwrap_err();
     assert!(matches!(err, Error::RateLimited { .. }));
-    assert_eq!(err.retry_after(), Some(Duration::from_secs(3)), "fails fast with the time left");
+    assert_eq!(
+        err.retry_after(),
+        Some(Duration::from_secs(3)),
+        "fails fast with the time left"
+    );
     assert_eq!(source.calls(), 1, "no call inside the window");
-    assert_eq!(cache.status().rate_limited_for, Some(Duration::from_secs(3)));
-    assert!(matches!(cache.force_refresh().await, Err(Error::RateLimited { .. })));
+    assert_eq!(
+        cache.status().rate_limited_for,
+        Some(Duration::from_secs(3))
+    );
+    assert!(matches!(
+        cache.force_refresh().await,
+        Err(Error::RateLimited { .. })
+    ));
 
     advance(Duration::from_secs(3)).await;
     assert_eq!(header(&cache).await, "Bearer token-1");
@@ -318,7 +358,10 @@ async fn a_cancelled_caller_does_not_cancel_the_refresh() {
     assert!(cache.status().refreshing);
     advance(Duration::from_secs(4)).await;
     settle().await;
-    assert!(cache.cached().is_some(), "the refresh finished without its caller");
+    assert!(
+        cache.cached().is_some(),
+        "the refresh finished without its caller"
+    );
     assert_eq!(header(&cache).await, "Bearer token-1");
     assert_eq!(source.calls(), 1);
 }
@@ -332,7 +375,10 @@ async fn a_hanging_endpoint_hits_the_refresh_deadline() {
     source.then([Step::Hang]);
     let start = Instant::now();
     let err = cache.header().await.unwrap_err();
-    assert!(matches!(err, Error::Timeout(d) if d == Duration::from_secs(7)), "{err:?}");
+    assert!(
+        matches!(err, Error::Timeout(d) if d == Duration::from_secs(7)),
+        "{err:?}"
+    );
     assert_eq!(Instant::now() - start, Duration::from_secs(7));
     assert!(err.is_retryable());
     // The next call tries again.

@@ -99,7 +99,9 @@ impl TokenSource for Scripted {
             }
             let n = inner.issued.fetch_add(1, Ordering::SeqCst) + 1;
             let lifetime = *inner.lifetime.lock().unwrap();
-            Token::builder(format!("token-{n}")).expires_in(lifetime).build()
+            Token::builder(format!("token-{n}"))
+                .expires_in(lifetime)
+                .build()
         })
     }
 }
