@@ -604,6 +604,38 @@ impl Inner {
         }
     }
 
+    /// Failure bookkeeping: count it, open a 429 window, cool the background path down.
+    fn record_failure(&self, st: &mut State, error: &Error, now: Instant) {
+        st.consecutive_failures = st.consecutive_failures.saturating_add(1);
+        let cool_down = self
+            .config
+            .background_backoff
+            .delay_random(st.consecutive_failures - 1);
+        let mut not_before = now + cool_down;
+        if let Error::RateLimited {
+            retry_after,
+            response,
+        } = error
+        {
+            let until = now + (*retry_after).min(self.config.max_retry_after);
+            st.rate_limited = Some((until, response.clone()));
+            not_before = not_before.max(until);
+        }
+        st.background_not_before = Some(not_before);
+        st.last_error = Some(error.clone());
+        let usable = self
+            .current
+            .load()
+            .as_ref()
+            .is_some_and(|e| e.phase_at(now) != Phase::Expired);
+        tracing::warn!(
+            error = %error,
+            usable_token_kept = usable,
+            consecutive_failures = st.consecutive_failures,
+            "token refresh failed"
+        );
+    }
+
     /// Makes `token` the cached one and starts the timer that moves its phase flag.
     fn install(&self, token: Token, now: Instant) {
         let schedule = Schedule::compute(token.lifetime(), &self.config.timing, rand::random());
@@ -649,7 +681,31 @@ fn live_flight(st: &mut State) -> Option<watch::Receiver<Option<Outcome>>> {
     }
 }
 
+/// Clears the flight if its task ends without finishing (a panicking source, a runtime
+/// shutting down): waiters then see [`Error::RefreshAborted`] and the next caller starts
+/// a new refresh.
+struct FlightGuard {
+    inner: Arc<Inner>,
+    finished: bool,
+}
+
+impl Drop for FlightGuard {
+    fn drop(&mut self) {
+        if !self.finished {
+            let mut st = self.inner.lock_state();
+            self.inner
+                .record_failure(&mut st, &Error::RefreshAborted, Instant::now());
+            st.flight = None;
+            self.inner.refreshing.store(false, Ordering::Relaxed);
+        }
+    }
+}
+
 async fn run_flight(inner: Arc<Inner>, tx: watch::Sender<Option<Outcome>>) {
+    let mut guard = FlightGuard {
+        inner: Arc::clone(&inner),
+        finished: false,
+    };
     let deadline = inner.config.refresh_deadline;
     let outcome = match tokio::time::timeout(deadline, inner.fetch_with_retries()).await {
         Ok(outcome) => outcome,
@@ -666,39 +722,11 @@ async fn run_flight(inner: Arc<Inner>, tx: watch::Sender<Option<Outcome>>) {
                 st.rate_limited = None;
                 st.last_error = None;
             }
-            Err(error) => {
-                st.consecutive_failures = st.consecutive_failures.saturating_add(1);
-                let cool_down = inner
-                    .config
-                    .background_backoff
-                    .delay_random(st.consecutive_failures - 1);
-                let mut not_before = now + cool_down;
-                if let Error::RateLimited {
-                    retry_after,
-                    response,
-                } = error
-                {
-                    let until = now + (*retry_after).min(inner.config.max_retry_after);
-                    st.rate_limited = Some((until, response.clone()));
-                    not_before = not_before.max(until);
-                }
-                st.background_not_before = Some(not_before);
-                st.last_error = Some(error.clone());
-                let usable = inner
-                    .current
-                    .load()
-                    .as_ref()
-                    .is_some_and(|e| e.phase_at(now) != Phase::Expired);
-                tracing::warn!(
-                    error = %error,
-                    usable_token_kept = usable,
-                    consecutive_failures = st.consecutive_failures,
-                    "token refresh failed"
-                );
-            }
+            Err(error) => inner.record_failure(&mut st, error, now),
         }
         st.flight = None;
         inner.refreshing.store(false, Ordering::Relaxed);
+        guard.finished = true;
     }
     tx.send_replace(Some(outcome));
 }

@@ -455,3 +455,39 @@ async fn an_expired_token_is_never_handed_out() {
     assert!(cache.try_header().is_none());
     assert!(cache.token().await.is_err());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_source_fails_its_waiters_and_the_cache_recovers() {
+    let source = Scripted::new(TTL);
+    let cache = cache(&source);
+    source.then([Step::Panic]);
+    let (a, b) = tokio::join!(cache.header(), cache.header());
+    assert!(matches!(a, Err(Error::RefreshAborted)), "{a:?}");
+    assert!(matches!(b, Err(Error::RefreshAborted)), "{b:?}");
+    assert!(!cache.status().refreshing);
+    assert_eq!(
+        header(&cache).await,
+        "Bearer token-1",
+        "the next call starts a new refresh"
+    );
+
+    // A panic in a background refresh neither wedges the stale path nor hot-loops it.
+    source.then([Step::Panic]);
+    advance(Duration::from_secs(81)).await;
+    assert_eq!(header(&cache).await, "Bearer token-1");
+    settle().await;
+    assert!(matches!(
+        cache.status().last_error,
+        Some(Error::RefreshAborted)
+    ));
+    for _ in 0..100 {
+        assert_eq!(header(&cache).await, "Bearer token-1");
+    }
+    settle().await;
+    assert_eq!(source.calls(), 3, "cooling down after the panic");
+    advance(Duration::from_secs(2)).await; // past the cool-down (under 1 s)
+    header(&cache).await;
+    settle().await;
+    assert_eq!(header(&cache).await, "Bearer token-2");
+    assert_eq!(source.calls(), 4);
+}

@@ -23,6 +23,8 @@ pub enum Step {
     DelayThenFail(Duration, Error),
     /// Never finish.
     Hang,
+    /// Panic (a buggy custom source).
+    Panic,
 }
 
 /// Issues `token-1`, `token-2`, ... with a fixed lifetime, following a script of steps
@@ -96,6 +98,7 @@ impl TokenSource for Scripted {
                     return Err(e);
                 }
                 Step::Hang => std::future::pending::<()>().await,
+                Step::Panic => panic!("scripted panic in a token source"),
             }
             let n = inner.issued.fetch_add(1, Ordering::SeqCst) + 1;
             let lifetime = *inner.lifetime.lock().unwrap();
