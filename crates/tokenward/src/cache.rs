@@ -728,6 +728,17 @@ async fn run_flight(inner: Arc<Inner>, tx: watch::Sender<Option<Outcome>>) {
         inner.refreshing.store(false, Ordering::Relaxed);
         guard.finished = true;
     }
+    // Waiters are told the window the cache really keeps (Retry-After, capped).
+    let outcome = outcome.map_err(|e| match e {
+        Error::RateLimited {
+            retry_after,
+            response,
+        } => Error::RateLimited {
+            retry_after: retry_after.min(inner.config.max_retry_after),
+            response,
+        },
+        other => other,
+    });
     tx.send_replace(Some(outcome));
 }
 

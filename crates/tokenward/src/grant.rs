@@ -28,6 +28,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
@@ -139,6 +140,7 @@ pub struct ForClientCredentials;
 /// Marker for a [`GrantBuilder`] that builds a [`RefreshTokenGrant`].
 pub struct ForRefreshToken {
     refresh_token: SecretString,
+    exchange_timeout: Duration,
 }
 
 impl fmt::Debug for ForRefreshToken {
@@ -294,15 +296,29 @@ impl TokenSource for ClientCredentials {
 /// access token is returned; a response without one keeps the current one. One grant must
 /// be refreshed by one cache: the cache's single flight is what keeps a rotated refresh
 /// token from being replayed.
+///
+/// Each exchange with the token endpoint runs to completion on its own task, one at a time:
+/// if the refresh that started it is cancelled (its deadline passed while the response was
+/// still arriving), the exchange still stores the rotated refresh token, and the next
+/// refresh waits for it instead of replaying the old one — which would make the server
+/// revoke the whole grant. An exchange is given up after
+/// [`exchange_timeout`](GrantBuilder::exchange_timeout) (default 60 s).
 pub struct RefreshTokenGrant {
+    inner: Arc<RefreshInner>,
+}
+
+struct RefreshInner {
     config: GrantConfig,
     refresh_token: Mutex<SecretString>,
+    /// Serialises exchanges: one refresh token in flight at a time.
+    exchange: Arc<tokio::sync::Mutex<()>>,
+    exchange_timeout: Duration,
 }
 
 impl fmt::Debug for RefreshTokenGrant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RefreshTokenGrant")
-            .field("config", &self.config)
+            .field("config", &self.inner.config)
             .field("refresh_token", &"[REDACTED]")
             .finish()
     }
@@ -320,19 +336,41 @@ impl RefreshTokenGrant {
             client_id,
             ForRefreshToken {
                 refresh_token: SecretString::from(refresh_token.into()),
+                exchange_timeout: Duration::from_secs(60),
             },
         )
     }
 
     /// The refresh token the next refresh will send (after any rotation so far).
     pub fn current_refresh_token(&self) -> SecretString {
+        self.inner.current_refresh_token()
+    }
+
+    async fn refresh(&self) -> Result<Token, Error> {
+        // Waiting for the previous exchange is cancellable: nothing has been sent yet.
+        let one_at_a_time = Arc::clone(&self.inner.exchange).lock_owned().await;
+        let inner = Arc::clone(&self.inner);
+        // From here on the exchange finishes even if this future is dropped.
+        let exchange = tokio::spawn(async move {
+            let _one_at_a_time = one_at_a_time;
+            match tokio::time::timeout(inner.exchange_timeout, inner.exchange()).await {
+                Ok(result) => result,
+                Err(_) => Err(Error::Timeout(inner.exchange_timeout)),
+            }
+        });
+        exchange.await.unwrap_or(Err(Error::RefreshAborted))
+    }
+}
+
+impl RefreshInner {
+    fn current_refresh_token(&self) -> SecretString {
         self.refresh_token
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
 
-    async fn refresh(&self) -> Result<Token, Error> {
+    async fn exchange(&self) -> Result<Token, Error> {
         let current = self.current_refresh_token();
         let token = self
             .config
@@ -350,6 +388,13 @@ impl RefreshTokenGrant {
 }
 
 impl GrantBuilder<ForRefreshToken> {
+    /// How long one exchange with the token endpoint may take, even after the refresh that
+    /// started it gave up (default 60 s). See [`RefreshTokenGrant`].
+    pub fn exchange_timeout(mut self, timeout: Duration) -> Self {
+        self.grant.exchange_timeout = timeout;
+        self
+    }
+
     /// Builds the grant. Public clients: use `.auth_method(ClientAuth::None)`.
     pub fn build(self) -> Result<RefreshTokenGrant, Error> {
         let (config, grant) = self.into_parts()?;
@@ -357,8 +402,12 @@ impl GrantBuilder<ForRefreshToken> {
             return Err(Error::Config("the refresh token is empty".into()));
         }
         Ok(RefreshTokenGrant {
-            config,
-            refresh_token: Mutex::new(grant.refresh_token),
+            inner: Arc::new(RefreshInner {
+                config,
+                refresh_token: Mutex::new(grant.refresh_token),
+                exchange: Arc::new(tokio::sync::Mutex::new(())),
+                exchange_timeout: grant.exchange_timeout,
+            }),
         })
     }
 }

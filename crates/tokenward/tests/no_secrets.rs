@@ -136,11 +136,18 @@ async fn no_secret_in_logs_debug_or_errors() {
         logs.contains("token obtained") && logs.contains("token refresh failed"),
         "the capture saw the cache's events:\n{logs}"
     );
-    assert!(logs.contains("TRACE") || logs.contains("DEBUG"), "captured below INFO");
+    assert!(
+        logs.contains("TRACE") || logs.contains("DEBUG"),
+        "captured below INFO"
+    );
     let everything = format!("{logs}\n{}", shown.join("\n"));
     secrets.sort();
     secrets.dedup();
-    assert!(secrets.len() >= 10, "collected the secrets: {}", secrets.len());
+    assert!(
+        secrets.len() >= 10,
+        "collected the secrets: {}",
+        secrets.len()
+    );
     for secret in &secrets {
         assert!(secret.len() >= 8);
         assert!(
