@@ -103,28 +103,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             );
             faults = true;
         }
-        if let Some(current) = cache.cached() {
-            if seen.as_ref().is_none_or(|s| !Token::ptr_eq(s, &current)) {
-                let label = if tokens.is_empty() {
-                    "first request"
-                } else {
-                    why
-                };
-                let faulted = server.counters().faulted;
-                let note = if faulted > faults_seen {
-                    faults_seen = faulted;
-                    "; its first calls met the 429 and the 503, the cached token served meanwhile"
-                } else {
-                    ""
-                };
-                println!(
-                    "  t={:>4.1} s  new token in use ({label}{note})",
-                    t.as_secs_f64()
-                );
-                tokens.push((t, label));
-                seen = Some(current);
-                why = "refresh period";
-            }
+        if let Some(current) = cache.cached()
+            && seen.as_ref().is_none_or(|s| !Token::ptr_eq(s, &current))
+        {
+            let label = if tokens.is_empty() {
+                "first request"
+            } else {
+                why
+            };
+            let faulted = server.counters().faulted;
+            let note = if faulted > faults_seen {
+                faults_seen = faulted;
+                "; its first calls met the 429 and the 503, the cached token served meanwhile"
+            } else {
+                ""
+            };
+            println!(
+                "  t={:>4.1} s  new token in use ({label}{note})",
+                t.as_secs_f64()
+            );
+            tokens.push((t, label));
+            seen = Some(current);
+            why = "refresh period";
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
