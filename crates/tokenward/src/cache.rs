@@ -322,7 +322,7 @@ impl TokenCache {
                 state: HeaderState::Ready(Some(header)),
             },
             None => HeaderFuture {
-                state: HeaderState::Slow(Box::pin(self.acquire(false))),
+                state: HeaderState::Slow(self.slow()),
             },
         }
     }
@@ -352,7 +352,7 @@ impl TokenCache {
                 state: TokenState::Ready(Some(token)),
             },
             None => TokenFuture {
-                state: TokenState::Slow(Box::pin(self.acquire(false))),
+                state: TokenState::Slow(self.slow()),
             },
         }
     }
@@ -411,6 +411,13 @@ impl TokenCache {
             consecutive_failures: st.consecutive_failures,
             last_error: st.last_error.clone(),
         }
+    }
+
+    /// The path for a token that is not fresh, kept out of line so the fresh path stays small.
+    #[cold]
+    #[inline(never)]
+    fn slow(&self) -> SlowFuture<'_> {
+        Box::pin(self.acquire(false))
     }
 
     async fn acquire(&self, force: bool) -> Result<Token, Error> {
