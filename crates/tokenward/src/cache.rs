@@ -441,6 +441,10 @@ impl TokenCache {
 
 type SlowFuture<'a> = Pin<Box<dyn Future<Output = Result<Token, Error>> + Send + 'a>>;
 
+// HeaderFuture and TokenFuture are two concrete types on purpose: one generic future
+// (with a fn pointer or a sealed trait for the slow path's mapping) measured 35-50% slower
+// on the fresh read in `benches/cached_read.rs`.
+
 /// The future of [`TokenCache::header`]: ready at once while the token is fresh.
 #[must_use = "futures do nothing unless polled"]
 pub struct HeaderFuture<'a> {
