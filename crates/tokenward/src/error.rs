@@ -109,6 +109,53 @@ pub enum Error {
     /// The cache or a grant is configured wrongly.
     #[error("invalid tokenward configuration: {0}")]
     Config(Cow<'static, str>),
+
+    /// The token was obtained but lacks scopes this grant requires: scope drift after a
+    /// re-grant. The token is not handed out.
+    #[error(
+        "the token lacks required scopes: missing {missing:?} (granted {granted:?}); an organisation \
+         admin must re-grant the application these scopes"
+    )]
+    InsufficientScope {
+        /// The required scopes that the granted ones do not cover, space-separated.
+        missing: String,
+        /// What the server granted, space-separated.
+        granted: String,
+    },
+
+    /// No refresh token is stored for this grant: it was never authorized, or its store was
+    /// emptied. Run the authorization (code + PKCE) flow.
+    #[error("no refresh token is stored for this grant: run the authorization flow to obtain one")]
+    NoRefreshToken,
+
+    /// The refresh token has not been used for so long that the server will soon (or has
+    /// already) let it decay; tokenward refuses to use it and asks for re-authorization.
+    #[error(
+        "the refresh token has been idle for {} days (hard-fail at {} days): the user or an \
+         organisation admin must authorize the application again; enable keep-alive to prevent this",
+        idle.as_secs() / 86_400,
+        limit.as_secs() / 86_400
+    )]
+    RefreshTokenDecayed {
+        /// How long since the refresh token was last used.
+        idle: Duration,
+        /// The configured hard-fail age.
+        limit: Duration,
+    },
+
+    /// The tenant is not configured. tokenward never falls back to another tenant's
+    /// credentials.
+    #[error(
+        "unknown tenant {tenant:?}: no credentials are configured for it (no fallback is used)"
+    )]
+    UnknownTenant {
+        /// The tenant key, as given.
+        tenant: String,
+    },
+
+    /// The token store failed to load or persist the grant.
+    #[error("token store: {0}")]
+    Store(#[from] crate::store::StoreError),
 }
 
 impl Error {
@@ -120,22 +167,34 @@ impl Error {
             Error::Endpoint(e) => e.is_transient(),
             Error::Transport(_) | Error::Timeout(_) | Error::RefreshAborted => true,
             Error::ResponseTooLarge { .. } => false,
+            Error::Store(e) => e.is_retryable(),
             Error::ReauthorizationRequired(_)
             | Error::InvalidClient(_)
             | Error::InvalidResponse { .. }
-            | Error::Config(_) => false,
+            | Error::Config(_)
+            | Error::InsufficientScope { .. }
+            | Error::NoRefreshToken
+            | Error::RefreshTokenDecayed { .. }
+            | Error::UnknownTenant { .. } => false,
         }
     }
 
     /// Whether a refresh should try again *at once, within the same refresh* (with backoff):
     /// the transient failures, but not 429, which has its own window.
     pub(crate) fn is_transient(&self) -> bool {
-        !matches!(self, Error::RateLimited { .. }) && self.is_retryable()
+        !matches!(self, Error::RateLimited { .. } | Error::Store(_)) && self.is_retryable()
     }
 
     /// `true` for `invalid_grant`: the user or an admin must authorize again.
+    ///
+    /// Also `true` when no refresh token is stored and when the refresh token decayed.
     pub fn is_reauthorization_required(&self) -> bool {
-        matches!(self, Error::ReauthorizationRequired(_))
+        matches!(
+            self,
+            Error::ReauthorizationRequired(_)
+                | Error::NoRefreshToken
+                | Error::RefreshTokenDecayed { .. }
+        )
     }
 
     /// How long to wait before the next attempt, when the endpoint said so (429).

@@ -150,7 +150,7 @@ impl fmt::Debug for ForRefreshToken {
 }
 
 impl<G> GrantBuilder<G> {
-    fn new(url: impl Into<String>, client_id: impl Into<String>, grant: G) -> Self {
+    pub(crate) fn new(url: impl Into<String>, client_id: impl Into<String>, grant: G) -> Self {
         GrantBuilder {
             url: url.into(),
             client_id: client_id.into(),
@@ -207,7 +207,7 @@ impl<G> GrantBuilder<G> {
         self
     }
 
-    fn into_parts(self) -> Result<(GrantConfig, G), Error> {
+    pub(crate) fn into_parts(self) -> Result<(GrantConfig, G), Error> {
         if self.client_id.is_empty() {
             return Err(Error::Config("the client id is empty".into()));
         }
@@ -240,15 +240,16 @@ impl<G> GrantBuilder<G> {
     }
 }
 
+/// What every grant shares: the endpoint, the scope to request, extra parameters.
 #[derive(Debug)]
-struct GrantConfig {
-    endpoint: Endpoint,
-    scope: Option<String>,
-    params: Vec<(String, String)>,
+pub(crate) struct GrantConfig {
+    pub(crate) endpoint: Endpoint,
+    pub(crate) scope: Option<String>,
+    pub(crate) params: Vec<(String, String)>,
 }
 
 impl GrantConfig {
-    async fn request(&self, grant_params: &[(&str, &str)]) -> Result<Token, Error> {
+    pub(crate) async fn request(&self, grant_params: &[(&str, &str)]) -> Result<Token, Error> {
         let mut params: Vec<(&str, &str)> = grant_params.to_vec();
         if let Some(scope) = &self.scope {
             params.push(("scope", scope));

@@ -50,6 +50,7 @@ pub mod cache;
 pub mod classify;
 pub mod error;
 pub mod grant;
+pub mod store;
 pub mod timing;
 pub mod token;
 pub mod transport;
