@@ -27,11 +27,13 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 
+mod refresh;
+
+pub use self::refresh::{ForRefreshToken, PersistFailure, RefreshTokenGrant};
 pub use crate::endpoint::ClientAuth;
 use crate::endpoint::{DEFAULT_MAX_RESPONSE_BYTES, Endpoint, default_http_client, parse_url};
 use crate::error::Error;
@@ -136,18 +138,6 @@ impl<G> fmt::Debug for GrantBuilder<G> {
 /// Marker for a [`GrantBuilder`] that builds [`ClientCredentials`].
 #[derive(Debug, Clone, Copy)]
 pub struct ForClientCredentials;
-
-/// Marker for a [`GrantBuilder`] that builds a [`RefreshTokenGrant`].
-pub struct ForRefreshToken {
-    refresh_token: SecretString,
-    exchange_timeout: Duration,
-}
-
-impl fmt::Debug for ForRefreshToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ForRefreshToken([REDACTED])")
-    }
-}
 
 impl<G> GrantBuilder<G> {
     pub(crate) fn new(url: impl Into<String>, client_id: impl Into<String>, grant: G) -> Self {
@@ -288,133 +278,5 @@ impl GrantBuilder<ForClientCredentials> {
 impl TokenSource for ClientCredentials {
     fn fetch(&self) -> FetchFuture<'_> {
         Box::pin(self.config.request(&[("grant_type", "client_credentials")]))
-    }
-}
-
-/// The refresh token grant (RFC 6749 §6), with rotation.
-///
-/// When a response carries a new refresh token it replaces the current one before the
-/// access token is returned; a response without one keeps the current one. One grant must
-/// be refreshed by one cache: the cache's single flight is what keeps a rotated refresh
-/// token from being replayed.
-///
-/// Each exchange with the token endpoint runs to completion on its own task, one at a time:
-/// if the refresh that started it is cancelled (its deadline passed while the response was
-/// still arriving), the exchange still stores the rotated refresh token, and the next
-/// refresh waits for it instead of replaying the old one — which would make the server
-/// revoke the whole grant. An exchange is given up after
-/// [`exchange_timeout`](GrantBuilder::exchange_timeout) (default 60 s).
-pub struct RefreshTokenGrant {
-    inner: Arc<RefreshInner>,
-}
-
-struct RefreshInner {
-    config: GrantConfig,
-    refresh_token: Mutex<SecretString>,
-    /// Serialises exchanges: one refresh token in flight at a time.
-    exchange: Arc<tokio::sync::Mutex<()>>,
-    exchange_timeout: Duration,
-}
-
-impl fmt::Debug for RefreshTokenGrant {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RefreshTokenGrant")
-            .field("config", &self.inner.config)
-            .field("refresh_token", &"[REDACTED]")
-            .finish()
-    }
-}
-
-impl RefreshTokenGrant {
-    /// Starts building a refresh token grant from the current refresh token.
-    pub fn builder(
-        token_url: impl Into<String>,
-        client_id: impl Into<String>,
-        refresh_token: impl Into<String>,
-    ) -> GrantBuilder<ForRefreshToken> {
-        GrantBuilder::new(
-            token_url,
-            client_id,
-            ForRefreshToken {
-                refresh_token: SecretString::from(refresh_token.into()),
-                exchange_timeout: Duration::from_secs(60),
-            },
-        )
-    }
-
-    /// The refresh token the next refresh will send (after any rotation so far).
-    pub fn current_refresh_token(&self) -> SecretString {
-        self.inner.current_refresh_token()
-    }
-
-    async fn refresh(&self) -> Result<Token, Error> {
-        // Waiting for the previous exchange is cancellable: nothing has been sent yet.
-        let one_at_a_time = Arc::clone(&self.inner.exchange).lock_owned().await;
-        let inner = Arc::clone(&self.inner);
-        // From here on the exchange finishes even if this future is dropped.
-        let exchange = tokio::spawn(async move {
-            let _one_at_a_time = one_at_a_time;
-            match tokio::time::timeout(inner.exchange_timeout, inner.exchange()).await {
-                Ok(result) => result,
-                Err(_) => Err(Error::Timeout(inner.exchange_timeout)),
-            }
-        });
-        exchange.await.unwrap_or(Err(Error::RefreshAborted))
-    }
-}
-
-impl RefreshInner {
-    fn current_refresh_token(&self) -> SecretString {
-        self.refresh_token
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    async fn exchange(&self) -> Result<Token, Error> {
-        let current = self.current_refresh_token();
-        let token = self
-            .config
-            .request(&[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", current.expose_secret()),
-            ])
-            .await?;
-        if let Some(rotated) = token.refresh_token() {
-            *self.refresh_token.lock().unwrap_or_else(|p| p.into_inner()) = rotated.clone();
-            tracing::debug!("refresh token rotated");
-        }
-        Ok(token)
-    }
-}
-
-impl GrantBuilder<ForRefreshToken> {
-    /// How long one exchange with the token endpoint may take, even after the refresh that
-    /// started it gave up (default 60 s). See [`RefreshTokenGrant`].
-    pub fn exchange_timeout(mut self, timeout: Duration) -> Self {
-        self.grant.exchange_timeout = timeout;
-        self
-    }
-
-    /// Builds the grant. Public clients: use `.auth_method(ClientAuth::None)`.
-    pub fn build(self) -> Result<RefreshTokenGrant, Error> {
-        let (config, grant) = self.into_parts()?;
-        if grant.refresh_token.expose_secret().is_empty() {
-            return Err(Error::Config("the refresh token is empty".into()));
-        }
-        Ok(RefreshTokenGrant {
-            inner: Arc::new(RefreshInner {
-                config,
-                refresh_token: Mutex::new(grant.refresh_token),
-                exchange: Arc::new(tokio::sync::Mutex::new(())),
-                exchange_timeout: grant.exchange_timeout,
-            }),
-        })
-    }
-}
-
-impl TokenSource for RefreshTokenGrant {
-    fn fetch(&self) -> FetchFuture<'_> {
-        Box::pin(self.refresh())
     }
 }

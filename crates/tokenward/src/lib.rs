@@ -48,6 +48,7 @@
 
 pub mod cache;
 pub mod classify;
+pub mod decay;
 pub mod error;
 pub mod grant;
 pub mod store;

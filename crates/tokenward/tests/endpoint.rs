@@ -180,7 +180,10 @@ async fn refresh_grant_uses_the_latest_rotated_refresh_token_every_time() {
     let mut previous = seed.clone();
     let mut headers = Vec::new();
     for round in 1..=4 {
-        assert_eq!(grant.current_refresh_token().expose_secret(), previous);
+        assert_eq!(
+            grant.current_refresh_token().unwrap().expose_secret(),
+            previous
+        );
         let token = cache.force_refresh().await.unwrap();
         let request = server.last_token_request().unwrap();
         assert_eq!(request.grant_type, "refresh_token");
@@ -189,7 +192,11 @@ async fn refresh_grant_uses_the_latest_rotated_refresh_token_every_time() {
             Some(previous.as_str()),
             "round {round}: the refresh presented the latest refresh token"
         );
-        let current = grant.current_refresh_token().expose_secret().to_owned();
+        let current = grant
+            .current_refresh_token()
+            .unwrap()
+            .expose_secret()
+            .to_owned();
         assert_ne!(
             current, previous,
             "round {round}: the refresh token rotated"
@@ -229,10 +236,10 @@ async fn refresh_without_rotation_keeps_the_refresh_token_and_it_keeps_working()
         first.refresh_token().is_none(),
         "no refresh_token in the response"
     );
-    assert_eq!(grant.current_refresh_token().expose_secret(), seed);
+    assert_eq!(grant.current_refresh_token().unwrap().expose_secret(), seed);
     let second = cache.force_refresh().await.unwrap();
     assert_ne!(header_text(&first), header_text(&second));
-    assert_eq!(grant.current_refresh_token().expose_secret(), seed);
+    assert_eq!(grant.current_refresh_token().unwrap().expose_secret(), seed);
     assert_eq!(
         server.last_token_request().unwrap().param("refresh_token"),
         Some(seed.as_str())
@@ -251,7 +258,7 @@ async fn replaying_a_rotated_refresh_token_revokes_the_whole_grant() {
 
     // The first grant refreshes: `seed` is rotated out.
     first_cache.token().await.unwrap();
-    assert_ne!(first.current_refresh_token().expose_secret(), seed);
+    assert_ne!(first.current_refresh_token().unwrap().expose_secret(), seed);
 
     // The second grant still holds `seed` and presents it: reuse.
     let err = second_cache.token().await.unwrap_err();

@@ -119,7 +119,13 @@ async fn no_secret_in_logs_debug_or_errors() {
     for _ in 0..3 {
         let token = cache.force_refresh().await.unwrap();
         secrets.push(token.access_token().expose_secret().to_owned());
-        secrets.push(grant.current_refresh_token().expose_secret().to_owned());
+        secrets.push(
+            grant
+                .current_refresh_token()
+                .unwrap()
+                .expose_secret()
+                .to_owned(),
+        );
         shown.push(format!("{token:?} {grant:?} {cache:?}"));
     }
     let replay = RefreshTokenGrant::builder(server.token_url(), "svc", seed)

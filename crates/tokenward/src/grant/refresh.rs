@@ -1,0 +1,467 @@
+//! The refresh token grant, with rotation, persistence and decay monitoring.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use secrecy::{ExposeSecret, SecretString};
+
+use super::{FetchFuture, GrantBuilder, GrantConfig, TokenSource};
+use crate::decay::{DecayPolicy, DecayStatus, SystemClock, WallClock};
+use crate::error::Error;
+use crate::store::{CasOutcome, StoreError, StoredGrant, TokenStore, matches_expected};
+use crate::token::Token;
+
+/// What to do when a rotated refresh token cannot be persisted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum PersistFailure {
+    /// Hand out nothing: the refresh fails with [`Error::Store`]. The new refresh token is
+    /// kept in memory and persisted before the next exchange. (Default.)
+    #[default]
+    FailClosed,
+    /// Hand out the access token anyway and keep the new refresh token in memory only
+    /// (logged at ERROR). A crash before the next successful write loses the grant.
+    ServeAnyway,
+}
+
+/// Marker for a [`GrantBuilder`] that builds a [`RefreshTokenGrant`].
+pub struct ForRefreshToken {
+    refresh_token: Option<SecretString>,
+    exchange_timeout: Duration,
+    store: Option<Arc<dyn TokenStore>>,
+    persist_failure: PersistFailure,
+    decay: DecayPolicy,
+    clock: Arc<dyn WallClock>,
+}
+
+impl fmt::Debug for ForRefreshToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ForRefreshToken")
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "[REDACTED]"),
+            )
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The refresh token grant (RFC 6749 §6), with rotation.
+///
+/// * **Rotation.** A response carrying a new refresh token replaces the current one; a
+///   response without one keeps it.
+/// * **Persisted before use.** With a [`TokenStore`], the new refresh token is written
+///   (compare-and-swap on the old one) *before* the access token that came with it is
+///   returned. If another process rotated first, its newer stored token is adopted, never
+///   overwritten. If the write fails, [`PersistFailure`] decides (default: fail closed and
+///   keep the new token in memory to persist before the next exchange).
+/// * **One exchange at a time, run to completion.** Each exchange runs on its own task: if
+///   the refresh that started it is cancelled (its deadline passed while the response was
+///   arriving), the exchange still records the rotated token, and the next one waits for it
+///   instead of replaying the old token — which would make the server revoke the grant. An
+///   exchange is given up after [`exchange_timeout`](GrantBuilder::exchange_timeout).
+/// * **Decay.** The last successful use is recorded; see [`decay`](crate::decay).
+///
+/// One grant is refreshed by one cache: the cache's single flight is what keeps a rotated
+/// refresh token from being replayed within a process; the store's compare-and-swap does it
+/// across processes.
+///
+/// ```
+/// use tokenward::RefreshTokenGrant;
+/// use tokenward::store::FileStore;
+///
+/// let grant = RefreshTokenGrant::from_store(
+///     "https://auth.example.com/oauth/token",
+///     "my-client",
+///     FileStore::new("/var/lib/my-app/grant.json"),
+/// )
+/// .client_secret("s3cr3t")
+/// .build()
+/// .unwrap();
+/// # let _ = grant;
+/// ```
+pub struct RefreshTokenGrant {
+    inner: Arc<RefreshInner>,
+}
+
+struct RefreshInner {
+    config: GrantConfig,
+    state: Mutex<RefreshState>,
+    store: Option<Arc<dyn TokenStore>>,
+    persist_failure: PersistFailure,
+    decay: DecayPolicy,
+    clock: Arc<dyn WallClock>,
+    /// Serialises exchanges: one refresh token in flight at a time.
+    exchange: Arc<tokio::sync::Mutex<()>>,
+    exchange_timeout: Duration,
+}
+
+#[derive(Default)]
+struct RefreshState {
+    /// The refresh token the next exchange sends.
+    current: Option<SecretString>,
+    /// What the store holds, as far as this process knows.
+    persisted: Option<SecretString>,
+    /// `current` came from a rotation whose write failed: it must be persisted first.
+    pending: bool,
+    last_used: Option<SystemTime>,
+    stored_at: Option<SystemTime>,
+    scope: Option<String>,
+}
+
+impl RefreshState {
+    fn adopt(&mut self, stored: StoredGrant) {
+        self.current = Some(stored.refresh_token.clone());
+        self.persisted = Some(stored.refresh_token);
+        self.pending = false;
+        self.last_used = stored.last_used;
+        self.stored_at = stored.stored_at;
+        self.scope = stored.scope;
+    }
+
+    fn to_stored(&self, refresh_token: SecretString) -> StoredGrant {
+        StoredGrant {
+            refresh_token,
+            scope: self.scope.clone(),
+            last_used: self.last_used,
+            stored_at: self.stored_at,
+        }
+    }
+}
+
+impl fmt::Debug for RefreshTokenGrant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RefreshTokenGrant")
+            .field("config", &self.inner.config)
+            .field("refresh_token", &"[REDACTED]")
+            .field("store", &self.inner.store)
+            .field("persist_failure", &self.inner.persist_failure)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RefreshTokenGrant {
+    /// Starts building a refresh token grant from the current refresh token. With a
+    /// [`store`](GrantBuilder::store), a refresh token already stored there wins (it is newer).
+    pub fn builder(
+        token_url: impl Into<String>,
+        client_id: impl Into<String>,
+        refresh_token: impl Into<String>,
+    ) -> GrantBuilder<ForRefreshToken> {
+        GrantBuilder::new(
+            token_url,
+            client_id,
+            ForRefreshToken::new(Some(SecretString::from(refresh_token.into()))),
+        )
+    }
+
+    /// Starts building a refresh token grant whose refresh token lives in `store` (put there
+    /// by the authorization code flow). An empty store makes refreshes fail with
+    /// [`Error::NoRefreshToken`].
+    pub fn from_store(
+        token_url: impl Into<String>,
+        client_id: impl Into<String>,
+        store: impl TokenStore,
+    ) -> GrantBuilder<ForRefreshToken> {
+        GrantBuilder::new(token_url, client_id, ForRefreshToken::new(None)).store(store)
+    }
+
+    /// The refresh token the next refresh will send, if known yet.
+    pub fn current_refresh_token(&self) -> Option<SecretString> {
+        self.inner.lock().current.clone()
+    }
+
+    /// The decay policy.
+    pub fn decay_policy(&self) -> &DecayPolicy {
+        &self.inner.decay
+    }
+
+    /// How close the refresh token is to decaying, from the last successful use recorded in
+    /// the store (or in memory without one).
+    pub async fn decay_status(&self) -> Result<DecayStatus, Error> {
+        let last_used = match &self.inner.store {
+            Some(store) => store
+                .load()
+                .await?
+                .and_then(|g| g.last_used.or(g.stored_at)),
+            None => {
+                let st = self.inner.lock();
+                st.last_used.or(st.stored_at)
+            }
+        };
+        Ok(self.inner.decay.status(last_used, self.inner.clock.now()))
+    }
+
+    async fn refresh(&self) -> Result<Token, Error> {
+        // Waiting for the previous exchange is cancellable: nothing has been sent yet.
+        let one_at_a_time = Arc::clone(&self.inner.exchange).lock_owned().await;
+        let inner = Arc::clone(&self.inner);
+        // From here on the exchange finishes even if this future is dropped.
+        let exchange = tokio::spawn(async move {
+            let _one_at_a_time = one_at_a_time;
+            match tokio::time::timeout(inner.exchange_timeout, inner.exchange()).await {
+                Ok(result) => result,
+                Err(_) => Err(Error::Timeout(inner.exchange_timeout)),
+            }
+        });
+        exchange.await.unwrap_or(Err(Error::RefreshAborted))
+    }
+}
+
+impl RefreshInner {
+    fn lock(&self) -> MutexGuard<'_, RefreshState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A write failed: apply the policy. `Ok` means go on.
+    fn on_write_failure(&self, error: StoreError) -> Result<(), Error> {
+        match self.persist_failure {
+            PersistFailure::FailClosed => Err(Error::Store(error)),
+            PersistFailure::ServeAnyway => {
+                tracing::error!(%error, "could not persist the refresh token; serving from memory (PersistFailure::ServeAnyway)");
+                Ok(())
+            }
+        }
+    }
+
+    /// Brings the in-memory state in line with the store before an exchange: adopt a newer
+    /// stored grant, persist a pending rotation, or seed an empty store.
+    async fn sync_with_store(&self, store: &dyn TokenStore) -> Result<(), Error> {
+        let stored = store.load().await?;
+        let (pending, current, persisted) = {
+            let st = self.lock();
+            (st.pending, st.current.clone(), st.persisted.clone())
+        };
+        if pending && !matches_expected(stored.as_ref(), persisted.as_ref()) {
+            // Another process wrote after our failed write: its grant is newer.
+            tracing::warn!(
+                "another process replaced the stored grant; adopting it over an unpersisted rotation"
+            );
+        } else if pending || (stored.is_none() && current.is_some()) {
+            // Persist what we hold: a rotation whose write failed, or the seed.
+            let Some(current) = current else {
+                return Err(Error::NoRefreshToken);
+            };
+            let grant = self.lock().to_stored(current.clone());
+            // A pending rotation replaces what we last persisted; a seed fills an empty store.
+            let expected = if pending { persisted.as_ref() } else { None };
+            return match store.compare_and_swap(expected, grant).await {
+                Ok(CasOutcome::Swapped) => {
+                    let mut st = self.lock();
+                    st.persisted = Some(current);
+                    st.pending = false;
+                    Ok(())
+                }
+                Ok(CasOutcome::Conflict {
+                    current: Some(newer),
+                }) => {
+                    self.lock().adopt(newer);
+                    Ok(())
+                }
+                Ok(CasOutcome::Conflict { current: None }) => Err(Error::NoRefreshToken),
+                Err(error) => self.on_write_failure(error),
+            };
+        }
+        match stored {
+            Some(grant) => {
+                self.lock().adopt(grant);
+                Ok(())
+            }
+            None => Err(Error::NoRefreshToken),
+        }
+    }
+
+    async fn exchange(&self) -> Result<Token, Error> {
+        // Two rounds at most: a second one only after adopting a refresh token that another
+        // process rotated between our load and our request.
+        let mut adopted_after_rejection = false;
+        loop {
+            if let Some(store) = &self.store {
+                self.sync_with_store(store.as_ref()).await?;
+            }
+            let (current, status) = {
+                let st = self.lock();
+                let status = self
+                    .decay
+                    .status(st.last_used.or(st.stored_at), self.clock.now());
+                (st.current.clone(), status)
+            };
+            let Some(current) = current else {
+                return Err(Error::NoRefreshToken);
+            };
+            status.emit();
+            if let Some(error) = status.hard_fail_error() {
+                return Err(error);
+            }
+            let result = self
+                .config
+                .request(&[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", current.expose_secret()),
+                ])
+                .await;
+            match result {
+                Ok(token) => return self.record_success(current, token).await,
+                Err(error) if error.is_reauthorization_required() && !adopted_after_rejection => {
+                    let Some(store) = &self.store else {
+                        return Err(error);
+                    };
+                    match store.load().await? {
+                        Some(stored) if !stored.holds(&current) => {
+                            tracing::warn!(
+                                "the refresh token was rotated by another process; retrying with the stored one"
+                            );
+                            adopted_after_rejection = true;
+                        }
+                        _ => return Err(error),
+                    }
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// After a successful exchange with `sent`: record the use, persist a rotation before
+    /// returning the token.
+    async fn record_success(&self, sent: SecretString, token: Token) -> Result<Token, Error> {
+        let now = self.clock.now();
+        let rotated = token.refresh_token().cloned();
+        let next = rotated.clone().unwrap_or_else(|| sent.clone());
+        let (grant, persisted) = {
+            let mut st = self.lock();
+            st.last_used = Some(now);
+            if rotated.is_some() {
+                st.stored_at = Some(now);
+            }
+            if let Some(scope) = token.scope() {
+                st.scope = Some(scope.to_owned());
+            }
+            if self.store.is_none() {
+                st.current = Some(next);
+                if rotated.is_some() {
+                    tracing::debug!("refresh token rotated");
+                }
+                return Ok(token);
+            }
+            (st.to_stored(next.clone()), st.persisted.clone())
+        };
+        let Some(store) = &self.store else {
+            return Ok(token);
+        };
+        match store.compare_and_swap(persisted.as_ref(), grant).await {
+            Ok(CasOutcome::Swapped) => {
+                let mut st = self.lock();
+                st.current = Some(next.clone());
+                st.persisted = Some(next);
+                st.pending = false;
+                if rotated.is_some() {
+                    tracing::debug!("rotated refresh token persisted");
+                }
+                Ok(token)
+            }
+            Ok(CasOutcome::Conflict { current }) => {
+                tracing::warn!(
+                    "another process rotated the refresh token concurrently; adopting the stored one"
+                );
+                if let Some(newer) = current {
+                    self.lock().adopt(newer);
+                }
+                Ok(token)
+            }
+            Err(error) if rotated.is_some() => {
+                {
+                    let mut st = self.lock();
+                    st.current = Some(next);
+                    st.pending = true;
+                }
+                self.on_write_failure(error).map(|()| token)
+            }
+            Err(error) => {
+                // Only the last-used time was not recorded: nothing is lost.
+                tracing::warn!(%error, "could not record the refresh token's last use");
+                Ok(token)
+            }
+        }
+    }
+}
+
+impl ForRefreshToken {
+    fn new(refresh_token: Option<SecretString>) -> Self {
+        ForRefreshToken {
+            refresh_token,
+            exchange_timeout: Duration::from_secs(60),
+            store: None,
+            persist_failure: PersistFailure::default(),
+            decay: DecayPolicy::default(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl GrantBuilder<ForRefreshToken> {
+    /// How long one exchange with the token endpoint may take, even after the refresh that
+    /// started it gave up (default 60 s).
+    pub fn exchange_timeout(mut self, timeout: Duration) -> Self {
+        self.grant.exchange_timeout = timeout;
+        self
+    }
+
+    /// Persist the grant in `store` (see [`store`](crate::store)).
+    pub fn store(mut self, store: impl TokenStore) -> Self {
+        self.grant.store = Some(Arc::new(store));
+        self
+    }
+
+    /// What to do when a rotated refresh token cannot be persisted (default: fail closed).
+    pub fn on_persist_failure(mut self, policy: PersistFailure) -> Self {
+        self.grant.persist_failure = policy;
+        self
+    }
+
+    /// The decay ages (default 60 / 75 / 85 of 90 days).
+    pub fn decay_policy(mut self, policy: DecayPolicy) -> Self {
+        self.grant.decay = policy;
+        self
+    }
+
+    /// The wall clock decay is measured with (default: the system clock).
+    pub fn wall_clock(mut self, clock: impl WallClock) -> Self {
+        self.grant.clock = Arc::new(clock);
+        self
+    }
+
+    /// Builds the grant. Public clients: use `.auth_method(ClientAuth::None)`.
+    pub fn build(self) -> Result<RefreshTokenGrant, Error> {
+        let (config, grant) = self.into_parts()?;
+        if grant
+            .refresh_token
+            .as_ref()
+            .is_some_and(|t| t.expose_secret().is_empty())
+        {
+            return Err(Error::Config("the refresh token is empty".into()));
+        }
+        grant.decay.validate()?;
+        Ok(RefreshTokenGrant {
+            inner: Arc::new(RefreshInner {
+                config,
+                state: Mutex::new(RefreshState {
+                    current: grant.refresh_token,
+                    ..RefreshState::default()
+                }),
+                store: grant.store,
+                persist_failure: grant.persist_failure,
+                decay: grant.decay,
+                clock: grant.clock,
+                exchange: Arc::new(tokio::sync::Mutex::new(())),
+                exchange_timeout: grant.exchange_timeout,
+            }),
+        })
+    }
+}
+
+impl TokenSource for RefreshTokenGrant {
+    fn fetch(&self) -> FetchFuture<'_> {
+        Box::pin(self.refresh())
+    }
+}
