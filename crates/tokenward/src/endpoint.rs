@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use crate::classify::{self, Failure};
 use crate::error::{EndpointError, Error, OAuthError};
+use crate::secret::ClientSecret;
 use crate::token::{Lifetimes, Parsed, Token, parse_token_response};
 use crate::transport::{HttpClient, read_body};
 
@@ -37,7 +38,7 @@ pub(crate) const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 * 1024;
 pub(crate) struct Endpoint {
     pub(crate) url: Uri,
     pub(crate) client_id: String,
-    pub(crate) client_secret: Option<SecretString>,
+    pub(crate) secret: ClientSecret,
     pub(crate) auth: ClientAuth,
     pub(crate) http: Arc<dyn HttpClient>,
     pub(crate) max_response_bytes: usize,
@@ -49,10 +50,7 @@ impl fmt::Debug for Endpoint {
         f.debug_struct("Endpoint")
             .field("url", &self.url)
             .field("client_id", &self.client_id)
-            .field(
-                "client_secret",
-                &self.client_secret.as_ref().map(|_| "[REDACTED]"),
-            )
+            .field("client_secret", &self.secret)
             .field("auth", &self.auth)
             .finish_non_exhaustive()
     }
@@ -94,9 +92,20 @@ fn form_encode(s: &str) -> String {
 }
 
 impl Endpoint {
-    /// POSTs `params` as a form, authenticating the client, and reads the response.
+    /// POSTs `params` as a form, authenticating the client with the current secret, and
+    /// reads the response.
+    #[allow(dead_code)] // used by the introspection and revocation clients
     pub(crate) async fn post_form(&self, params: &[(&str, &str)]) -> Result<RawResponse, Error> {
-        let request = self.build_request(params)?;
+        let secret = self.secret.load().current.clone();
+        self.post_form_with(params, secret.as_ref()).await
+    }
+
+    async fn post_form_with(
+        &self,
+        params: &[(&str, &str)],
+        secret: Option<&SecretString>,
+    ) -> Result<RawResponse, Error> {
+        let request = self.build_request(params, secret)?;
         let response = self.http.send(request).await?;
         let (parts, body) = response.into_parts();
         let body = read_body(body, self.max_response_bytes).await?;
@@ -107,13 +116,17 @@ impl Endpoint {
         })
     }
 
-    fn build_request(&self, params: &[(&str, &str)]) -> Result<http::Request<Bytes>, Error> {
+    fn build_request(
+        &self,
+        params: &[(&str, &str)],
+        secret: Option<&SecretString>,
+    ) -> Result<http::Request<Bytes>, Error> {
         let mut form = form_urlencoded::Serializer::new(String::new());
         for (k, v) in params {
             form.append_pair(k, v);
         }
         let mut basic = None;
-        match (self.auth, &self.client_secret) {
+        match (self.auth, secret) {
             (ClientAuth::Basic, Some(secret)) => {
                 let pair = format!(
                     "{}:{}",
@@ -148,14 +161,41 @@ impl Endpoint {
             .map_err(|_| Error::Config("could not build the token request".into()))
     }
 
-    /// Requests a token with the given grant parameters.
+    /// Requests a token with the given grant parameters. During a secret rotation's overlap
+    /// window, an `invalid_client` answer to the current secret is retried once with the
+    /// previous one (`fallback`; nothing was granted, so nothing is replayed).
     pub(crate) async fn request_token(
         &self,
         params: &[(&str, &str)],
         requested_scope: Option<&str>,
+        fallback: bool,
+    ) -> Result<Token, Error> {
+        let current = self.secret.load().current.clone();
+        let result = self
+            .request_token_with(params, requested_scope, current.as_ref())
+            .await;
+        if let (Err(Error::InvalidClient(_)), true) = (&result, fallback)
+            && let Some(previous) = self.secret.previous_in_window()
+        {
+            tracing::warn!(
+                "the token endpoint answered invalid_client to the new client secret; \
+                 falling back to the previous one during the rotation overlap"
+            );
+            return self
+                .request_token_with(params, requested_scope, Some(&previous))
+                .await;
+        }
+        result
+    }
+
+    async fn request_token_with(
+        &self,
+        params: &[(&str, &str)],
+        requested_scope: Option<&str>,
+        secret: Option<&SecretString>,
     ) -> Result<Token, Error> {
         let sent_at = Instant::now();
-        let response = self.post_form(params).await?;
+        let response = self.post_form_with(params, secret).await?;
         if response.status.is_success() {
             match parse_token_response(
                 response.status,

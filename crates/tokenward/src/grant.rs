@@ -36,7 +36,8 @@ mod refresh;
 pub use self::refresh::{ForRefreshToken, PersistFailure, RefreshTokenGrant};
 pub use crate::endpoint::ClientAuth;
 use crate::endpoint::{DEFAULT_MAX_RESPONSE_BYTES, Endpoint, default_http_client, parse_url};
-use crate::error::Error;
+use crate::error::{EndpointError, Error};
+use crate::secret::ClientSecret;
 pub use crate::token::Lifetimes;
 use crate::token::Token;
 use crate::transport::HttpClient;
@@ -215,7 +216,7 @@ impl<G> GrantBuilder<G> {
         let endpoint = Endpoint {
             url: parse_url(&self.url)?,
             client_id: self.client_id,
-            client_secret: self.client_secret,
+            secret: ClientSecret::new(self.client_secret),
             auth: self.auth,
             http,
             max_response_bytes: self.max_response_bytes,
@@ -240,13 +241,22 @@ pub(crate) struct GrantConfig {
 
 impl GrantConfig {
     pub(crate) async fn request(&self, grant_params: &[(&str, &str)]) -> Result<Token, Error> {
+        self.request_with(grant_params, true).await
+    }
+
+    /// With `fallback` false, only the current client secret is tried (for verification).
+    pub(crate) async fn request_with(
+        &self,
+        grant_params: &[(&str, &str)],
+        fallback: bool,
+    ) -> Result<Token, Error> {
         let mut params: Vec<(&str, &str)> = grant_params.to_vec();
         if let Some(scope) = &self.scope {
             params.push(("scope", scope));
         }
         params.extend(self.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         self.endpoint
-            .request_token(&params, self.scope.as_deref())
+            .request_token(&params, self.scope.as_deref(), fallback)
             .await
     }
 }
@@ -272,6 +282,39 @@ impl GrantBuilder<ForClientCredentials> {
     pub fn build(self) -> Result<ClientCredentials, Error> {
         let (config, _) = self.into_parts()?;
         Ok(ClientCredentials { config })
+    }
+}
+
+impl ClientCredentials {
+    /// The client secret: a handle to rotate it at run time. See [`secret`](crate::secret).
+    pub fn client_secret(&self) -> ClientSecret {
+        self.config.endpoint.secret.clone()
+    }
+
+    /// Health check for a secret rotation: obtains a token with the *current* secret only
+    /// (no fallback to the previous one) and, if `check_url` is given, GETs it with the token
+    /// and requires a 2xx (e.g. an introspection-backed `/me`). Returns the token.
+    pub async fn verify(&self, check_url: Option<&str>) -> Result<Token, Error> {
+        let token = self
+            .config
+            .request_with(&[("grant_type", "client_credentials")], false)
+            .await?;
+        if let Some(url) = check_url {
+            let request = http::Request::get(url)
+                .header(http::header::AUTHORIZATION, token.header_value().clone())
+                .body(bytes::Bytes::new())
+                .map_err(|_| Error::Config(format!("{url:?} is not a valid URL").into()))?;
+            let response = self.config.endpoint.http.send(request).await?;
+            let status = response.status();
+            if !status.is_success() {
+                return Err(Error::Endpoint(Box::new(EndpointError {
+                    status,
+                    headers: response.headers().clone(),
+                    oauth: None,
+                })));
+            }
+        }
+        Ok(token)
     }
 }
 

@@ -51,6 +51,7 @@ pub mod classify;
 pub mod decay;
 pub mod error;
 pub mod grant;
+pub mod secret;
 pub mod store;
 pub mod timing;
 pub mod token;

@@ -172,6 +172,11 @@ impl RefreshTokenGrant {
         self.inner.lock().current.clone()
     }
 
+    /// The client secret: a handle to rotate it at run time. See [`secret`](crate::secret).
+    pub fn client_secret(&self) -> crate::secret::ClientSecret {
+        self.inner.config.endpoint.secret.clone()
+    }
+
     /// The decay policy.
     pub fn decay_policy(&self) -> &DecayPolicy {
         &self.inner.decay

@@ -1,0 +1,189 @@
+//! Client secret rotation without downtime.
+//!
+//! A leaked or expiring client secret must be replaced without dropping traffic. The
+//! runbook tokenward supports:
+//!
+//! 1. **Deploy new.** Register a second secret at the authorization server.
+//! 2. **Reload.** Hand the new secret to the running process: [`ClientSecret::rotate`], or
+//!    [`ClientSecret::reload_from_file`] from your own hook, or [`spawn_reload_on_sighup`].
+//!    The next token request uses it. For an overlap window, an `invalid_client` answer to
+//!    the new secret falls back to the previous one (with a WARN event), so the order of
+//!    steps 1 and 2 does not matter.
+//! 3. **Verify.** [`ClientCredentials::verify`](crate::ClientCredentials::verify) obtains a
+//!    token with the current secret only — no fallback — and optionally calls a URL with it.
+//! 4. **Revoke old** at the authorization server.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use tokenward::ClientCredentials;
+//!
+//! let grant = ClientCredentials::builder("https://auth.example.com/oauth/token", "svc")
+//!     .client_secret("old-secret")
+//!     .build()
+//!     .unwrap();
+//! let secret = grant.client_secret(); // a handle; clones share the secret
+//! secret.rotate("new-secret", Duration::from_secs(600));
+//! assert!(secret.in_overlap());
+//! ```
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use secrecy::{ExposeSecret, SecretString};
+use tokio::time::Instant;
+
+use crate::error::Error;
+
+/// The client secret of a grant: hot-swappable, with the previous secret kept for an
+/// overlap window. Cheap to clone; clones share the secret.
+#[derive(Clone)]
+pub struct ClientSecret {
+    state: Arc<ArcSwap<SecretState>>,
+}
+
+#[derive(Default)]
+pub(crate) struct SecretState {
+    pub(crate) current: Option<SecretString>,
+    pub(crate) previous: Option<(SecretString, Instant)>,
+}
+
+impl ClientSecret {
+    pub(crate) fn new(secret: Option<SecretString>) -> Self {
+        ClientSecret {
+            state: Arc::new(ArcSwap::from_pointee(SecretState {
+                current: secret,
+                previous: None,
+            })),
+        }
+    }
+
+    pub(crate) fn load(&self) -> arc_swap::Guard<Arc<SecretState>> {
+        self.state.load()
+    }
+
+    /// Whether a secret is configured.
+    pub fn is_set(&self) -> bool {
+        self.state.load().current.is_some()
+    }
+
+    /// Makes `new` the secret for the next token request. The old one stays usable as a
+    /// fallback for `overlap` (when the server answers `invalid_client` to the new one).
+    pub fn rotate(&self, new: impl Into<String>, overlap: Duration) {
+        let new = SecretString::from(new.into());
+        self.state.rcu(|old| {
+            let previous = old
+                .current
+                .clone()
+                .filter(|c| c.expose_secret() != new.expose_secret())
+                .and_then(|c| Instant::now().checked_add(overlap).map(|until| (c, until)));
+            SecretState {
+                current: Some(new.clone()),
+                previous,
+            }
+        });
+        tracing::info!(overlap_secs = overlap.as_secs(), "client secret rotated");
+    }
+
+    /// Ends the overlap at once: only the current secret is used from now on.
+    pub fn forget_previous(&self) {
+        self.state.rcu(|old| SecretState {
+            current: old.current.clone(),
+            previous: None,
+        });
+    }
+
+    /// Whether the previous secret is still a fallback.
+    pub fn in_overlap(&self) -> bool {
+        self.previous_in_window().is_some()
+    }
+
+    pub(crate) fn previous_in_window(&self) -> Option<SecretString> {
+        let state = self.state.load();
+        match &state.previous {
+            Some((secret, until)) if Instant::now() < *until => Some(secret.clone()),
+            _ => None,
+        }
+    }
+
+    /// Reads the secret from `path` (surrounding whitespace trimmed) and, if it differs from
+    /// the current one, rotates to it with `overlap`. Returns whether it changed. An empty,
+    /// unreadable or oversized file is an error and changes nothing.
+    pub fn reload_from_file(&self, path: &Path, overlap: Duration) -> Result<bool, Error> {
+        let bytes = std::fs::read(path).map_err(|e| {
+            Error::Config(
+                format!(
+                    "could not read the client secret file {}: {e}",
+                    path.display()
+                )
+                .into(),
+            )
+        })?;
+        if bytes.len() > 64 * 1024 {
+            return Err(Error::Config(
+                format!(
+                    "the client secret file {} is larger than 64 KiB",
+                    path.display()
+                )
+                .into(),
+            ));
+        }
+        let text = String::from_utf8(bytes).map_err(|_| {
+            Error::Config(format!("the client secret file {} is not UTF-8", path.display()).into())
+        })?;
+        let secret = text.trim();
+        if secret.is_empty() {
+            return Err(Error::Config(
+                format!("the client secret file {} is empty", path.display()).into(),
+            ));
+        }
+        let unchanged = self
+            .state
+            .load()
+            .current
+            .as_ref()
+            .is_some_and(|c| c.expose_secret() == secret);
+        if unchanged {
+            return Ok(false);
+        }
+        self.rotate(secret, overlap);
+        Ok(true)
+    }
+}
+
+impl fmt::Debug for ClientSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientSecret")
+            .field("set", &self.is_set())
+            .field("in_overlap", &self.in_overlap())
+            .finish()
+    }
+}
+
+/// On every SIGHUP, reloads `secret` from `path` with `overlap` (unix only). The task ends
+/// when the returned handle is aborted or dropped with the runtime.
+#[cfg(unix)]
+pub fn spawn_reload_on_sighup(
+    secret: ClientSecret,
+    path: impl Into<std::path::PathBuf>,
+    overlap: Duration,
+) -> Result<tokio::task::JoinHandle<()>, Error> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let path = path.into();
+    let mut hangups = signal(SignalKind::hangup())
+        .map_err(|e| Error::Config(format!("could not listen for SIGHUP: {e}").into()))?;
+    Ok(tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            match secret.reload_from_file(&path, overlap) {
+                Ok(changed) => {
+                    tracing::info!(changed, path = %path.display(), "SIGHUP: client secret reloaded")
+                }
+                Err(error) => tracing::error!(%error, "SIGHUP: client secret not reloaded"),
+            }
+        }
+    }))
+}
