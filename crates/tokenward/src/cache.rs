@@ -387,6 +387,16 @@ impl TokenCache {
         dropped
     }
 
+    /// Drops the cached token, whatever it is (credentials replaced, tenant idle). The next
+    /// read fetches a new one. Returns whether a token was cached.
+    pub fn clear(&self) -> bool {
+        let dropped = self.inner.current.swap(None).is_some();
+        if dropped {
+            tracing::debug!(cache = %self.inner.name, "cached token dropped");
+        }
+        dropped
+    }
+
     /// The cached token, whatever its state, without refreshing.
     pub fn cached(&self) -> Option<Token> {
         self.inner.current.load().as_ref().map(|e| e.token.clone())

@@ -37,6 +37,7 @@ pub use self::refresh::{ForRefreshToken, PersistFailure, RefreshTokenGrant};
 pub use crate::endpoint::ClientAuth;
 use crate::endpoint::{DEFAULT_MAX_RESPONSE_BYTES, Endpoint, default_http_client, parse_url};
 use crate::error::{EndpointError, Error};
+use crate::scope::ScopeSet;
 use crate::secret::ClientSecret;
 pub use crate::token::Lifetimes;
 use crate::token::Token;
@@ -119,6 +120,7 @@ pub struct GrantBuilder<G> {
     client_secret: Option<SecretString>,
     auth: ClientAuth,
     scope: Option<String>,
+    required_scopes: Option<ScopeSet>,
     params: Vec<(String, String)>,
     http: Option<Arc<dyn HttpClient>>,
     max_response_bytes: usize,
@@ -148,6 +150,7 @@ impl<G> GrantBuilder<G> {
             client_secret: None,
             auth: ClientAuth::Basic,
             scope: None,
+            required_scopes: None,
             params: Vec::new(),
             http: None,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
@@ -171,6 +174,16 @@ impl<G> GrantBuilder<G> {
     /// The space-separated scopes to request.
     pub fn scope(mut self, scope: impl Into<String>) -> Self {
         self.scope = Some(scope.into());
+        self
+    }
+
+    /// Scopes every token must carry (`resource.action` names; wildcards in the *granted*
+    /// scopes count, e.g. a granted `jobs.*` covers `jobs.read`). Checked on every token
+    /// obtained, before it is used: a token that lacks one is refused with
+    /// [`Error::InsufficientScope`] naming what is missing — an organisation admin must
+    /// re-grant. A response without `scope` means the requested scopes (RFC 6749 §5.1).
+    pub fn require_scopes(mut self, scopes: &str) -> Self {
+        self.required_scopes = Some(ScopeSet::parse(scopes));
         self
     }
 
@@ -225,6 +238,7 @@ impl<G> GrantBuilder<G> {
         let config = GrantConfig {
             endpoint,
             scope: self.scope,
+            required_scopes: self.required_scopes.filter(|r| !r.is_empty()),
             params: self.params,
         };
         Ok((config, self.grant))
@@ -236,12 +250,28 @@ impl<G> GrantBuilder<G> {
 pub(crate) struct GrantConfig {
     pub(crate) endpoint: Endpoint,
     pub(crate) scope: Option<String>,
+    pub(crate) required_scopes: Option<ScopeSet>,
     pub(crate) params: Vec<(String, String)>,
 }
 
 impl GrantConfig {
     pub(crate) async fn request(&self, grant_params: &[(&str, &str)]) -> Result<Token, Error> {
         self.request_with(grant_params, true).await
+    }
+
+    /// Refuses a token whose granted scopes (`granted`, or when unknown the requested ones)
+    /// do not cover the required ones.
+    pub(crate) fn check_scopes(&self, granted: Option<&str>) -> Result<(), Error> {
+        let Some(required) = &self.required_scopes else {
+            return Ok(());
+        };
+        match granted.or(self.scope.as_deref()) {
+            Some(granted) => ScopeSet::parse(granted).require(required),
+            None => {
+                tracing::debug!("the granted scope is unknown; required scopes not checked");
+                Ok(())
+            }
+        }
     }
 
     /// With `fallback` false, only the current client secret is tried (for verification).
@@ -320,6 +350,13 @@ impl ClientCredentials {
 
 impl TokenSource for ClientCredentials {
     fn fetch(&self) -> FetchFuture<'_> {
-        Box::pin(self.config.request(&[("grant_type", "client_credentials")]))
+        Box::pin(async move {
+            let token = self
+                .config
+                .request(&[("grant_type", "client_credentials")])
+                .await?;
+            self.config.check_scopes(token.scope())?;
+            Ok(token)
+        })
     }
 }

@@ -162,7 +162,7 @@ async fn rotation_app_first_falls_back_during_the_overlap_and_drops_no_request()
 
 #[tokio::test(start_paused = true)]
 async fn the_fallback_ends_with_the_overlap_window() {
-    let (server, grant, cache) = setup();
+    let (_server, grant, cache) = setup();
     cache.token().await.unwrap();
     grant.client_secret().rotate(NEW, Duration::from_secs(5));
     cache.force_refresh().await.unwrap(); // falls back to the old secret

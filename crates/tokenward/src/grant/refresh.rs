@@ -307,7 +307,17 @@ impl RefreshInner {
                 ])
                 .await;
             match result {
-                Ok(token) => return self.record_success(current, token).await,
+                Ok(token) => {
+                    // Persist first, check scopes second: a scope error must not cost the
+                    // rotated refresh token.
+                    let token = self.record_success(current, token).await?;
+                    let granted = token
+                        .scope()
+                        .map(str::to_owned)
+                        .or_else(|| self.lock().scope.clone());
+                    self.config.check_scopes(granted.as_deref())?;
+                    return Ok(token);
+                }
                 Err(error) if error.is_reauthorization_required() && !adopted_after_rejection => {
                     let Some(store) = &self.store else {
                         return Err(error);

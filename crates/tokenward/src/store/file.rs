@@ -195,6 +195,9 @@ fn cas(
         path: lock_path,
         source: Arc::new(e),
     })?;
+    // Under the lock no other writer is mid-write: temporary files still here were left by
+    // writers that crashed (SIGKILL between create and rename). Clear them.
+    remove_leftover_temp_files(path);
     // Under the lock: read what is stored now, compare, replace.
     let current = read_grant(path)?;
     if !matches_expected(current.as_ref(), expected) {
@@ -203,6 +206,29 @@ fn cas(
     write_atomic(path, new)?;
     Ok(CasOutcome::Swapped)
     // The lock is released when `lock` is dropped.
+}
+
+fn temp_prefix(path: &Path) -> String {
+    format!(
+        ".{}.tmp-",
+        path.file_name().unwrap_or_default().to_string_lossy()
+    )
+}
+
+fn remove_leftover_temp_files(path: &Path) {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let prefix = temp_prefix(path);
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
 fn sibling(path: &Path, suffix: &str) -> PathBuf {
@@ -239,8 +265,8 @@ fn write_atomic(path: &Path, grant: &StoredGrant) -> Result<(), StoreError> {
     let bytes = serde_json::to_vec_pretty(&format).map_err(|e| write_err(io::Error::other(e)))?;
     // A hidden temporary file in the same folder, so the rename stays on one filesystem.
     let tmp = path.with_file_name(format!(
-        ".{}.tmp-{}-{:016x}",
-        path.file_name().unwrap_or_default().to_string_lossy(),
+        "{}{}-{:016x}",
+        temp_prefix(path),
         std::process::id(),
         rand::random::<u64>()
     ));
@@ -415,6 +441,24 @@ mod tests {
             store.load().await.unwrap_err(),
             StoreError::Corrupt { .. }
         ));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn temp_files_left_by_a_crashed_writer_are_cleared_on_the_next_write() {
+        let dir = temp_dir("leftover");
+        let path = dir.join("grant.json");
+        let leftover = dir.join(".grant.json.tmp-999999-00000000deadbeef");
+        fs::write(&leftover, b"{\"version\":1,\"refresh_token\":\"half-writ").unwrap();
+        let unrelated = dir.join("other.json");
+        fs::write(&unrelated, b"{}").unwrap();
+        let store = FileStore::new(&path);
+        store
+            .compare_and_swap(None, StoredGrant::new("rt"))
+            .await
+            .unwrap();
+        assert!(!leftover.exists());
+        assert!(unrelated.exists(), "only our temporary files are removed");
         fs::remove_dir_all(&dir).unwrap();
     }
 

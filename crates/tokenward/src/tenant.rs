@@ -1,0 +1,625 @@
+//! Tenants: one token cache per organisation, behind one key.
+//!
+//! A [`TenantCache`] maps a tenant key (an organisation id, a customer name) to that
+//! tenant's own [`TokenCache`]: its own credentials, cached token, single-flight refresh,
+//! backoff and 429 window. One tenant's slow, hanging or failing token endpoint therefore
+//! never delays another tenant's reads or refreshes.
+//!
+//! * **No fallback.** A key with no credentials is [`Error::UnknownTenant`], never another
+//!   tenant's (or a default) token.
+//! * **Lock-free reads.** The tenant map is an `ArcSwap`'d `HashMap`, replaced
+//!   copy-on-write by [`insert`](TenantCache::insert) and [`remove`](TenantCache::remove);
+//!   a read is an atomic load, a hash lookup and a reference-count increment, then the
+//!   tenant's own lock-free [`TokenCache`] read.
+//! * **Run-time changes.** Tenants are added, re-keyed with new credentials (the old
+//!   cached token is dropped at once: new credentials, new token) and removed while
+//!   requests run.
+//! * **Idle eviction.** With [`idle_eviction`](TenantCacheBuilder::idle_eviction), the
+//!   cached tokens of tenants nobody has read for that long are dropped (the credentials
+//!   stay); the tenant's next read simply fetches a new token.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use tokenward::{Error, TenantCache, Token, grant::from_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Error> {
+//! // In production the sources are grants: ClientCredentials::builder(..).build()?
+//! let source = |org: &'static str| {
+//!     from_fn(move || async move {
+//!         Token::builder(format!("{org}-token")).expires_in(Duration::from_secs(3600)).build()
+//!     })
+//! };
+//! let tenants: TenantCache<String> = TenantCache::builder()
+//!     .idle_eviction(Duration::from_secs(30 * 60))
+//!     .tenant("acme".to_string(), source("acme"))
+//!     .build();
+//! tenants.insert("globex".to_string(), source("globex"));
+//!
+//! assert_eq!(tenants.header("acme").await?, "Bearer acme-token");
+//! assert_eq!(tenants.header("globex").await?, "Bearer globex-token");
+//! // An unknown tenant is an error, never someone else's token.
+//! assert!(matches!(tenants.header("initech").await, Err(Error::UnknownTenant { .. })));
+//! # Ok(()) }
+//! ```
+
+use std::borrow::Borrow;
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use http::HeaderValue;
+use tokio::task::AbortHandle;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use crate::cache::{CacheConfig, TokenCache};
+use crate::error::Error;
+use crate::grant::TokenSource;
+use crate::token::Token;
+
+/// Token caches for many tenants (organisations), each with its own credentials. Cheap to
+/// clone; clones share the tenants.
+///
+/// Debug output shows the tenant keys and the phase of each one's cached token, never a
+/// token or a secret.
+///
+/// Look a tenant up on every request ([`header`](Self::header), or [`get`](Self::get) and
+/// then [`TokenCache::header`]) rather than keeping the [`TokenCache`] that `get` returns:
+/// once a tenant is replaced or removed, that cache is detached and keeps using the old
+/// credentials.
+pub struct TenantCache<K> {
+    shared: Arc<Shared<K>>,
+}
+
+struct Shared<K> {
+    /// The tenants. Replaced whole (copy-on-write) under `write`; read without a lock.
+    map: ArcSwap<HashMap<K, Arc<Tenant>>>,
+    /// Serialises writers, so no insert or removal is lost to a concurrent one.
+    write: Mutex<()>,
+    config: CacheConfig,
+    idle: Option<Duration>,
+    /// Bumped by every eviction sweep; reads stamp it on the tenant they read.
+    generation: AtomicU64,
+    /// `(generation, when it ended)` for the sweeps that may still matter, oldest first.
+    sweeps: Mutex<VecDeque<(u64, Instant)>>,
+    sweeper: OnceLock<AbortHandle>,
+}
+
+struct Tenant {
+    cache: TokenCache,
+    /// The eviction generation in which the tenant was last read (or inserted).
+    last_seen: AtomicU64,
+}
+
+impl Tenant {
+    #[inline]
+    fn touch(&self, generation: u64) {
+        // Only write when the generation moved: hot tenants' reads stay read-only.
+        if self.last_seen.load(Ordering::Relaxed) != generation {
+            self.last_seen.store(generation, Ordering::Relaxed);
+        }
+    }
+}
+
+impl<K> Drop for Shared<K> {
+    fn drop(&mut self) {
+        if let Some(sweeper) = self.sweeper.get() {
+            sweeper.abort();
+        }
+    }
+}
+
+/// Builds a [`TenantCache`]. See [`TenantCache::builder`].
+pub struct TenantCacheBuilder<K> {
+    config: CacheConfig,
+    idle: Option<Duration>,
+    tenants: Vec<(K, Pending)>,
+}
+
+/// Builds a tenant's cache from its source, once the configuration is known.
+type MakeCache = Box<dyn FnOnce(&CacheConfig, Arc<str>) -> TokenCache + Send>;
+
+enum Pending {
+    Source(MakeCache),
+    Cache(TokenCache),
+}
+
+impl<K: fmt::Debug> fmt::Debug for TenantCacheBuilder<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TenantCacheBuilder")
+            .field("config", &self.config)
+            .field("idle_eviction", &self.idle)
+            .field(
+                "tenants",
+                &self.tenants.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl<K> TenantCacheBuilder<K>
+where
+    K: Eq + Hash + Clone + fmt::Debug + fmt::Display + Send + Sync + 'static,
+{
+    /// The configuration of every tenant's [`TokenCache`] created from a source (by
+    /// [`tenant`](Self::tenant) or [`TenantCache::insert`]); see
+    /// [`TokenCacheBuilder::config`](crate::TokenCacheBuilder::config). Default:
+    /// [`CacheConfig::default()`]. Each cache is named after its tenant in `tracing` output.
+    pub fn cache_config(mut self, config: CacheConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Drops the cached token of tenants that have not been read for `period` (default:
+    /// never). Their credentials stay; the next read fetches a new token.
+    ///
+    /// When the cache is built inside a Tokio runtime, a background task sweeps every
+    /// quarter of `period` (at least once a minute, at most once a second), so a token
+    /// is dropped between `period` and `period` plus one sweep interval after its
+    /// tenant's last read; the task ends when the last clone of the cache is dropped. Built
+    /// outside a runtime, call [`TenantCache::evict_idle`] yourself.
+    pub fn idle_eviction(mut self, period: Duration) -> Self {
+        self.idle = Some(period);
+        self
+    }
+
+    /// Adds a tenant with its credentials. A later one with the same key replaces it.
+    pub fn tenant(mut self, tenant: K, source: impl TokenSource) -> Self {
+        let make = move |config: &CacheConfig, name: Arc<str>| {
+            TokenCache::builder(source)
+                .config(config.clone())
+                .name(name)
+                .build()
+        };
+        self.tenants.push((tenant, Pending::Source(Box::new(make))));
+        self
+    }
+
+    /// Adds a tenant with a cache configured by the caller (for example with its own
+    /// deadline or backoff).
+    pub fn tenant_cache(mut self, tenant: K, cache: TokenCache) -> Self {
+        self.tenants.push((tenant, Pending::Cache(cache)));
+        self
+    }
+
+    /// Builds the tenant cache. No token is requested until a tenant is first read.
+    pub fn build(self) -> TenantCache<K> {
+        let mut map = HashMap::with_capacity(self.tenants.len());
+        for (key, tenant) in self.tenants {
+            let cache = match tenant {
+                Pending::Source(make) => make(&self.config, Arc::from(key.to_string())),
+                Pending::Cache(cache) => cache,
+            };
+            map.insert(key, new_tenant(cache, 0));
+        }
+        let shared = Arc::new(Shared {
+            map: ArcSwap::from_pointee(map),
+            write: Mutex::new(()),
+            config: self.config,
+            idle: self.idle,
+            generation: AtomicU64::new(0),
+            sweeps: Mutex::new(VecDeque::new()),
+            sweeper: OnceLock::new(),
+        });
+        if let Some(period) = self.idle {
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    let every = (period / 4)
+                        .min(Duration::from_secs(60))
+                        .max(Duration::from_secs(1));
+                    let task = runtime.spawn(sweep(Arc::downgrade(&shared), every));
+                    let _ = shared.sweeper.set(task.abort_handle());
+                }
+                Err(_) => tracing::info!(
+                    idle_secs = period.as_secs(),
+                    "tenant cache built outside a Tokio runtime: no idle sweeper runs; \
+                     call TenantCache::evict_idle periodically"
+                ),
+            }
+        }
+        TenantCache { shared }
+    }
+}
+
+fn new_tenant(cache: TokenCache, generation: u64) -> Arc<Tenant> {
+    Arc::new(Tenant {
+        cache,
+        last_seen: AtomicU64::new(generation),
+    })
+}
+
+async fn sweep<K>(shared: Weak<Shared<K>>, every: Duration)
+where
+    K: Eq + Hash + Clone + fmt::Debug + fmt::Display + Send + Sync + 'static,
+{
+    let mut interval = tokio::time::interval_at(Instant::now() + every, every);
+    interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        shared.evict_idle();
+    }
+}
+
+impl<K> Clone for TenantCache<K> {
+    fn clone(&self) -> Self {
+        TenantCache {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<K> Default for TenantCache<K>
+where
+    K: Eq + Hash + Clone + fmt::Debug + fmt::Display + Send + Sync + 'static,
+{
+    fn default() -> Self {
+        TenantCache::builder().build()
+    }
+}
+
+impl<K> TenantCache<K>
+where
+    K: Eq + Hash + Clone + fmt::Debug + fmt::Display + Send + Sync + 'static,
+{
+    /// Starts building a tenant cache.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tokenward::{CacheConfig, TenantCache};
+    ///
+    /// let mut config = CacheConfig::default();
+    /// config.refresh_deadline = Duration::from_secs(10);
+    /// let tenants: TenantCache<u64> = TenantCache::builder()
+    ///     .cache_config(config)
+    ///     .idle_eviction(Duration::from_secs(3600))
+    ///     .build();
+    /// assert!(tenants.is_empty());
+    /// ```
+    pub fn builder() -> TenantCacheBuilder<K> {
+        TenantCacheBuilder {
+            config: CacheConfig::default(),
+            idle: None,
+            tenants: Vec::new(),
+        }
+    }
+
+    /// An empty tenant cache with the default configuration and no idle eviction.
+    pub fn new() -> Self {
+        TenantCache::builder().build()
+    }
+
+    /// Adds a tenant, or replaces its credentials, while requests run. Returns the replaced
+    /// tenant's cache, if there was one.
+    ///
+    /// Replacing drops the old cached token at once: the next read fetches a new token with
+    /// the new credentials. The returned cache is detached from this one (and empty).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tokenward::{TenantCache, Token, grant::from_fn};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let issue = |name: &'static str| {
+    ///     from_fn(move || async move { Token::builder(name).build() })
+    /// };
+    /// let tenants = TenantCache::new();
+    /// assert!(tenants.insert("acme", issue("old-secret-token")).is_none());
+    /// assert_eq!(tenants.header("acme").await.unwrap(), "Bearer old-secret-token");
+    /// assert!(tenants.insert("acme", issue("new-secret-token")).is_some());
+    /// assert_eq!(tenants.header("acme").await.unwrap(), "Bearer new-secret-token");
+    /// # }
+    /// ```
+    pub fn insert(&self, tenant: K, source: impl TokenSource) -> Option<TokenCache> {
+        let cache = TokenCache::builder(source)
+            .config(self.shared.config.clone())
+            .name(tenant.to_string())
+            .build();
+        self.insert_cache(tenant, cache)
+    }
+
+    /// Like [`insert`](Self::insert), with a cache the caller configured (its own
+    /// deadline, backoff or timing). Idle eviction applies to it too.
+    pub fn insert_cache(&self, tenant: K, cache: TokenCache) -> Option<TokenCache> {
+        let generation = self.shared.generation.load(Ordering::Relaxed);
+        let old = self
+            .shared
+            .update(|map| map.insert(tenant, new_tenant(cache, generation)));
+        old.map(|old| {
+            drop_cached(&old.cache);
+            old.cache.clone()
+        })
+    }
+
+    /// Removes a tenant and drops its cached token. Returns whether it was there. Its reads
+    /// fail with [`Error::UnknownTenant`] from now on.
+    pub fn remove<Q>(&self, tenant: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        if !self.contains(tenant) {
+            return false;
+        }
+        match self.shared.update(|map| map.remove(tenant)) {
+            Some(old) => {
+                drop_cached(&old.cache);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether the tenant is configured.
+    pub fn contains<Q>(&self, tenant: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.shared.map.load().contains_key(tenant)
+    }
+
+    /// The configured tenants, in no particular order.
+    pub fn tenants(&self) -> Vec<K> {
+        self.shared.map.load().keys().cloned().collect()
+    }
+
+    /// How many tenants are configured.
+    pub fn len(&self) -> usize {
+        self.shared.map.load().len()
+    }
+
+    /// Whether no tenant is configured.
+    pub fn is_empty(&self) -> bool {
+        self.shared.map.load().is_empty()
+    }
+
+    /// The tenant's token cache, or [`Error::UnknownTenant`]: never another tenant's, never a
+    /// default. Lock-free; counts as a read for idle eviction.
+    ///
+    /// ```
+    /// use tokenward::{Error, TenantCache};
+    ///
+    /// let tenants: TenantCache<String> = TenantCache::new();
+    /// match tenants.get("acme") {
+    ///     Err(Error::UnknownTenant { tenant }) => assert_eq!(tenant, "acme"),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// ```
+    #[inline]
+    pub fn get<Q>(&self, tenant: &Q) -> Result<TokenCache, Error>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + fmt::Display + ?Sized,
+    {
+        let map = self.shared.map.load();
+        match map.get(tenant) {
+            Some(entry) => {
+                entry.touch(self.shared.generation.load(Ordering::Relaxed));
+                Ok(entry.cache.clone())
+            }
+            None => Err(unknown(tenant)),
+        }
+    }
+
+    /// The `Authorization` header value of a usable token for the tenant: the tenant's
+    /// [`TokenCache::header`]. [`Error::UnknownTenant`] for an unknown tenant, with nothing
+    /// fetched.
+    pub async fn header<Q>(&self, tenant: &Q) -> Result<HeaderValue, Error>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + fmt::Display + Sync + ?Sized,
+    {
+        self.get(tenant)?.header().await
+    }
+
+    /// A usable token for the tenant: the tenant's [`TokenCache::token`].
+    pub async fn token<Q>(&self, tenant: &Q) -> Result<Token, Error>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + fmt::Display + Sync + ?Sized,
+    {
+        self.get(tenant)?.token().await
+    }
+
+    /// The tenant's API rejected `rejected` (401 `invalid_token`): drops the tenant's cached
+    /// token if it is still that one. See [`TokenCache::invalidate`]. `false` for an
+    /// unknown tenant, or when another tenant's header is passed.
+    pub fn invalidate<Q>(&self, tenant: &Q, rejected: &HeaderValue) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.shared
+            .map
+            .load()
+            .get(tenant)
+            .is_some_and(|entry| entry.cache.invalidate(rejected))
+    }
+
+    /// Drops the cached token of every tenant not read for the
+    /// [idle period](TenantCacheBuilder::idle_eviction), keeping its credentials, and
+    /// returns how many tokens were dropped. Does nothing without an idle period.
+    ///
+    /// Reads do not look at the clock: each sweep starts a new *generation* and a read
+    /// stamps the current one on its tenant. A tenant is evicted once the sweep that ended
+    /// the generation of its last read is at least the idle period in the past, so the
+    /// precision is the interval between sweeps, and a tenant read within the period is
+    /// never evicted. A background sweeper calls this for you (see
+    /// [`idle_eviction`](TenantCacheBuilder::idle_eviction)).
+    pub fn evict_idle(&self) -> usize {
+        self.shared.evict_idle()
+    }
+}
+
+impl<K> Shared<K>
+where
+    K: Eq + Hash + Clone + fmt::Debug + fmt::Display + Send + Sync + 'static,
+{
+    /// Copy-on-write update of the tenant map, one writer at a time.
+    fn update<R>(&self, change: impl FnOnce(&mut HashMap<K, Arc<Tenant>>) -> R) -> R {
+        let _writer = lock(&self.write);
+        let mut map = HashMap::clone(&self.map.load());
+        let result = change(&mut map);
+        self.map.store(Arc::new(map));
+        result
+    }
+
+    fn evict_idle(&self) -> usize {
+        let Some(period) = self.idle else {
+            return 0;
+        };
+        let now = Instant::now();
+        let threshold = {
+            let mut sweeps = lock(&self.sweeps);
+            let ended = self.generation.fetch_add(1, Ordering::Relaxed);
+            sweeps.push_back((ended, now));
+            let Some(cutoff) = now.checked_sub(period) else {
+                return 0;
+            };
+            // The newest generation that ended at least `period` ago: tenants last read in
+            // it (or before) have not been read since `cutoff`.
+            let mut threshold = None;
+            while let Some(&(generation, ended_at)) = sweeps.front() {
+                if ended_at > cutoff {
+                    break;
+                }
+                threshold = Some(generation);
+                sweeps.pop_front();
+            }
+            match threshold {
+                Some(generation) => {
+                    // Later sweeps' cutoffs only move forward: this one still counts.
+                    sweeps.push_front((generation, cutoff));
+                    generation
+                }
+                None => return 0,
+            }
+        };
+        let map = self.map.load();
+        let mut evicted = 0;
+        for (key, tenant) in map.iter() {
+            if tenant.last_seen.load(Ordering::Relaxed) <= threshold && drop_cached(&tenant.cache) {
+                tracing::debug!(tenant = %key, "idle tenant's cached token dropped");
+                evicted += 1;
+            }
+        }
+        if evicted > 0 {
+            tracing::info!(
+                evicted,
+                idle_secs = period.as_secs(),
+                "dropped the cached tokens of idle tenants"
+            );
+        }
+        evicted
+    }
+}
+
+/// Drops a cache's token (if it still holds the same one). The cache's configuration,
+/// backoff and 429 window stay, and so does single flight: there is never a second cache
+/// for the same credentials. Returns whether a token was dropped.
+fn drop_cached(cache: &TokenCache) -> bool {
+    cache.clear()
+}
+
+#[cold]
+fn unknown<Q: fmt::Display + ?Sized>(tenant: &Q) -> Error {
+    Error::UnknownTenant {
+        tenant: tenant.to_string(),
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl<K: fmt::Debug> fmt::Debug for TenantCache<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Phases<'a, K>(&'a HashMap<K, Arc<Tenant>>);
+        impl<K: fmt::Debug> fmt::Debug for Phases<'_, K> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_map()
+                    .entries(self.0.iter().map(|(k, t)| (k, t.cache.status().phase)))
+                    .finish()
+            }
+        }
+        let map = self.shared.map.load();
+        f.debug_struct("TenantCache")
+            .field("tenants", &Phases(&map))
+            .field("idle_eviction", &self.shared.idle)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grant::from_fn;
+
+    fn issuing(name: &'static str) -> impl TokenSource {
+        from_fn(move || async move { Token::builder(name).build() })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn debug_shows_keys_and_phases_only() {
+        let tenants = TenantCache::new();
+        tenants.insert("acme", issuing("sekrit-acme"));
+        tenants.insert("globex", issuing("sekrit-globex"));
+        tenants.header("acme").await.unwrap();
+        let dbg = format!("{tenants:?}");
+        assert!(dbg.contains("\"acme\": Fresh"), "{dbg}");
+        assert!(dbg.contains("\"globex\": Empty"), "{dbg}");
+        assert!(!dbg.contains("sekrit"), "{dbg}");
+    }
+
+    #[test]
+    fn sweeps_evict_only_after_the_period() {
+        // Built outside a runtime: no background sweeper, only the sweeps made here.
+        let tenants = TenantCache::builder()
+            .idle_eviction(Duration::from_secs(100))
+            .tenant("acme", issuing("a"))
+            .tenant("globex", issuing("g"))
+            .build();
+        assert!(tenants.shared.sweeper.get().is_none());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            tenants.header("acme").await.unwrap();
+            tenants.header("globex").await.unwrap();
+            // Generation 0 ends now: nothing is old enough yet.
+            assert_eq!(tenants.evict_idle(), 0);
+            tokio::time::advance(Duration::from_secs(60)).await;
+            tenants.header("globex").await.unwrap(); // read in generation 1
+            tokio::time::advance(Duration::from_secs(39)).await;
+            assert_eq!(tenants.evict_idle(), 0, "99 s idle is not 100 s");
+            tokio::time::advance(Duration::from_secs(2)).await;
+            assert_eq!(tenants.evict_idle(), 1, "acme: idle since generation 0");
+            assert!(tenants.get("acme").unwrap().cached().is_none());
+            assert!(tenants.get("globex").unwrap().cached().is_some());
+            // globex was last read (by `get` above) at 101 s.
+            for _ in 0..110 {
+                tokio::time::advance(Duration::from_secs(1)).await;
+                tenants.evict_idle();
+            }
+            assert!(
+                lock(&tenants.shared.sweeps).len() <= 102,
+                "history stays bounded"
+            );
+            assert!(tenants.get("globex").unwrap().cached().is_none());
+            // Credentials stay: the next read fetches again.
+            assert_eq!(tenants.header("globex").await.unwrap(), "Bearer g");
+        });
+    }
+}
