@@ -23,7 +23,7 @@ pub struct Counters {
     pub issued: u64,
     /// Token responses with a 4xx or 5xx status, from faults or from the OAuth logic.
     pub errors: u64,
-    /// Token requests that met a scripted [`Fault`](crate::Fault).
+    /// Requests (to any endpoint) that met a scripted [`Fault`](crate::Fault).
     pub faulted: u64,
     /// Requests that reached the protected resource.
     pub resource_requests: u64,
@@ -31,12 +31,25 @@ pub struct Counters {
     pub resource_rejected: u64,
     /// Rotated refresh tokens presented again (each revoked its whole grant).
     pub refresh_reuse_detected: u64,
+    /// Rotated-out refresh tokens accepted within the
+    /// [grace period](crate::FakeServerBuilder::refresh_token_grace).
+    pub refresh_grace_used: u64,
+    /// Requests to `/authorize`, [`FakeServer::approve`](crate::FakeServer::approve) included.
+    pub authorize_requests: u64,
+    /// Authorization codes issued (successful authorization requests).
+    pub codes_issued: u64,
+    /// Authorization codes presented again (each revoked the tokens issued from it).
+    pub code_reuse_detected: u64,
+    /// Requests that reached `/introspect`, faulted ones included.
+    pub introspect_requests: u64,
+    /// Requests that reached `/revoke`, faulted ones included.
+    pub revoke_requests: u64,
     pub(crate) issued_by_grant: BTreeMap<String, u64>,
 }
 
 impl Counters {
-    /// Successful token responses for one `grant_type`, e.g. `"client_credentials"` or
-    /// `"refresh_token"`.
+    /// Successful token responses for one `grant_type`, e.g. `"client_credentials"`,
+    /// `"authorization_code"` or `"refresh_token"`.
     pub fn issued_for(&self, grant_type: &str) -> u64 {
         self.issued_by_grant.get(grant_type).copied().unwrap_or(0)
     }

@@ -11,12 +11,26 @@ use tokio::time::Sleep;
 
 use crate::listen::ConnectionHandle;
 
-/// A failure the token endpoint acts out instead of (or before) answering normally.
+/// An endpoint that faults can be queued for with
+/// [`FakeServer::push_fault_at`](crate::FakeServer::push_fault_at).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Endpoint {
+    /// `POST /token`.
+    Token,
+    /// `POST /introspect` (RFC 7662).
+    Introspect,
+    /// `POST /revoke` (RFC 7009).
+    Revoke,
+}
+
+/// A failure an endpoint acts out instead of (or before) answering normally.
 ///
-/// Queue faults with [`FakeServer::push_fault`](crate::FakeServer::push_fault) /
+/// Queue faults for the token endpoint with [`FakeServer::push_fault`](crate::FakeServer::push_fault) /
 /// [`push_faults`](crate::FakeServer::push_faults), or make one permanent with
-/// [`set_fault`](crate::FakeServer::set_fault). Faults only affect `/token`; the protected
-/// resource keeps answering normally.
+/// [`set_fault`](crate::FakeServer::set_fault); queue them for introspection and revocation
+/// with [`push_fault_at`](crate::FakeServer::push_fault_at). The authorization endpoint and the
+/// protected resource keep answering normally.
 ///
 /// # Example
 ///
@@ -43,6 +57,12 @@ pub enum Fault {
     /// This status with a small HTML body, as a proxy or load balancer sends it (500, 502,
     /// 503, 504, 408, ...). The code must be in `100..=999`.
     Status(u16),
+    /// 503 with a small HTML body and, when given, a `Retry-After` header with this value
+    /// verbatim (it must be a valid header value), as an overloaded server sends it.
+    ServiceUnavailable {
+        /// The `Retry-After` header value, sent as is.
+        retry_after: Option<String>,
+    },
     /// 400 `{"error":"temporarily_unavailable"}`.
     TemporarilyUnavailable,
     /// 400 `{"error":"invalid_grant"}`, whatever the request.
@@ -86,9 +106,12 @@ impl Fault {
             ),
             Fault::RateLimited {
                 retry_after: Some(value),
+            }
+            | Fault::ServiceUnavailable {
+                retry_after: Some(value),
             } => assert!(
                 http::HeaderValue::try_from(value.as_str()).is_ok(),
-                "tokenward-testkit: Fault::RateLimited retry_after {value:?} is not a valid header value"
+                "tokenward-testkit: the fault's retry_after {value:?} is not a valid header value"
             ),
             _ => {}
         }

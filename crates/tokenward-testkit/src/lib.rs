@@ -3,15 +3,24 @@
 //! A fake OAuth 2.0 authorization server and protected resource, for testing
 //! [`tokenward`] and the code that uses it, deterministically.
 //!
+//! * **`GET /authorize`** (RFC 6749 §4.1, PKCE S256 per RFC 7636): a simulated user approves
+//!   at once and the browser is redirected with `code` and `state` (or an RFC 6749 §4.1.2.1
+//!   `error`); only registered redirect URIs, PKCE required for public clients.
+//!   [`FakeServer::approve`] runs this step in-process.
 //! * **`POST /token`** (RFC 6749): `client_secret_basic`, `client_secret_post` and public
-//!   clients; the client-credentials grant; the refresh-token grant with rotation and reuse
-//!   detection (a rotated refresh token presented again revokes its whole grant, as real
-//!   servers do); scope limits per client; `expires_in` as a number, a string or omitted.
+//!   clients; the authorization-code grant (single-use codes that expire, redirect URI and PKCE
+//!   verifier checked, a reused code revokes what it issued); the client-credentials grant; the
+//!   refresh-token grant with rotation and reuse detection (a rotated refresh token presented
+//!   again revokes its whole grant, as real servers do); scope limits per client; `expires_in`
+//!   as a number, a string or omitted.
+//! * **`POST /introspect`** (RFC 7662) and **`POST /revoke`** (RFC 7009), with client
+//!   authentication; revoking a refresh token revokes its whole grant.
 //! * **`/resource`** and **`/resource/{scope}`**: a protected resource that answers 401 and 403
 //!   with RFC 6750 `WWW-Authenticate` challenges (`invalid_token`, `insufficient_scope`).
-//! * **Scripted [`Fault`]s** on the token endpoint: 429 with `Retry-After`, 5xx, latency,
-//!   hangs, garbage, oversized or slowly dripped bodies, a 200 carrying an error, connection
-//!   resets.
+//! * **Scripted [`Fault`]s** on the token endpoint (and, queued with
+//!   [`FakeServer::push_fault_at`], on introspection and revocation): 429 or 503 with
+//!   `Retry-After`, 5xx, latency, hangs, garbage, oversized or slowly dripped bodies, a 200
+//!   carrying an error, connection resets.
 //! * **[`Counters`]** and the [last token request](FakeServer::last_token_request) for
 //!   assertions; admin methods to revoke tokens and rotate client secrets.
 //!
@@ -88,9 +97,11 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod authorize;
 mod client;
 mod counters;
 mod fault;
+mod introspect;
 mod listen;
 mod record;
 mod resource;
@@ -99,7 +110,7 @@ mod token;
 
 pub use client::InProcessClient;
 pub use counters::Counters;
-pub use fault::Fault;
+pub use fault::{Endpoint, Fault};
 pub use listen::RunningServer;
 pub use record::{AuthMethod, TokenRequestRecord};
 pub use server::{ExpiresIn, FakeServer, FakeServerBuilder};

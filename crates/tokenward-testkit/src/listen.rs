@@ -79,6 +79,21 @@ impl RunningServer {
         self.url("/resource")
     }
 
+    /// The authorization endpoint, `http://127.0.0.1:<port>/authorize`.
+    pub fn authorize_url(&self) -> String {
+        self.url("/authorize")
+    }
+
+    /// The introspection endpoint (RFC 7662), `http://127.0.0.1:<port>/introspect`.
+    pub fn introspect_url(&self) -> String {
+        self.url("/introspect")
+    }
+
+    /// The revocation endpoint (RFC 7009), `http://127.0.0.1:<port>/revoke`.
+    pub fn revoke_url(&self) -> String {
+        self.url("/revoke")
+    }
+
     /// The server being served (the same state as the [`FakeServer`] `listen` was called on).
     pub fn server(&self) -> &FakeServer {
         &self.server

@@ -6,13 +6,13 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use axum::Router;
-use axum::routing::{any, post};
+use axum::routing::{any, get, post};
 use base64::Engine as _;
 use tokio::time::Instant;
 
 use crate::client::InProcessClient;
 use crate::counters::Counters;
-use crate::fault::Fault;
+use crate::fault::{Endpoint, Fault};
 use crate::listen::RunningServer;
 use crate::record::TokenRequestRecord;
 
@@ -21,6 +21,13 @@ use crate::record::TokenRequestRecord;
 pub(crate) const IN_PROCESS_BASE: &str = "http://testkit.invalid";
 
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// How long an authorization code can be redeemed (RFC 6749 §4.1.2 recommends at most ten
+/// minutes; the fake is stricter by default).
+const DEFAULT_CODE_LIFETIME: Duration = Duration::from_secs(60);
+
+/// The subject (`sub`) of the simulated user who approves authorization requests.
+pub(crate) const USER_SUBJECT: &str = "testkit-user";
 
 /// How the token endpoint writes `expires_in` in a successful token response.
 ///
@@ -51,6 +58,8 @@ pub enum ExpiresIn {
 ///     .client("demo-client", "next-secret") // a second valid secret, as during a rotation
 ///     .public_client("spa")
 ///     .client_scopes("demo-client", "jobs.read jobs.write")
+///     .redirect_uri("demo-client", "https://app.example.com/callback")
+///     .redirect_uri("spa", "http://127.0.0.1:8080/callback")
 ///     .token_lifetime(Duration::from_secs(600))
 ///     .build();
 /// # let _ = server;
@@ -59,8 +68,12 @@ pub enum ExpiresIn {
 pub struct FakeServerBuilder {
     clients: BTreeMap<String, Client>,
     scopes: BTreeMap<String, Vec<String>>,
+    redirect_uris: BTreeMap<String, Vec<String>>,
+    grant_types: BTreeMap<String, Vec<String>>,
+    code_lifetime: Duration,
     lifetime: Duration,
     rotate: bool,
+    refresh_grace: Duration,
     expires_in: ExpiresIn,
     token_type: String,
 }
@@ -70,8 +83,12 @@ impl Default for FakeServerBuilder {
         FakeServerBuilder {
             clients: BTreeMap::new(),
             scopes: BTreeMap::new(),
+            redirect_uris: BTreeMap::new(),
+            grant_types: BTreeMap::new(),
+            code_lifetime: DEFAULT_CODE_LIFETIME,
             lifetime: DEFAULT_LIFETIME,
             rotate: true,
+            refresh_grace: Duration::ZERO,
             expires_in: ExpiresIn::Number,
             token_type: "Bearer".to_owned(),
         }
@@ -83,6 +100,9 @@ impl fmt::Debug for FakeServerBuilder {
         f.debug_struct("FakeServerBuilder")
             .field("clients", &ClientsDebug(&self.clients))
             .field("client_scopes", &self.scopes)
+            .field("redirect_uris", &self.redirect_uris)
+            .field("client_grant_types", &self.grant_types)
+            .field("code_lifetime", &self.code_lifetime)
             .field("token_lifetime", &self.lifetime)
             .field("rotate_refresh_tokens", &self.rotate)
             .field("expires_in", &self.expires_in)
@@ -125,6 +145,49 @@ impl FakeServerBuilder {
         self
     }
 
+    /// Registers a redirection endpoint for a client (RFC 6749 §3.1.2). `/authorize` only
+    /// redirects to a registered URI, compared as an exact string, as real servers do; a client
+    /// without one cannot use the authorization code flow. Call it again to register more.
+    ///
+    /// # Panics
+    ///
+    /// If `uri` has a fragment (RFC 6749 §3.1.2 forbids one). [`build`](Self::build) panics if
+    /// the client is not registered.
+    pub fn redirect_uri(mut self, client_id: impl Into<String>, uri: impl Into<String>) -> Self {
+        let uri = uri.into();
+        assert!(
+            !uri.contains('#'),
+            "tokenward-testkit: redirect_uri {uri:?} has a fragment, which RFC 6749 §3.1.2 forbids"
+        );
+        let uris = self.redirect_uris.entry(client_id.into()).or_default();
+        if !uris.contains(&uri) {
+            uris.push(uri);
+        }
+        self
+    }
+
+    /// Limits the grant types a client may use (space-separated `grant_type` values, e.g.
+    /// `"authorization_code refresh_token"`). Others are answered `unauthorized_client`, at
+    /// `/token` and, for `authorization_code`, at `/authorize`.
+    ///
+    /// Without this call a client may use every grant (public clients still cannot use client
+    /// credentials).
+    ///
+    /// # Panics
+    ///
+    /// [`build`](Self::build) panics if the client is not registered.
+    pub fn client_grant_types(mut self, client_id: impl Into<String>, grant_types: &str) -> Self {
+        self.grant_types
+            .insert(client_id.into(), parse_scope(grant_types));
+        self
+    }
+
+    /// How long an authorization code may be redeemed (default 60 seconds, tokio time).
+    pub fn code_lifetime(mut self, lifetime: Duration) -> Self {
+        self.code_lifetime = lifetime;
+        self
+    }
+
     /// How long issued access tokens live (default one hour). `expires_in` reports it in whole
     /// seconds.
     pub fn token_lifetime(mut self, lifetime: Duration) -> Self {
@@ -137,6 +200,18 @@ impl FakeServerBuilder {
     /// `refresh_token`.
     pub fn rotate_refresh_tokens(mut self, rotate: bool) -> Self {
         self.rotate = rotate;
+        self
+    }
+
+    /// For this long after a rotation, the refresh token just rotated out is still accepted
+    /// once more — as long as its successor has not been used — instead of counting as reuse
+    /// (default zero: no grace). This is Okta's "grace period" and Auth0's "reuse interval":
+    /// it lets a client that crashed after the server rotated, but before it stored the new
+    /// refresh token, recover with the one it had. Each use is counted in
+    /// [`Counters::refresh_grace_used`](crate::Counters::refresh_grace_used); the successor
+    /// that was never used is retired.
+    pub fn refresh_token_grace(mut self, grace: Duration) -> Self {
+        self.refresh_grace = grace;
         self
     }
 
@@ -157,22 +232,43 @@ impl FakeServerBuilder {
     ///
     /// # Panics
     ///
-    /// If [`client_scopes`](Self::client_scopes) names a client that was never registered.
+    /// If [`client_scopes`](Self::client_scopes), [`redirect_uri`](Self::redirect_uri) or
+    /// [`client_grant_types`](Self::client_grant_types) names a client that was never
+    /// registered.
     pub fn build(self) -> FakeServer {
         let mut clients = self.clients;
-        for (id, scopes) in self.scopes {
-            match clients.get_mut(&id) {
-                Some(client) => client.scopes = Some(scopes),
+        fn registered<'a>(
+            clients: &'a mut BTreeMap<String, Client>,
+            id: &str,
+            method: &str,
+        ) -> &'a mut Client {
+            match clients.get_mut(id) {
+                Some(client) => client,
                 None => panic!(
-                    "tokenward-testkit: client_scopes(\"{id}\", ..) names a client that is not \
+                    "tokenward-testkit: {method}(\"{id}\", ..) names a client that is not \
                      registered; call .client(\"{id}\", secret) or .public_client(\"{id}\") too"
                 ),
             }
         }
+        for (id, scopes) in self.scopes {
+            registered(&mut clients, &id, "client_scopes").scopes = Some(scopes);
+        }
+        for (id, uris) in self.redirect_uris {
+            registered(&mut clients, &id, "redirect_uri").redirect_uris = uris;
+        }
+        for (id, grant_types) in self.grant_types {
+            registered(&mut clients, &id, "client_grant_types").grant_types = Some(grant_types);
+        }
         let inner = Inner {
             clients,
+            code_lifetime: self.code_lifetime,
+            consent: true,
+            codes: HashMap::new(),
+            introspect_faults: VecDeque::new(),
+            revoke_faults: VecDeque::new(),
             lifetime: self.lifetime,
             rotate: self.rotate,
+            refresh_grace: self.refresh_grace,
             expires_in: self.expires_in,
             token_type: self.token_type,
             access: HashMap::new(),
@@ -193,10 +289,12 @@ impl FakeServerBuilder {
 
 /// A fake OAuth 2.0 authorization server with a protected resource, for tests.
 ///
-/// It serves `POST /token` (client credentials and refresh-token grants, with refresh-token
-/// rotation and reuse detection), `/resource` and `/resource/{scope}` (a protected resource that
-/// answers with RFC 6750 `WWW-Authenticate` challenges), and scripted [`Fault`]s on the token
-/// endpoint, all counted in [`Counters`].
+/// It serves `GET /authorize` (the authorization code flow with PKCE, approved at once by a
+/// simulated user), `POST /token` (authorization code, client credentials and refresh-token
+/// grants, with refresh-token rotation and reuse detection), `POST /introspect` (RFC 7662),
+/// `POST /revoke` (RFC 7009), `/resource` and `/resource/{scope}` (a protected resource that
+/// answers with RFC 6750 `WWW-Authenticate` challenges), and scripted [`Fault`]s, all counted in
+/// [`Counters`].
 ///
 /// Reach it in-process with [`http_client`](Self::http_client) (no sockets, works with paused
 /// tokio time) or over TCP with [`listen`](Self::listen). Cloning is cheap: clones share one
@@ -231,7 +329,11 @@ impl fmt::Debug for FakeServer {
             .field("access_tokens", &inner.access.len())
             .field("refresh_tokens", &inner.refresh.len())
             .field("grants", &inner.families.len())
+            .field("authorization_codes", &inner.codes.len())
+            .field("consent", &inner.consent)
             .field("queued_faults", &inner.faults)
+            .field("queued_introspect_faults", &inner.introspect_faults)
+            .field("queued_revoke_faults", &inner.revoke_faults)
             .field("fault", &inner.persistent_fault)
             .field("counters", &inner.counters)
             .finish_non_exhaustive()
@@ -255,7 +357,10 @@ impl FakeServer {
     /// `tower::ServiceExt::oneshot`.
     pub fn router(&self) -> Router {
         Router::new()
+            .route("/authorize", get(crate::authorize::authorize_endpoint))
             .route("/token", post(crate::token::token_endpoint))
+            .route("/introspect", post(crate::introspect::introspect_endpoint))
+            .route("/revoke", post(crate::introspect::revoke_endpoint))
             .route("/resource", any(crate::resource::resource_root))
             .route("/resource/{scope}", any(crate::resource::resource_scoped))
             .with_state(self.shared.clone())
@@ -276,6 +381,72 @@ impl FakeServer {
         self.url("/resource")
     }
 
+    /// The authorization endpoint for the in-process client: `http://testkit.invalid/authorize`.
+    /// Run its step in-process with [`approve`](Self::approve).
+    pub fn authorize_url(&self) -> String {
+        self.url("/authorize")
+    }
+
+    /// The introspection endpoint (RFC 7662) for the in-process client:
+    /// `http://testkit.invalid/introspect`.
+    pub fn introspect_url(&self) -> String {
+        self.url("/introspect")
+    }
+
+    /// The revocation endpoint (RFC 7009) for the in-process client:
+    /// `http://testkit.invalid/revoke`.
+    pub fn revoke_url(&self) -> String {
+        self.url("/revoke")
+    }
+
+    /// Plays the browser and the user at the authorization endpoint, in-process: takes the
+    /// authorization request URL a client built (only its query matters) and returns the query
+    /// of the redirect the server answers with, `code=..&state=..`, or `error=..&state=..`
+    /// when it refuses the request by redirect (RFC 6749 §4.1.2.1). Counts as a request to
+    /// `/authorize`.
+    ///
+    /// # Errors
+    ///
+    /// The error page's message when the server does not redirect at all: an unknown or missing
+    /// `client_id`, or a `redirect_uri` that is not registered.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tokenward_testkit::FakeServer;
+    ///
+    /// let server = FakeServer::builder()
+    ///     .client("web", "web-secret")
+    ///     .redirect_uri("web", "https://app.example.com/cb")
+    ///     .build();
+    /// let url = format!(
+    ///     "{}?response_type=code&client_id=web&redirect_uri=https%3A%2F%2Fapp.example.com%2Fcb&state=xyz",
+    ///     server.authorize_url()
+    /// );
+    /// let callback = server.approve(&url).unwrap();
+    /// assert!(callback.starts_with("code="));
+    /// assert!(callback.ends_with("&state=xyz"));
+    ///
+    /// let unregistered = url.replace("app.example.com", "evil.example.com");
+    /// assert!(server.approve(&unregistered).is_err());
+    /// ```
+    pub fn approve(&self, authorize_url: &str) -> Result<String, String> {
+        let query = authorize_url
+            .split_once('#')
+            .map_or(authorize_url, |(url, _)| url)
+            .split_once('?')
+            .map_or("", |(_, query)| query);
+        match crate::authorize::authorize(&self.shared, query) {
+            crate::authorize::Outcome::Redirect { query, .. } => Ok(query),
+            crate::authorize::Outcome::Page(message) => Err(message),
+        }
+    }
+
+    /// Whether the simulated user approves authorization requests (default `true`). When not,
+    /// `/authorize` redirects with `error=access_denied`.
+    pub fn set_consent(&self, approve: bool) {
+        self.shared.lock().consent = approve;
+    }
     /// Serves the same router on `127.0.0.1` (an ephemeral port) in a spawned task, sharing
     /// this server's state. The listener stops when the [`RunningServer`] is dropped or shut
     /// down.
@@ -315,7 +486,7 @@ impl FakeServer {
     // Seeding and administration
 
     /// Starts a grant as if `client_id` had exchanged an authorization code for `scope`
-    /// (space-separated), and returns its refresh token. The client need not be registered
+    /// (space-separated), and returns its refresh token (without any request or counter). The client need not be registered
     /// for the token to exist, but only a registered client can redeem it.
     pub fn issue_refresh_token(&self, client_id: &str, scope: &str) -> String {
         let mut inner = self.shared.lock();
@@ -418,6 +589,17 @@ impl FakeServer {
         self.shared.lock().faults.push_back(fault);
     }
 
+    /// Queues a fault for the next request to another endpoint: [`Endpoint::Token`] (the same
+    /// as [`push_fault`](Self::push_fault)), [`Endpoint::Introspect`] or [`Endpoint::Revoke`].
+    ///
+    /// # Panics
+    ///
+    /// As [`push_fault`](Self::push_fault).
+    pub fn push_fault_at(&self, endpoint: Endpoint, fault: Fault) {
+        fault.validate();
+        self.shared.lock().queue(endpoint).push_back(fault);
+    }
+
     /// Queues the same fault for the next `times` requests to `/token`.
     ///
     /// # Panics
@@ -442,10 +624,12 @@ impl FakeServer {
         self.shared.lock().persistent_fault = fault;
     }
 
-    /// Empties the fault queue and clears the persistent fault.
+    /// Empties every fault queue and clears the persistent fault.
     pub fn clear_faults(&self) {
         let mut inner = self.shared.lock();
         inner.faults.clear();
+        inner.introspect_faults.clear();
+        inner.revoke_faults.clear();
         inner.persistent_fault = None;
     }
 }
@@ -479,6 +663,24 @@ pub(crate) struct Client {
     pub(crate) public: bool,
     /// `None`: any scope is granted.
     pub(crate) scopes: Option<Vec<String>>,
+    /// Where `/authorize` may redirect to.
+    pub(crate) redirect_uris: Vec<String>,
+    /// `None`: every grant type.
+    pub(crate) grant_types: Option<Vec<String>>,
+}
+
+impl Client {
+    /// A public client: no secret to authenticate with.
+    pub(crate) fn is_public(&self) -> bool {
+        self.public && self.secrets.is_empty()
+    }
+
+    /// Whether the client may use `grant_type`.
+    pub(crate) fn may_use(&self, grant_type: &str) -> bool {
+        self.grant_types
+            .as_ref()
+            .is_none_or(|allowed| allowed.iter().any(|g| g == grant_type))
+    }
 }
 
 /// Prints client ids and how many secrets each has, never the secrets.
@@ -504,6 +706,7 @@ impl fmt::Debug for ClientsDebug<'_> {
 pub(crate) struct AccessRecord {
     pub(crate) client_id: String,
     pub(crate) scope: Vec<String>,
+    pub(crate) issued_at: Instant,
     pub(crate) expires_at: Instant,
     pub(crate) family: Option<usize>,
     pub(crate) revoked: bool,
@@ -512,6 +715,9 @@ pub(crate) struct AccessRecord {
 pub(crate) struct RefreshRecord {
     pub(crate) family: usize,
     pub(crate) rotated: bool,
+    pub(crate) issued_at: Instant,
+    /// When it was rotated out, and the refresh token that replaced it.
+    pub(crate) rotated_to: Option<(Instant, String)>,
 }
 
 /// One grant: the refresh tokens that descend from one authorization, and their access tokens.
@@ -519,6 +725,22 @@ pub(crate) struct Family {
     pub(crate) client_id: String,
     pub(crate) scope: Vec<String>,
     pub(crate) revoked: bool,
+}
+
+/// An authorization code issued by `/authorize`.
+pub(crate) struct CodeRecord {
+    pub(crate) client_id: String,
+    /// The redirect URI the code was issued for.
+    pub(crate) redirect_uri: String,
+    /// Whether the authorization request named it (then the token request must, too).
+    pub(crate) redirect_uri_sent: bool,
+    pub(crate) scope: Vec<String>,
+    /// The S256 `code_challenge`, when the request used PKCE.
+    pub(crate) challenge: Option<String>,
+    pub(crate) expires_at: Instant,
+    pub(crate) used: bool,
+    /// The grant its redemption started, revoked if the code is presented again.
+    pub(crate) family: Option<usize>,
 }
 
 /// What the resource makes of a presented access token.
@@ -533,22 +755,41 @@ pub(crate) struct Inner {
     pub(crate) clients: BTreeMap<String, Client>,
     pub(crate) lifetime: Duration,
     pub(crate) rotate: bool,
+    pub(crate) refresh_grace: Duration,
     pub(crate) expires_in: ExpiresIn,
     pub(crate) token_type: String,
     pub(crate) access: HashMap<String, AccessRecord>,
     pub(crate) refresh: HashMap<String, RefreshRecord>,
     pub(crate) families: Vec<Family>,
+    pub(crate) codes: HashMap<String, CodeRecord>,
+    pub(crate) code_lifetime: Duration,
+    pub(crate) consent: bool,
     pub(crate) faults: VecDeque<Fault>,
+    pub(crate) introspect_faults: VecDeque<Fault>,
+    pub(crate) revoke_faults: VecDeque<Fault>,
     pub(crate) persistent_fault: Option<Fault>,
     pub(crate) last_request: Option<TokenRequestRecord>,
     pub(crate) counters: Counters,
 }
 
 impl Inner {
-    pub(crate) fn next_fault(&mut self) -> Option<Fault> {
-        self.faults
-            .pop_front()
-            .or_else(|| self.persistent_fault.clone())
+    /// The next fault for `endpoint`: its queue first; for `/token`, then the persistent one.
+    pub(crate) fn next_fault(&mut self, endpoint: Endpoint) -> Option<Fault> {
+        match endpoint {
+            Endpoint::Token => self
+                .faults
+                .pop_front()
+                .or_else(|| self.persistent_fault.clone()),
+            other => self.queue(other).pop_front(),
+        }
+    }
+
+    pub(crate) fn queue(&mut self, endpoint: Endpoint) -> &mut VecDeque<Fault> {
+        match endpoint {
+            Endpoint::Token => &mut self.faults,
+            Endpoint::Introspect => &mut self.introspect_faults,
+            Endpoint::Revoke => &mut self.revoke_faults,
+        }
     }
 
     pub(crate) fn new_family(&mut self, client_id: &str, scope: Vec<String>) -> usize {
@@ -567,6 +808,8 @@ impl Inner {
             RefreshRecord {
                 family,
                 rotated: false,
+                issued_at: Instant::now(),
+                rotated_to: None,
             },
         );
         token
@@ -584,6 +827,7 @@ impl Inner {
             AccessRecord {
                 client_id: client_id.to_owned(),
                 scope,
+                issued_at: Instant::now(),
                 expires_at: Instant::now() + self.lifetime,
                 family,
                 revoked: false,
@@ -608,7 +852,7 @@ impl Inner {
 }
 
 /// A random, URL-safe token: a short prefix and 256 random bits.
-fn random_token(prefix: &str) -> String {
+pub(crate) fn random_token(prefix: &str) -> String {
     let bytes: [u8; 32] = rand::random();
     let mut token = String::with_capacity(prefix.len() + 43);
     token.push_str(prefix);

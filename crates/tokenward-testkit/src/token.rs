@@ -1,5 +1,6 @@
-//! `POST /token`: RFC 6749 client authentication, the client-credentials and refresh-token
-//! grants, and the scripted faults.
+//! `POST /token`: RFC 6749 client authentication, the authorization-code, client-credentials
+//! and refresh-token grants, and the scripted faults. The form parsing, client authentication
+//! and fault handling here serve `/introspect` and `/revoke` too.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,8 +14,9 @@ use http::header::{
 };
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde_json::{Map, Value, json};
+use tokio::time::Instant;
 
-use crate::fault::{Control, DripBody, Fault};
+use crate::fault::{Control, DripBody, Endpoint, Fault};
 use crate::record::{AuthMethod, TokenRequestRecord};
 use crate::server::{ExpiresIn, Inner, Shared, parse_scope};
 
@@ -29,7 +31,11 @@ pub(crate) struct Reply {
 }
 
 impl Reply {
-    fn new(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Self {
+    pub(crate) fn new(
+        status: StatusCode,
+        content_type: &'static str,
+        body: impl Into<Bytes>,
+    ) -> Self {
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -41,13 +47,13 @@ impl Reply {
         }
     }
 
-    fn json(status: StatusCode, value: &Value) -> Self {
+    pub(crate) fn json(status: StatusCode, value: &Value) -> Self {
         let body = serde_json::to_vec(value).unwrap_or_default();
         Reply::new(status, "application/json", body)
     }
 
     /// An RFC 6749 §5.2 error response.
-    fn oauth_error(status: StatusCode, error: &str, description: &str) -> Self {
+    pub(crate) fn oauth_error(status: StatusCode, error: &str, description: &str) -> Self {
         Reply::json(
             status,
             &json!({ "error": error, "error_description": description }),
@@ -56,7 +62,7 @@ impl Reply {
 
     /// 401 `invalid_client`, with the Basic challenge RFC 6749 §5.2 requires when the client
     /// tried the `Authorization` header.
-    fn invalid_client(basic: bool, description: &str) -> Self {
+    pub(crate) fn invalid_client(basic: bool, description: &str) -> Self {
         let mut reply = Reply::oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", description);
         if basic {
             reply.headers.insert(
@@ -67,7 +73,7 @@ impl Reply {
         reply
     }
 
-    fn invalid_request(description: &str) -> Self {
+    pub(crate) fn invalid_request(description: &str) -> Self {
         Reply::oauth_error(StatusCode::BAD_REQUEST, "invalid_request", description)
     }
 
@@ -85,7 +91,7 @@ impl Reply {
 }
 
 /// The parsed request: every form parameter and the Basic credentials, not yet validated.
-struct TokenRequest {
+pub(crate) struct FormRequest {
     params: BTreeMap<String, String>,
     duplicate: Option<String>,
     form_content_type: bool,
@@ -93,7 +99,7 @@ struct TokenRequest {
     basic: Option<Result<(String, String), ()>>,
 }
 
-impl TokenRequest {
+impl FormRequest {
     fn parse(headers: &HeaderMap, body: &[u8]) -> Self {
         let mut params = BTreeMap::new();
         let mut duplicate = None;
@@ -119,7 +125,7 @@ impl TokenRequest {
             .and_then(|v| v.split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
             .map(|(_, credentials)| decode_basic(credentials.trim()).ok_or(()));
-        TokenRequest {
+        FormRequest {
             params,
             duplicate,
             form_content_type,
@@ -127,7 +133,7 @@ impl TokenRequest {
         }
     }
 
-    fn param(&self, name: &str) -> Option<&str> {
+    pub(crate) fn param(&self, name: &str) -> Option<&str> {
         self.params
             .get(name)
             .map(String::as_str)
@@ -200,27 +206,53 @@ pub(crate) async fn token_endpoint(
     State(shared): State<Arc<Shared>>,
     request: Request,
 ) -> Response {
+    serve_form(&shared, Endpoint::Token, request, handle).await
+}
+
+/// What a form endpoint does with a request that met no fault (or a fault that answers
+/// normally after all).
+pub(crate) type FormHandler = fn(&Shared, Result<FormRequest, axum::Error>) -> Reply;
+
+/// Reads a form POST, counts it, and answers with `handle` or the endpoint's next fault.
+pub(crate) async fn serve_form(
+    shared: &Shared,
+    endpoint: Endpoint,
+    request: Request,
+    handle: FormHandler,
+) -> Response {
     let (parts, body) = request.into_parts();
     let control = Control::from_extensions(&parts.extensions);
     let body = axum::body::to_bytes(body, MAX_REQUEST_BODY).await;
-    let request = body.map(|body| TokenRequest::parse(&parts.headers, &body));
+    let request = body.map(|body| FormRequest::parse(&parts.headers, &body));
 
     let fault = {
         let mut inner = shared.lock();
-        inner.counters.token_requests += 1;
-        if let Ok(request) = &request {
-            inner.last_request = Some(request.record());
+        match endpoint {
+            Endpoint::Token => {
+                inner.counters.token_requests += 1;
+                if let Ok(request) = &request {
+                    inner.last_request = Some(request.record());
+                }
+            }
+            Endpoint::Introspect => inner.counters.introspect_requests += 1,
+            Endpoint::Revoke => inner.counters.revoke_requests += 1,
         }
-        let fault = inner.next_fault();
+        let fault = inner.next_fault(endpoint);
         if fault.is_some() {
             inner.counters.faulted += 1;
         }
         fault
     };
     let basic = matches!(&request, Ok(r) if r.basic.is_some());
+    // `errors` counts token responses only.
+    let count = |reply: &Reply| {
+        if endpoint == Endpoint::Token {
+            count_errors(shared, reply);
+        }
+    };
 
     let reply = match fault {
-        None => handle(&shared, request),
+        None => handle(shared, request),
         Some(Fault::RateLimited { retry_after }) => {
             let mut reply = Reply::oauth_error(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -234,10 +266,14 @@ pub(crate) async fn token_endpoint(
         }
         Some(Fault::Status(code)) => {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let body = format!(
-                "<html><head><title>{status}</title></head><body><h1>{status}</h1></body></html>\n"
-            );
-            Reply::new(status, "text/html; charset=utf-8", body)
+            html_status(status)
+        }
+        Some(Fault::ServiceUnavailable { retry_after }) => {
+            let mut reply = html_status(StatusCode::SERVICE_UNAVAILABLE);
+            if let Some(value) = retry_after.and_then(|v| HeaderValue::try_from(v).ok()) {
+                reply.headers.insert(RETRY_AFTER, value);
+            }
+            reply
         }
         Some(Fault::TemporarilyUnavailable) => Reply::oauth_error(
             StatusCode::BAD_REQUEST,
@@ -252,7 +288,7 @@ pub(crate) async fn token_endpoint(
         Some(Fault::InvalidClient) => Reply::invalid_client(basic, "client authentication failed"),
         Some(Fault::Latency(delay)) => {
             control.sleep(delay).await;
-            handle(&shared, request)
+            handle(shared, request)
         }
         Some(Fault::Hang) => {
             control.shutdown().await;
@@ -273,14 +309,22 @@ pub(crate) async fn token_endpoint(
             "an error object sent with status 200",
         ),
         Some(Fault::SlowDrip { chunk, interval }) => {
-            let reply = handle(&shared, request);
-            count_errors(&shared, &reply);
+            let reply = handle(shared, request);
+            count(&reply);
             let body = DripBody::new(reply.body.clone(), chunk, interval);
             return reply.with_body(axum::body::Body::new(body));
         }
     };
-    count_errors(&shared, &reply);
+    count(&reply);
     reply.into_response()
+}
+
+/// `status` with a small HTML body, as a proxy or load balancer sends it.
+fn html_status(status: StatusCode) -> Reply {
+    let body = format!(
+        "<html><head><title>{status}</title></head><body><h1>{status}</h1></body></html>\n"
+    );
+    Reply::new(status, "text/html; charset=utf-8", body)
 }
 
 fn count_errors(shared: &Shared, reply: &Reply) {
@@ -304,47 +348,82 @@ fn oversized_body(size: usize) -> Vec<u8> {
     body
 }
 
-/// The OAuth logic proper.
-fn handle(shared: &Shared, request: Result<TokenRequest, axum::Error>) -> Reply {
+/// A well-formed form request, or the `invalid_request` reply.
+pub(crate) fn well_formed(
+    request: Result<FormRequest, axum::Error>,
+) -> Result<FormRequest, Box<Reply>> {
     let Ok(request) = request else {
-        return Reply::invalid_request("the request body could not be read (too large?)");
+        return Err(
+            Reply::invalid_request("the request body could not be read (too large?)").into(),
+        );
     };
     if !request.form_content_type {
-        return Reply::invalid_request("Content-Type must be application/x-www-form-urlencoded");
+        return Err(Reply::invalid_request(
+            "Content-Type must be application/x-www-form-urlencoded",
+        )
+        .into());
     }
     if let Some(name) = &request.duplicate {
-        return Reply::invalid_request(&format!("parameter {name} was sent more than once"));
+        return Err(
+            Reply::invalid_request(&format!("parameter {name} was sent more than once")).into(),
+        );
     }
+    Ok(request)
+}
 
-    let mut inner = shared.lock();
+/// A client that authenticated (or, public, identified itself).
+pub(crate) struct Authenticated {
+    pub(crate) client_id: String,
+    /// A public client (no secret).
+    pub(crate) public: bool,
+    /// The scopes it may obtain (`None`: any).
+    pub(crate) scopes: Option<Vec<String>>,
+    /// It authenticated with `Authorization: Basic`.
+    pub(crate) basic: bool,
+}
 
-    // Client authentication (RFC 6749 §2.3).
+/// Client authentication (RFC 6749 §2.3): `client_secret_basic`, `client_secret_post`, or a
+/// public client's bare `client_id`.
+pub(crate) fn authenticate(
+    inner: &Inner,
+    request: &FormRequest,
+) -> Result<Authenticated, Box<Reply>> {
     let basic = request.basic.is_some();
     let (client_id, secret) = match &request.basic {
         Some(Err(())) => {
-            return Reply::invalid_client(true, "the Basic credentials could not be decoded");
+            return Err(
+                Reply::invalid_client(true, "the Basic credentials could not be decoded").into(),
+            );
         }
         Some(Ok((id, secret))) => {
             if request.params.contains_key("client_secret") {
-                return Reply::invalid_request(
+                return Err(Reply::invalid_request(
                     "more than one client authentication method was used",
-                );
+                )
+                .into());
             }
             if request
                 .param("client_id")
                 .is_some_and(|body_id| body_id != id)
             {
-                return Reply::invalid_request("client_id does not match the Authorization header");
+                return Err(Reply::invalid_request(
+                    "client_id does not match the Authorization header",
+                )
+                .into());
             }
             (id.as_str(), Some(secret.as_str()))
         }
         None => match request.param("client_id") {
             Some(id) => (id, request.params.get("client_secret").map(String::as_str)),
-            None => return Reply::invalid_client(false, "no client authentication was sent"),
+            None => {
+                return Err(
+                    Reply::invalid_client(false, "no client authentication was sent").into(),
+                );
+            }
         },
     };
     let Some(client) = inner.clients.get(client_id) else {
-        return Reply::invalid_client(basic, "unknown client");
+        return Err(Reply::invalid_client(basic, "unknown client").into());
     };
     let authenticated = match secret {
         Some(secret) => {
@@ -358,16 +437,62 @@ fn handle(shared: &Shared, request: Result<TokenRequest, axum::Error>) -> Reply 
         } else {
             "this client must authenticate with its secret"
         };
-        return Reply::invalid_client(basic, why);
+        return Err(Reply::invalid_client(basic, why).into());
     }
-    let public = client.public && client.secrets.is_empty();
-    let allowed = client.scopes.clone();
-    let client_id = client_id.to_owned();
+    Ok(Authenticated {
+        client_id: client_id.to_owned(),
+        public: client.is_public(),
+        scopes: client.scopes.clone(),
+        basic,
+    })
+}
+
+/// The OAuth logic proper.
+fn handle(shared: &Shared, request: Result<FormRequest, axum::Error>) -> Reply {
+    let request = match well_formed(request) {
+        Ok(request) => request,
+        Err(reply) => return *reply,
+    };
+    let mut inner = shared.lock();
+    let Authenticated {
+        client_id,
+        public,
+        scopes: allowed,
+        ..
+    } = match authenticate(&inner, &request) {
+        Ok(client) => client,
+        Err(reply) => return *reply,
+    };
 
     let requested = request.param("scope").map(parse_scope).unwrap_or_default();
-    match request.param("grant_type") {
-        None => Reply::invalid_request("grant_type is missing"),
-        Some("client_credentials") => {
+    let Some(grant_type) = request.param("grant_type") else {
+        return Reply::invalid_request("grant_type is missing");
+    };
+    let known = matches!(
+        grant_type,
+        "authorization_code" | "client_credentials" | "refresh_token"
+    );
+    if known && !inner.clients[&client_id].may_use(grant_type) {
+        return Reply::oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            &format!("this client may not use the {grant_type} grant"),
+        );
+    }
+    match grant_type {
+        "authorization_code" => {
+            let Some(code) = request.param("code") else {
+                return Reply::invalid_request("code is missing");
+            };
+            crate::authorize::redeem(
+                &mut inner,
+                &client_id,
+                code,
+                request.param("redirect_uri"),
+                request.param("code_verifier"),
+            )
+        }
+        "client_credentials" => {
             if public {
                 return Reply::oauth_error(
                     StatusCode::BAD_REQUEST,
@@ -392,13 +517,13 @@ fn handle(shared: &Shared, request: Result<TokenRequest, axum::Error>) -> Reply 
             inner.counters.count_issued("client_credentials");
             success(&inner, access, &granted, None)
         }
-        Some("refresh_token") => {
+        "refresh_token" => {
             let Some(presented) = request.param("refresh_token") else {
                 return Reply::invalid_request("refresh_token is missing");
             };
             refresh(&mut inner, &client_id, presented, requested)
         }
-        Some(other) => Reply::oauth_error(
+        other => Reply::oauth_error(
             StatusCode::BAD_REQUEST,
             "unsupported_grant_type",
             &format!("grant_type {other} is not supported"),
@@ -410,7 +535,7 @@ fn invalid_scope(description: &str) -> Reply {
     Reply::oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", description)
 }
 
-fn invalid_grant(description: &str) -> Reply {
+pub(crate) fn invalid_grant(description: &str) -> Reply {
     Reply::oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", description)
 }
 
@@ -428,11 +553,28 @@ fn refresh(inner: &mut Inner, client_id: &str, presented: &str, requested: Vec<S
         return invalid_grant("the refresh token was issued to another client");
     }
     if rotated {
-        inner.families[family_id].revoked = true;
-        inner.counters.refresh_reuse_detected += 1;
-        return invalid_grant(
-            "the refresh token was already used (reuse detected); the whole grant is revoked",
-        );
+        // Within the grace period, the token just rotated out is accepted once more if its
+        // successor was never used (the client lost it): the successor is retired.
+        let unused_successor = record.rotated_to.as_ref().and_then(|(at, successor)| {
+            let in_grace = Instant::now() < *at + inner.refresh_grace;
+            let unused = inner.refresh.get(successor).is_some_and(|r| !r.rotated);
+            (in_grace && unused).then(|| successor.clone())
+        });
+        match unused_successor {
+            Some(successor) => {
+                if let Some(lost) = inner.refresh.get_mut(&successor) {
+                    lost.rotated = true;
+                }
+                inner.counters.refresh_grace_used += 1;
+            }
+            None => {
+                inner.families[family_id].revoked = true;
+                inner.counters.refresh_reuse_detected += 1;
+                return invalid_grant(
+                    "the refresh token was already used (reuse detected); the whole grant is revoked",
+                );
+            }
+        }
     }
     let granted = if requested.is_empty() {
         family.scope.clone()
@@ -445,10 +587,12 @@ fn refresh(inner: &mut Inner, client_id: &str, presented: &str, requested: Vec<S
         requested
     };
     let new_refresh = if inner.rotate {
+        let successor = inner.new_refresh_token(family_id);
         if let Some(record) = inner.refresh.get_mut(presented) {
             record.rotated = true;
+            record.rotated_to = Some((Instant::now(), successor.clone()));
         }
-        Some(inner.new_refresh_token(family_id))
+        Some(successor)
     } else {
         None
     };
@@ -458,7 +602,7 @@ fn refresh(inner: &mut Inner, client_id: &str, presented: &str, requested: Vec<S
 }
 
 /// A successful token response (RFC 6749 §5.1).
-fn success(
+pub(crate) fn success(
     inner: &Inner,
     access_token: String,
     scope: &[String],

@@ -94,7 +94,6 @@ fn form_encode(s: &str) -> String {
 impl Endpoint {
     /// POSTs `params` as a form, authenticating the client with the current secret, and
     /// reads the response.
-    #[allow(dead_code)] // used by the introspection and revocation clients
     pub(crate) async fn post_form(&self, params: &[(&str, &str)]) -> Result<RawResponse, Error> {
         let secret = self.secret.load().current.clone();
         self.post_form_with(params, secret.as_ref()).await

@@ -46,11 +46,13 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod authorization_code;
 pub mod cache;
 pub mod classify;
 pub mod decay;
 pub mod error;
 pub mod grant;
+pub mod introspection;
 pub mod scope;
 pub mod secret;
 pub mod store;
@@ -61,10 +63,12 @@ pub mod transport;
 
 mod endpoint;
 
+pub use authorization_code::{AuthorizationCode, AuthorizationRequest, store_refresh_token};
 pub use cache::{CacheConfig, CacheStatus, TokenCache, TokenCacheBuilder};
 pub use classify::{Action, Classification, Failure, classify};
 pub use error::{EndpointError, Error, OAuthError, TransportError, TransportErrorKind};
 pub use grant::{ClientAuth, ClientCredentials, RefreshTokenGrant, TokenSource};
+pub use introspection::{Introspection, IntrospectionResponse, Revocation, TokenTypeHint};
 pub use scope::ScopeSet;
 pub use tenant::{TenantCache, TenantCacheBuilder};
 pub use token::Token;

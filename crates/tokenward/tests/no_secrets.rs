@@ -11,7 +11,10 @@ use std::time::Duration;
 use common::pass;
 use secrecy::ExposeSecret;
 use tokenward::grant::Lifetimes;
-use tokenward::{ClientAuth, ClientCredentials, RefreshTokenGrant, TokenCache};
+use tokenward::{
+    AuthorizationCode, ClientAuth, ClientCredentials, Introspection, RefreshTokenGrant, Revocation,
+    TokenCache,
+};
 use tokenward_testkit::{FakeServer, Fault};
 use tracing_subscriber::fmt::MakeWriter;
 
@@ -135,6 +138,67 @@ async fn no_secret_in_logs_debug_or_errors() {
         .unwrap();
     let err = TokenCache::new(replay).header().await.unwrap_err();
     assert!(err.is_reauthorization_required());
+    shown.push(format!("{err} {err:?}"));
+
+    // Authorization code + PKCE: the verifier, the state, the code and the tokens; then
+    // introspection and revocation of them.
+    let server = FakeServer::builder()
+        .client("web", CLIENT_SECRET)
+        .redirect_uri("web", "https://app.example.com/cb")
+        .build();
+    let flow = AuthorizationCode::builder(
+        server.authorize_url(),
+        server.token_url(),
+        "web",
+        "https://app.example.com/cb",
+    )
+    .client_secret(CLIENT_SECRET)
+    .http_client(server.http_client())
+    .build()
+    .unwrap();
+    let request = flow.authorize();
+    secrets.push(request.code_verifier().expose_secret().to_owned());
+    shown.push(format!("{flow:?} {request:?}"));
+    let callback = server.approve(request.url()).unwrap();
+    let code = callback
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("code="))
+        .unwrap()
+        .to_owned();
+    secrets.push(code);
+    let token = flow.exchange(request, &callback).await.unwrap();
+    secrets.push(token.access_token().expose_secret().to_owned());
+    secrets.push(token.refresh_token().unwrap().expose_secret().to_owned());
+    shown.push(format!("{token:?}"));
+    let introspection = Introspection::builder(server.introspect_url(), "web")
+        .client_secret(CLIENT_SECRET)
+        .http_client(server.http_client())
+        .build()
+        .unwrap();
+    let info = introspection
+        .introspect(token.access_token().expose_secret())
+        .await
+        .unwrap();
+    shown.push(format!("{info:?} {introspection:?}"));
+    let revocation = Revocation::builder(server.revoke_url(), "web")
+        .client_secret(CLIENT_SECRET)
+        .http_client(server.http_client())
+        .build()
+        .unwrap();
+    revocation
+        .revoke(token.access_token().expose_secret(), None)
+        .await
+        .unwrap();
+    shown.push(format!("{revocation:?}"));
+    let wrong = Introspection::builder(server.introspect_url(), "web")
+        .client_secret("wrong")
+        .http_client(server.http_client())
+        .build()
+        .unwrap();
+    let err = wrong
+        .introspect(token.access_token().expose_secret())
+        .await
+        .unwrap_err();
     shown.push(format!("{err} {err:?}"));
 
     let logs = capture.text();

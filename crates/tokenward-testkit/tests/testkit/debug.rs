@@ -9,6 +9,7 @@ async fn debug_output_contains_no_secret() {
     let builder = FakeServer::builder()
         .client("c", "super-secret-one")
         .client("c", "super-secret-two")
+        .redirect_uri("c", "https://app.example.com/cb")
         .public_client("spa");
     let builder_debug = format!("{builder:?}");
     let server = builder.build();
@@ -28,6 +29,12 @@ async fn debug_output_contains_no_secret() {
     let rotated = response.refresh_token();
     let record = server.last_token_request().unwrap();
     assert_eq!(record.param("refresh_token"), Some(refresh_token.as_str()));
+    let callback = server
+        .approve(
+            "/authorize?response_type=code&client_id=c&redirect_uri=https%3A%2F%2Fapp.example.com%2Fcb",
+        )
+        .unwrap();
+    let code = callback.strip_prefix("code=").unwrap().to_owned();
 
     let running = server.listen().await.unwrap();
     let outputs = [
@@ -45,6 +52,7 @@ async fn debug_output_contains_no_secret() {
             refresh_token.as_str(),
             rotated.as_str(),
             access.as_str(),
+            code.as_str(),
         ] {
             assert!(!output.contains(secret), "{secret} leaked in {output}");
         }

@@ -543,3 +543,47 @@ async fn clones_share_state() {
 fn scopes_for_an_unregistered_client_panic() {
     let _ = FakeServer::builder().client_scopes("ghost", "a b").build();
 }
+
+#[tokio::test(start_paused = true)]
+async fn within_the_grace_period_the_previous_refresh_token_is_accepted_once() {
+    let server = FakeServer::builder()
+        .client(CLIENT, SECRET)
+        .refresh_token_grace(Duration::from_secs(30))
+        .build();
+    let first = server.issue_refresh_token(CLIENT, "jobs.read");
+    let lost = refresh(&server, &first).await.refresh_token(); // the client dies with it
+
+    // The client comes back with the previous token, within the grace period.
+    let response = refresh(&server, &first).await;
+    let third = response.refresh_token();
+    assert_eq!(server.counters().refresh_grace_used, 1);
+    assert_eq!(server.counters().refresh_reuse_detected, 0);
+
+    // The lost successor is retired: presenting it now is reuse, and revokes the grant.
+    let response = refresh(&server, &lost).await;
+    assert_eq!(response.error(), "invalid_grant");
+    assert_eq!(server.counters().refresh_reuse_detected, 1);
+    assert_eq!(refresh(&server, &third).await.error(), "invalid_grant");
+}
+
+#[tokio::test(start_paused = true)]
+async fn grace_ends_when_the_successor_is_used_or_the_period_passes() {
+    let server = FakeServer::builder()
+        .client(CLIENT, SECRET)
+        .refresh_token_grace(Duration::from_secs(30))
+        .build();
+    // The successor was used: the previous token is plain reuse.
+    let first = server.issue_refresh_token(CLIENT, "jobs.read");
+    let second = refresh(&server, &first).await.refresh_token();
+    refresh(&server, &second).await.refresh_token();
+    assert_eq!(refresh(&server, &first).await.error(), "invalid_grant");
+    assert_eq!(server.counters().refresh_grace_used, 0);
+    assert_eq!(server.counters().refresh_reuse_detected, 1);
+
+    // The period passed.
+    let first = server.issue_refresh_token(CLIENT, "jobs.read");
+    refresh(&server, &first).await.refresh_token();
+    tokio::time::advance(Duration::from_secs(31)).await;
+    assert_eq!(refresh(&server, &first).await.error(), "invalid_grant");
+    assert_eq!(server.counters().refresh_reuse_detected, 2);
+}
