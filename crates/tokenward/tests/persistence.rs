@@ -401,3 +401,73 @@ async fn keep_alive_refreshes_an_idle_grant_so_a_seasonal_integration_never_deca
     // And the grant still works after the season.
     cache.force_refresh().await.unwrap();
 }
+
+/// A `MakeWriter` collecting `tracing` output.
+#[derive(Clone, Default)]
+struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
+    type Writer = Capture;
+    fn make_writer(&'a self) -> Capture {
+        self.clone()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn warn_and_page_are_tracing_events_with_the_age_and_the_action() {
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(capture.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let server = server();
+    let clock = ManualClock::new(SystemTime::UNIX_EPOCH + 20_000 * DAY);
+    let seed = server.issue_refresh_token(CLIENT, "jobs.read");
+    let store = MemoryStore::new();
+    store
+        .compare_and_swap(
+            None,
+            StoredGrant::new(seed).with_last_used(Some(clock.now())),
+        )
+        .await
+        .unwrap();
+    let grant = grant_from(&server, store)
+        .wall_clock(clock.clone())
+        .build()
+        .unwrap();
+
+    clock.advance(62 * DAY);
+    grant.decay_status().await.unwrap().emit();
+    clock.advance(14 * DAY);
+    grant.decay_status().await.unwrap().emit();
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let warn = logs
+        .lines()
+        .find(|l| l.contains("decay warning"))
+        .expect(&logs);
+    assert!(
+        warn.contains("WARN") && warn.contains("idle_days=62"),
+        "{warn}"
+    );
+    assert!(warn.contains("enable keep-alive"), "{warn}");
+    let page = logs
+        .lines()
+        .find(|l| l.contains("about to decay"))
+        .expect(&logs);
+    assert!(
+        page.contains("ERROR") && page.contains("idle_days=76"),
+        "{page}"
+    );
+    assert!(page.contains("remaining_days=14"), "{page}");
+}
