@@ -10,7 +10,7 @@
 //! | < 60 days | [`Healthy`](DecayState::Healthy) | nothing |
 //! | ≥ 60 days | [`Warn`](DecayState::Warn) | a `tracing` event at WARN with the age and the action |
 //! | ≥ 75 days | [`Page`](DecayState::Page) | a `tracing` event at ERROR: page someone |
-//! | ≥ 85 days | [`HardFail`](DecayState::HardFail) | the endpoint is not called; [`Error::RefreshTokenDecayed`](crate::Error::RefreshTokenDecayed) |
+//! | ≥ 85 days | [`HardFail`](DecayState::HardFail) | the endpoint is not called; [`Error::RefreshTokenDecayed`] |
 //!
 //! All ages are configurable. With keep-alive ([`DecayPolicy::keep_alive_after`] and
 //! [`spawn_keep_alive`]) a background task refreshes an idle grant before it reaches the
