@@ -289,6 +289,41 @@ struct RawTokenResponse {
     error: Option<serde_json::Value>,
 }
 
+/// Parses a token endpoint's 2xx response body (RFC 6749 §5.1) the way tokenward's own
+/// grants do: `expires_in` as a number or a string, missing → `lifetimes.default`, absurd
+/// values clamped; a body that is not JSON, has no `access_token`, carries an `error`, or has
+/// a `token_type` other than Bearer is an [`Error::InvalidResponse`] (whose message never
+/// quotes the body). For custom [`TokenSource`](crate::TokenSource)s that get token
+/// responses some other way. The lifetime counts from now.
+///
+/// ```
+/// use tokenward::token::{Lifetimes, parse_response};
+///
+/// let token = parse_response(br#"{"access_token":"abc","expires_in":"600"}"#, None, &Lifetimes::default())?;
+/// assert_eq!(token.lifetime().as_secs(), 600);
+/// assert!(parse_response(b"<html>", None, &Lifetimes::default()).is_err());
+/// # Ok::<(), tokenward::Error>(())
+/// ```
+pub fn parse_response(
+    body: &[u8],
+    requested_scope: Option<&str>,
+    lifetimes: &Lifetimes,
+) -> Result<Token, Error> {
+    match parse_token_response(
+        StatusCode::OK,
+        body,
+        Instant::now(),
+        lifetimes,
+        requested_scope,
+    )? {
+        Parsed::Token(token) => Ok(token),
+        Parsed::Error => Err(Error::invalid_response(
+            StatusCode::OK,
+            "the body is an OAuth error object, not a token",
+        )),
+    }
+}
+
 /// What a successful-looking body turned out to be.
 pub(crate) enum Parsed {
     Token(Token),

@@ -114,6 +114,12 @@ fn corrupt(path: &Path, reason: impl Into<String>) -> StoreError {
     }
 }
 
+/// Parses the contents of a [`FileStore`] grant file (for tools that inspect one). `path`
+/// only names the file in errors.
+pub fn parse_grant_file(path: &Path, bytes: &[u8]) -> Result<StoredGrant, StoreError> {
+    parse(path, bytes)
+}
+
 pub(crate) fn parse(path: &Path, bytes: &[u8]) -> Result<StoredGrant, StoreError> {
     if bytes.is_empty() {
         return Err(corrupt(path, "the file is empty"));

@@ -39,7 +39,7 @@ use std::time::SystemTime;
 
 use secrecy::{ExposeSecret, SecretString};
 
-pub use self::file::FileStore;
+pub use self::file::{FileStore, parse_grant_file};
 
 /// The future a [`TokenStore`] returns.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
