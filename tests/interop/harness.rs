@@ -195,6 +195,7 @@ impl Provider {
         )
         .client_secret(&self.web.secret)
         .auth_method(ClientAuth::Basic)
+        .issuer(&self.issuer) // oidc-provider sends RFC 9207's `iss`: require it
         .scope("openid offline_access jobs.read")
         .build()
         .unwrap()

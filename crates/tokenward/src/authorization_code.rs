@@ -92,6 +92,7 @@ const STORE_ATTEMPTS: usize = 5;
 pub struct ForAuthorizationCode {
     authorize_url: String,
     redirect_uri: String,
+    issuer: Option<String>,
 }
 
 /// The authorization code flow with PKCE `S256` (RFC 6749 §4.1, RFC 7636).
@@ -108,6 +109,7 @@ pub struct AuthorizationCode {
     config: GrantConfig,
     authorize_url: String,
     redirect_uri: String,
+    issuer: Option<String>,
 }
 
 impl AuthorizationCode {
@@ -125,6 +127,7 @@ impl AuthorizationCode {
             ForAuthorizationCode {
                 authorize_url: authorize_url.into(),
                 redirect_uri: redirect_uri.into(),
+                issuer: None,
             },
         )
     }
@@ -202,6 +205,18 @@ impl AuthorizationCode {
                 ));
             }
         }
+        if let Some(expected) = &self.issuer
+            && callback.iss.as_deref() != Some(expected.as_str())
+        {
+            return Err(Error::Config(
+                format!(
+                    "issuer mismatch: the callback's iss is {:?}, expected {expected:?} \
+                     (RFC 9207; possible mix-up attack): the code was not exchanged",
+                    callback.iss
+                )
+                .into(),
+            ));
+        }
         if let Some(error) = callback.error {
             return Err(Error::Endpoint(Box::new(EndpointError {
                 status: StatusCode::BAD_REQUEST,
@@ -256,6 +271,15 @@ impl AuthorizationCode {
 }
 
 impl GrantBuilder<ForAuthorizationCode> {
+    /// The authorization server's issuer identifier. When set, the callback must carry an
+    /// `iss` parameter equal to it (RFC 9207), which defeats mix-up attacks between several
+    /// authorization servers. Set it for servers that send `iss`
+    /// (`authorization_response_iss_parameter_supported` in their metadata).
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.grant.issuer = Some(issuer.into());
+        self
+    }
+
     /// Builds the flow. Fails on an authorization or token URL that is not an absolute
     /// http(s) URL, a redirect URI that is not absolute, an empty client id, or a missing
     /// secret (public clients: `.auth_method(ClientAuth::None)`).
@@ -285,6 +309,7 @@ impl GrantBuilder<ForAuthorizationCode> {
             config,
             authorize_url: flow.authorize_url,
             redirect_uri: flow.redirect_uri,
+            issuer: flow.issuer,
         })
     }
 }
@@ -422,6 +447,7 @@ pub async fn store_refresh_token(token: &Token, store: &dyn TokenStore) -> Resul
 struct Callback {
     code: Option<String>,
     state: Option<String>,
+    iss: Option<String>,
     error: Option<String>,
     error_description: Option<String>,
     error_uri: Option<String>,
@@ -434,6 +460,7 @@ impl Callback {
         let mut callback = Callback {
             code: None,
             state: None,
+            iss: None,
             error: None,
             error_description: None,
             error_uri: None,
@@ -442,6 +469,7 @@ impl Callback {
             let slot = match &*name {
                 "code" => &mut callback.code,
                 "state" => &mut callback.state,
+                "iss" => &mut callback.iss,
                 "error" => &mut callback.error,
                 "error_description" => &mut callback.error_description,
                 "error_uri" => &mut callback.error_uri,

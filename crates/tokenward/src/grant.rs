@@ -125,7 +125,7 @@ pub struct GrantBuilder<G> {
     http: Option<Arc<dyn HttpClient>>,
     max_response_bytes: usize,
     lifetimes: Lifetimes,
-    grant: G,
+    pub(crate) grant: G,
 }
 
 impl<G> fmt::Debug for GrantBuilder<G> {
@@ -188,6 +188,10 @@ impl<G> GrantBuilder<G> {
     }
 
     /// An extra form parameter sent with every token request (`resource`, `audience`, ...).
+    ///
+    /// Servers with resource indicators (RFC 8707) — oidc-provider, Azure AD v1, Auth0's
+    /// `audience` — issue a token without an audience unless the request names the API:
+    /// `.param("resource", "https://api.example.com")`.
     pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.params.push((name.into(), value.into()));
         self

@@ -816,3 +816,33 @@ async fn revocation_authenticates_the_client() {
     let spa_access = spa_token.access_token().expose_secret().to_owned();
     assert_eq!(resource(&server, &spa_access).await.0, 401);
 }
+
+#[tokio::test(start_paused = true)]
+async fn with_an_issuer_configured_the_callback_iss_must_match_rfc_9207() {
+    let server = server();
+    let flow =
+        AuthorizationCode::builder(server.authorize_url(), server.token_url(), WEB, CALLBACK)
+            .client_secret(WEB_SECRET)
+            .issuer("https://as.example.com")
+            .http_client(server.http_client())
+            .build()
+            .unwrap();
+    for (suffix, accepted) in [
+        ("&iss=https%3A%2F%2Fas.example.com", true),
+        ("&iss=https%3A%2F%2Fevil.example.com", false),
+        ("", false),
+    ] {
+        let request = flow.authorize();
+        let callback = format!("{}{suffix}", server.approve(request.url()).unwrap());
+        let calls = server.token_calls();
+        let result = flow.exchange(request, &callback).await;
+        if accepted {
+            result.unwrap();
+            assert_eq!(server.token_calls(), calls + 1);
+        } else {
+            let err = result.unwrap_err();
+            assert!(err.to_string().contains("issuer mismatch"), "{err}");
+            assert_eq!(server.token_calls(), calls, "the code was not exchanged");
+        }
+    }
+}
