@@ -1,0 +1,356 @@
+//! [`AuthMiddleware`]: the `Authorization` header from a token cache, and one resend with a
+//! fresh token when the API answers 401 `invalid_token`.
+//!
+//! # What it does to a request
+//!
+//! 1. Picks the token cache: the one it holds, or a tenant's from a [`TenantCache`] (the
+//!    tenant named by the request's [`Tenant`] extension, or the one the client is bound to).
+//!    An unknown or missing tenant is an error and nothing is sent.
+//! 2. Reads the cached header (a lock-free load while the token is fresh; otherwise it waits
+//!    for the cache's single refresh). A token-endpoint failure is returned as an error: the
+//!    request is **never** sent without a token.
+//! 3. Sets `Authorization` (marked sensitive; any `Authorization` the request carried is
+//!    replaced) and sends the request.
+//! 4. On a 4xx that [`tokenward::classify()`] reads as `invalid_token` (normally a 401 with
+//!    `WWW-Authenticate: Bearer error="invalid_token"`): drops that token from the cache *if
+//!    it is still the cached one* (so a burst of 401s makes one refresh), gets a fresh one and
+//!    resends the request **once**, with a fresh copy of the extensions. A second 401 is
+//!    returned as it is.
+//!
+//! Every other response, 403 `insufficient_scope` included, is returned untouched.
+//!
+//! # Bodies that cannot be replayed
+//!
+//! The resend is a copy made with [`reqwest::Request::try_clone`] before the first send.
+//! A request with a streaming body (`reqwest::Body::wrap`, `wrap_stream`) cannot be copied:
+//! on a 401 `invalid_token` its token is still dropped from the cache (the *next* request
+//! gets a fresh one) but the request is **not** resent, and the 401 is returned to the caller.
+//! It is never resent without its body.
+//!
+//! [`AuthMiddleware::resend_on_invalid_token(false)`](AuthMiddleware::resend_on_invalid_token)
+//! makes no copy at all and treats every request that way.
+//!
+//! # Example
+//!
+//! ```
+//! use reqwest_middleware::ClientBuilder;
+//! use tokenward::{ClientCredentials, TokenCache};
+//! use tokenward_reqwest::AuthMiddleware;
+//! # use tokenward_testkit::FakeServer;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let server = FakeServer::builder().client("my-client", "s3cr3t").build();
+//! # let running = server.listen().await?;
+//! # let token_url = running.token_url();
+//! # let api = running.resource_url();
+//! let grant = ClientCredentials::builder(token_url, "my-client")
+//!     .client_secret("s3cr3t")
+//!     .build()?;
+//! let client = ClientBuilder::new(reqwest::Client::new())
+//!     .with(AuthMiddleware::new(TokenCache::new(grant)))
+//!     .build();
+//!
+//! let response = client.get(&api).send().await?;
+//! assert_eq!(response.status(), 200);
+//!
+//! // The API revokes the token: the 401 is answered with one resend, with a fresh token.
+//! # server.revoke_all_access_tokens();
+//! let response = client.get(&api).send().await?;
+//! assert_eq!(response.status(), 200);
+//! # assert_eq!(server.token_calls(), 2);
+//! # Ok(()) }
+//! ```
+
+use std::borrow::Cow;
+use std::fmt;
+
+use http::header::AUTHORIZATION;
+use http::{Extensions, HeaderValue};
+use reqwest::{Request, Response};
+use reqwest_middleware::{Error, Middleware, Next, Result};
+use tokenward::{Action, TenantCache, TokenCache};
+
+/// The tenant a request is for: a request extension read by an [`AuthMiddleware`] built with
+/// [`AuthMiddleware::tenants`] (or checked against the binding of one built with
+/// [`AuthMiddleware::for_tenant`]).
+///
+/// ```
+/// use tokenward_reqwest::Tenant;
+/// # fn f(client: reqwest_middleware::ClientWithMiddleware) {
+/// let request = client
+///     .get("https://api.example.com/jobs")
+///     .with_extension(Tenant::new("acme"));
+/// # let _ = request; }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Tenant(pub String);
+
+impl Tenant {
+    /// The tenant with this key.
+    pub fn new(key: impl Into<String>) -> Self {
+        Tenant(key.into())
+    }
+
+    /// The tenant key.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Tenant {
+    fn from(key: &str) -> Self {
+        Tenant(key.to_owned())
+    }
+}
+
+impl From<String> for Tenant {
+    fn from(key: String) -> Self {
+        Tenant(key)
+    }
+}
+
+impl fmt::Display for Tenant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A `reqwest_middleware::Middleware` that sets `Authorization` from a tokenward cache and
+/// resends once, with a fresh token, on 401 `invalid_token`. See the [module docs](self).
+///
+/// Cheap to clone: clones share the caches.
+///
+/// # Errors
+///
+/// Failures to obtain a token, and tenant errors, are
+/// [`reqwest_middleware::Error::Middleware`] wrapping a [`tokenward::Error`]; nothing is sent.
+/// Downcast with `anyhow`'s `downcast_ref` or with [`crate::token_error`]:
+///
+/// | situation | `tokenward::Error` |
+/// |---|---|
+/// | the token endpoint failed (after the cache's own retries) | the cache's error: `InvalidClient`, `ReauthorizationRequired`, `RateLimited`, `Transport`, ... |
+/// | the request's [`Tenant`] is not configured | `UnknownTenant` |
+/// | a tenant-keyed middleware got a request without a [`Tenant`] | `Config` |
+/// | the request's [`Tenant`] is not the one the client is bound to | `Config` |
+/// | a single-cache middleware got a request naming a [`Tenant`] | `Config` |
+///
+/// The last three refuse rather than guess: a request is never sent with another tenant's
+/// credentials.
+#[derive(Clone)]
+pub struct AuthMiddleware {
+    tokens: Tokens,
+    resend: bool,
+}
+
+#[derive(Clone)]
+enum Tokens {
+    Single(TokenCache),
+    PerRequest(TenantCache<String>),
+    Bound {
+        tenants: TenantCache<String>,
+        tenant: String,
+    },
+}
+
+impl AuthMiddleware {
+    /// One set of credentials for every request.
+    pub fn new(cache: TokenCache) -> Self {
+        AuthMiddleware {
+            tokens: Tokens::Single(cache),
+            resend: true,
+        }
+    }
+
+    /// Many tenants; each request names its own with a [`Tenant`] extension
+    /// (`RequestBuilder::with_extension(Tenant::new("acme"))`). A request without one, or
+    /// naming a tenant the cache does not know, fails without being sent.
+    ///
+    /// ```
+    /// use reqwest_middleware::ClientBuilder;
+    /// use tokenward::{ClientCredentials, TenantCache};
+    /// use tokenward_reqwest::{AuthMiddleware, Tenant};
+    /// # use tokenward_testkit::FakeServer;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let server = FakeServer::builder().client("acme-app", "acme-secret").build();
+    /// # let running = server.listen().await?;
+    /// # let (token_url, api) = (running.token_url(), running.resource_url());
+    /// let tenants: TenantCache<String> = TenantCache::new();
+    /// tenants.insert(
+    ///     "acme".to_owned(),
+    ///     ClientCredentials::builder(&token_url, "acme-app").client_secret("acme-secret").build()?,
+    /// );
+    /// let client = ClientBuilder::new(reqwest::Client::new())
+    ///     .with(AuthMiddleware::tenants(tenants))
+    ///     .build();
+    ///
+    /// let ok = client.get(&api).with_extension(Tenant::new("acme")).send().await?;
+    /// assert_eq!(ok.status(), 200);
+    ///
+    /// let err = client.get(&api).with_extension(Tenant::new("initech")).send().await.unwrap_err();
+    /// assert!(matches!(
+    ///     tokenward_reqwest::token_error(&err),
+    ///     Some(tokenward::Error::UnknownTenant { .. })
+    /// ));
+    /// # assert_eq!(server.counters().resource_requests, 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn tenants(tenants: TenantCache<String>) -> Self {
+        AuthMiddleware {
+            tokens: Tokens::PerRequest(tenants),
+            resend: true,
+        }
+    }
+
+    /// Every request of this client is for `tenant` (looked up in `tenants` on each request,
+    /// so replaced credentials take effect at once). A request whose [`Tenant`] extension
+    /// names another tenant fails without being sent.
+    pub fn for_tenant(tenants: TenantCache<String>, tenant: impl Into<String>) -> Self {
+        AuthMiddleware {
+            tokens: Tokens::Bound {
+                tenants,
+                tenant: tenant.into(),
+            },
+            resend: true,
+        }
+    }
+
+    /// Whether a request rejected with 401 `invalid_token` is resent once with a fresh token
+    /// (default `true`). With `false` no copy of the request is made before sending (a little
+    /// less work per request); the rejected token is still dropped from the cache, so the
+    /// *next* request gets a fresh one, and the 401 is returned to the caller.
+    pub fn resend_on_invalid_token(mut self, resend: bool) -> Self {
+        self.resend = resend;
+        self
+    }
+
+    /// The cache for this request, or why there is none.
+    fn cache(
+        &self,
+        extensions: &Extensions,
+    ) -> std::result::Result<Cow<'_, TokenCache>, tokenward::Error> {
+        let named = extensions.get::<Tenant>();
+        match &self.tokens {
+            Tokens::Single(cache) => match named {
+                None => Ok(Cow::Borrowed(cache)),
+                Some(tenant) => Err(config(format!(
+                    "the request names tenant {:?}, but this AuthMiddleware holds one token cache, \
+                     not a TenantCache: use AuthMiddleware::tenants or AuthMiddleware::for_tenant",
+                    tenant.0
+                ))),
+            },
+            Tokens::PerRequest(tenants) => match named {
+                Some(tenant) => tenants.get(tenant.as_str()).map(Cow::Owned),
+                None => Err(config(
+                    "the request names no tenant: add .with_extension(Tenant::new(..)) to it, or \
+                     bind the client to one tenant with AuthMiddleware::for_tenant"
+                        .to_owned(),
+                )),
+            },
+            Tokens::Bound { tenants, tenant } => match named {
+                Some(named) if named.0 != *tenant => Err(config(format!(
+                    "the request names tenant {:?}, but this client is bound to tenant {tenant:?}",
+                    named.0
+                ))),
+                _ => tenants.get(tenant.as_str()).map(Cow::Owned),
+            },
+        }
+    }
+}
+
+#[cold]
+fn config(message: String) -> tokenward::Error {
+    tokenward::Error::Config(message.into())
+}
+
+impl fmt::Debug for AuthMiddleware {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("AuthMiddleware");
+        match &self.tokens {
+            Tokens::Single(cache) => d.field("cache", cache),
+            Tokens::PerRequest(tenants) => d.field("tenants", tenants),
+            Tokens::Bound { tenants, tenant } => {
+                d.field("tenants", tenants).field("tenant", tenant)
+            }
+        };
+        d.field("resend", &self.resend).finish()
+    }
+}
+
+#[async_trait::async_trait]
+impl Middleware for AuthMiddleware {
+    async fn handle(
+        &self,
+        mut req: Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> Result<Response> {
+        let cache = self.cache(extensions).map_err(Error::middleware)?;
+        let sent = match cache.try_header() {
+            Some(fresh) => fresh,
+            None => cache.header().await.map_err(Error::middleware)?,
+        };
+        // The copy for a resend, and the extensions as they were before the first attempt
+        // (so the resend does not see what the first attempt left in them). Copied before the
+        // header is set: a request's own header map is usually empty, and an empty map copies
+        // without allocating.
+        let replay = if self.resend {
+            req.try_clone().map(|copy| (copy, extensions.clone()))
+        } else {
+            None
+        };
+        req.headers_mut().insert(AUTHORIZATION, sent.clone());
+
+        let response = next.clone().run(req, extensions).await?;
+        if !invalid_token(&response) {
+            return Ok(response);
+        }
+        // Out of line (and boxed): the common path's future stays small.
+        Box::pin(resend(&cache, sent, replay, response, extensions, next)).await
+    }
+}
+
+/// Whether the response rejects the token as `invalid_token` (per [`tokenward::classify()`]).
+#[inline]
+fn invalid_token(response: &Response) -> bool {
+    response.status().is_client_error()
+        && tokenward::classify(response.status(), response.headers(), None)
+            .is_some_and(|classification| classification.action == Action::RefreshAndRetryOnce)
+}
+
+/// The 401 `invalid_token` path: drop the rejected token, and resend once with a fresh one
+/// if the request could be copied.
+#[cold]
+async fn resend(
+    cache: &TokenCache,
+    sent: HeaderValue,
+    replay: Option<(Request, Extensions)>,
+    response: Response,
+    extensions: &mut Extensions,
+    next: Next<'_>,
+) -> Result<Response> {
+    let dropped = cache.invalidate(&sent);
+    let Some((mut resend, fresh_extensions)) = replay else {
+        tracing::info!(
+            status = response.status().as_u16(),
+            url = %response.url(),
+            token_dropped = dropped,
+            "the API rejected the access token (invalid_token); the request is not resent (a \
+             streaming body, or resends turned off): returning the response"
+        );
+        return Ok(response);
+    };
+    tracing::debug!(
+        status = response.status().as_u16(),
+        url = %response.url(),
+        token_dropped = dropped,
+        "the API rejected the access token (invalid_token): resending once with a fresh token"
+    );
+    let fresh = cache.header().await.map_err(Error::middleware)?;
+    drop(response);
+    resend.headers_mut().insert(AUTHORIZATION, fresh);
+    *extensions = fresh_extensions;
+    next.run(resend, extensions).await
+}

@@ -1,0 +1,440 @@
+//! RetryMiddleware: against a scripted server on loopback with a recording sleeper, against
+//! canned responses with paused time, and once in real time.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use reqwest_middleware::{ClientBuilder, Middleware};
+use tokenward::timing::Backoff;
+use tokenward_reqwest::{AuthMiddleware, RetryMiddleware, token_error};
+use tokenward_testkit::Fault;
+
+use crate::helpers::*;
+
+fn retry(recorder: &Recorder) -> RetryMiddleware {
+    RetryMiddleware::new()
+        .backoff(Backoff::new(
+            Duration::from_millis(100),
+            Duration::from_secs(2),
+        ))
+        .sleeper(recorder.sleeper())
+}
+
+fn retry_client(recorder: &Recorder) -> reqwest_middleware::ClientWithMiddleware {
+    client_with(vec![Arc::new(retry(recorder))])
+}
+
+#[tokio::test]
+async fn rate_limited_429_waits_retry_after() {
+    let script = Scripted::start([Answer::status(429).header("retry-after", "2")]).await;
+    let recorder = Recorder::default();
+    let response = retry_client(&recorder)
+        .get(script.url())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(recorder.delays(), [Duration::from_secs(2)]);
+    assert_eq!(script.requests(), 2);
+}
+
+#[tokio::test]
+async fn retry_after_as_an_http_date_is_waited() {
+    let at = std::time::SystemTime::now() + Duration::from_secs(30);
+    let script =
+        Scripted::start([Answer::status(429).header("retry-after", httpdate::fmt_http_date(at))])
+            .await;
+    let recorder = Recorder::default();
+    let response = retry_client(&recorder)
+        .get(script.url())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let waited = recorder.delays()[0];
+    // Whole seconds on the wire: between 28 and 30 s from when the server wrote it.
+    assert!(
+        waited > Duration::from_secs(27) && waited <= Duration::from_secs(30),
+        "{waited:?}"
+    );
+}
+
+#[tokio::test]
+async fn retry_after_is_capped() {
+    let script = Scripted::start([
+        Answer::status(429).header("retry-after", "86400"),
+        Answer::status(429).header("retry-after", "86400"),
+    ])
+    .await;
+    let recorder = Recorder::default();
+    let client = client_with(vec![Arc::new(
+        retry(&recorder).max_retry_after(Duration::from_secs(5)),
+    )]);
+    let response = client.get(script.url()).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(recorder.delays(), [Duration::from_secs(5); 2]);
+
+    // The default cap is 60 s.
+    let script = Scripted::start([Answer::status(429).header("retry-after", "86400")]).await;
+    let recorder = Recorder::default();
+    retry_client(&recorder)
+        .get(script.url())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(recorder.delays(), [Duration::from_secs(60)]);
+}
+
+#[tokio::test]
+async fn service_unavailable_is_retried_up_to_the_limit() {
+    let script = Scripted::start(vec![Answer::status(503); 10]).await;
+    let recorder = Recorder::default();
+    let response = retry_client(&recorder)
+        .get(script.url())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503, "the last response is returned");
+    assert_eq!(script.requests(), 4, "4 attempts in all");
+    let delays = recorder.delays();
+    assert_eq!(delays.len(), 3);
+    // Full jitter below 100 ms, 200 ms, 400 ms.
+    for (retry, delay) in delays.iter().enumerate() {
+        assert!(
+            *delay < Duration::from_millis(100 << retry),
+            "{retry}: {delay:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn server_errors_then_success() {
+    let script = Scripted::start([
+        Answer::status(500),
+        Answer::status(502),
+        Answer::status(504),
+    ])
+    .await;
+    let recorder = Recorder::default();
+    let response = retry_client(&recorder)
+        .get(script.url())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(script.requests(), 4);
+}
+
+#[tokio::test]
+async fn a_503_with_retry_after_waits_it() {
+    let script = Scripted::start([Answer::status(503).header("retry-after", "3")]).await;
+    let recorder = Recorder::default();
+    let response = retry_client(&recorder)
+        .get(script.url())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(recorder.delays(), [Duration::from_secs(3)]);
+}
+
+#[tokio::test]
+async fn max_attempts_is_configurable() {
+    let script = Scripted::start(vec![Answer::status(503); 10]).await;
+    let recorder = Recorder::default();
+    let client = client_with(vec![Arc::new(retry(&recorder).max_attempts(2))]);
+    assert_eq!(client.get(script.url()).send().await.unwrap().status(), 503);
+    assert_eq!(script.requests(), 2);
+
+    let script = Scripted::start(vec![Answer::status(503); 10]).await;
+    let client = client_with(vec![Arc::new(retry(&recorder).max_attempts(1))]);
+    assert_eq!(client.get(script.url()).send().await.unwrap().status(), 503);
+    assert_eq!(script.requests(), 1);
+}
+
+#[tokio::test]
+async fn client_errors_and_unretryable_server_errors_are_never_retried() {
+    let cases = [
+        Answer::status(401).header("www-authenticate", r#"Bearer error="invalid_token""#),
+        Answer::status(401),
+        Answer::status(403).header(
+            "www-authenticate",
+            r#"Bearer error="insufficient_scope", scope="jobs.write""#,
+        ),
+        Answer::status(403),
+        Answer::status(400).header("retry-after", "1"),
+        Answer::status(404),
+        Answer::status(409),
+        Answer::status(422),
+        Answer::status(501),
+        Answer::status(505),
+    ];
+    for case in cases {
+        let status = case.status;
+        let script = Scripted::start([case]).await;
+        let recorder = Recorder::default();
+        let response = retry_client(&recorder)
+            .get(script.url())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status);
+        assert_eq!(script.requests(), 1, "{status} was retried");
+        assert!(recorder.delays().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn connect_errors_are_retried() {
+    // A port nobody listens on: bind, note it, close.
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let recorder = Recorder::default();
+    let probe = Probe::default();
+    let client = client_with(vec![Arc::new(retry(&recorder)), Arc::new(probe.clone())]);
+    let err = client
+        .get(format!("http://127.0.0.1:{port}/api"))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        err.is_connect(),
+        "the error is passed through unwrapped: {err:?}"
+    );
+    assert_eq!(probe.attempts(), 4);
+    assert_eq!(recorder.delays().len(), 3);
+}
+
+#[tokio::test]
+async fn timeouts_are_retried() {
+    let script = Scripted::start([
+        Answer::status(200).delay(Duration::from_secs(5)),
+        Answer::status(200).delay(Duration::from_secs(5)),
+    ])
+    .await;
+    let recorder = Recorder::default();
+    let client = ClientBuilder::new(
+        reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_millis(200))
+            .build()
+            .unwrap(),
+    )
+    .with(retry(&recorder))
+    .build();
+    let response = client.get(script.url()).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    // Two timeouts, then the answer (a third timeout on a very slow machine would still be
+    // retried once more).
+    assert!(script.requests() >= 3, "{}", script.requests());
+    assert_eq!(recorder.delays().len(), script.requests() - 1);
+}
+
+#[tokio::test]
+async fn a_streaming_body_is_sent_once_and_its_response_returned() {
+    let script = Scripted::start([Answer::status(503)]).await;
+    let recorder = Recorder::default();
+    let response = retry_client(&recorder)
+        .post(script.url())
+        .body(reqwest::Body::wrap(String::from("streamed")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(script.requests(), 1);
+    assert_eq!(script.seen()[0].body_len, 8, "sent with its body");
+    assert!(recorder.delays().is_empty());
+}
+
+#[tokio::test]
+async fn a_buffered_body_is_resent_whole() {
+    let script = Scripted::start([Answer::status(503), Answer::status(429)]).await;
+    let recorder = Recorder::default();
+    let response = retry_client(&recorder)
+        .post(script.url())
+        .body("0123456789")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let lens: Vec<_> = script.seen().iter().map(|s| s.body_len).collect();
+    assert_eq!(lens, [10, 10, 10]);
+}
+
+#[tokio::test]
+async fn each_attempt_gets_fresh_extensions() {
+    let script = Scripted::start([Answer::status(503), Answer::status(503)]).await;
+    let recorder = Recorder::default();
+    let probe = Probe::default();
+    let client = client_with(vec![Arc::new(retry(&recorder)), Arc::new(probe.clone())]);
+    let request = client.get(script.url()).build().unwrap();
+    let mut extensions = http::Extensions::new();
+    extensions.insert(String::from("the caller's"));
+    let response = client
+        .execute_with_extensions(request, &mut extensions)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(probe.attempts(), 3);
+    assert_eq!(probe.leaked(), 0);
+    assert_eq!(extensions.get::<AttemptMarker>(), Some(&AttemptMarker(3)));
+    assert_eq!(extensions.get::<String>().unwrap(), "the caller's");
+}
+
+// ---------------------------------------------------------------------------------------------
+// With AuthMiddleware
+
+#[tokio::test]
+async fn retry_outside_auth_sends_the_current_token_on_each_attempt() {
+    let script = Scripted::start([Answer::status(503), Answer::status(503)]).await;
+    let (cache, fetches) = counting_cache();
+    // While the retry waits, the token is replaced (refreshed, rotated, revoked ...).
+    let between = cache.clone();
+    let retry = RetryMiddleware::new().sleeper(move |_delay: Duration| {
+        between.clear();
+        std::future::ready(())
+    });
+    let client = ClientBuilder::new(reqwest_client())
+        .with(retry)
+        .with(AuthMiddleware::new(cache))
+        .build();
+    let response = client.get(script.url()).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let sent: Vec<_> = script
+        .seen()
+        .into_iter()
+        .map(|s| s.authorization.unwrap())
+        .collect();
+    assert_eq!(sent, ["Bearer t1", "Bearer t2", "Bearer t3"]);
+    assert_eq!(fetches.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn with_auth_a_401_is_refreshed_by_auth_and_not_retried_again() {
+    let script = Scripted::start([
+        Answer::status(401).header("www-authenticate", r#"Bearer error="invalid_token""#),
+        Answer::status(401).header("www-authenticate", r#"Bearer error="invalid_token""#),
+    ])
+    .await;
+    let (cache, fetches) = counting_cache();
+    let recorder = Recorder::default();
+    let client = ClientBuilder::new(reqwest_client())
+        .with(retry(&recorder))
+        .with(AuthMiddleware::new(cache))
+        .build();
+    let response = client.get(script.url()).send().await.unwrap();
+    assert_eq!(
+        response.status(),
+        401,
+        "auth resent once; the retry layer adds nothing"
+    );
+    assert_eq!(script.requests(), 2);
+    assert_eq!(fetches.load(Ordering::SeqCst), 2);
+    assert!(recorder.delays().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_errors_pass_through_retry_unretried_and_unwrapped() {
+    let (server, running, cache) = testkit().await;
+    server.set_fault(Some(Fault::InvalidClient));
+    let recorder = Recorder::default();
+    let client = ClientBuilder::new(reqwest_client())
+        .with(retry(&recorder))
+        .with(AuthMiddleware::new(cache))
+        .build();
+    let err = client.get(running.resource_url()).send().await.unwrap_err();
+    let reqwest_middleware::Error::Middleware(inner) = &err else {
+        panic!("{err:?}")
+    };
+    assert!(matches!(
+        inner.downcast_ref::<tokenward::Error>(),
+        Some(tokenward::Error::InvalidClient(_))
+    ));
+    assert!(token_error(&err).is_some());
+    assert!(recorder.delays().is_empty(), "not retried");
+    assert_eq!(server.token_calls(), 1);
+    assert_eq!(server.counters().resource_requests, 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Paused time, no sockets: the default sleeper really waits (tokio time).
+
+#[tokio::test(start_paused = true)]
+async fn paused_time_429_waits_retry_after_on_tokio_time() {
+    let canned = Canned::new([
+        Answer::status(429).header("retry-after", "30"),
+        Answer::status(429).header("retry-after", "10"),
+    ]);
+    let client = ClientBuilder::new(reqwest_client())
+        .with(RetryMiddleware::new())
+        .with(canned.clone())
+        .build();
+    let start = tokio::time::Instant::now();
+    let response = client.get("http://canned.invalid/").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(start.elapsed(), Duration::from_secs(40));
+    assert_eq!(canned.calls.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn paused_time_503_backoff_stays_within_the_jitter_bounds() {
+    let canned = Canned::new(vec![Answer::status(503); 10]);
+    let client = ClientBuilder::new(reqwest_client())
+        .with(RetryMiddleware::new().backoff(Backoff::new(
+            Duration::from_secs(1),
+            Duration::from_secs(60),
+        )))
+        .with(canned.clone())
+        .build();
+    let start = tokio::time::Instant::now();
+    let response = client.get("http://canned.invalid/").send().await.unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(canned.calls.load(Ordering::SeqCst), 4);
+    // Full jitter below 1 s + 2 s + 4 s.
+    assert!(
+        start.elapsed() < Duration::from_secs(7),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn paused_time_429_without_retry_after_backs_off() {
+    let canned: Arc<dyn Middleware> = Arc::new(Canned::new([Answer::status(429)]));
+    let client = client_with(vec![
+        Arc::new(RetryMiddleware::new().backoff(Backoff::new(
+            Duration::from_secs(8),
+            Duration::from_secs(60),
+        ))),
+        canned,
+    ]);
+    let start = tokio::time::Instant::now();
+    let response = client.get("http://canned.invalid/").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        start.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Real time, once.
+
+#[tokio::test]
+async fn real_time_retry_after_one_second_is_waited() {
+    let script = Scripted::start([Answer::status(429).header("retry-after", "1")]).await;
+    let client = client_with(vec![Arc::new(RetryMiddleware::new())]);
+    let start = std::time::Instant::now();
+    let response = client.get(script.url()).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        start.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(script.requests(), 2);
+}

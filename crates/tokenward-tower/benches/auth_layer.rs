@@ -1,0 +1,211 @@
+//! `Auth<S>` over a no-op ready service against tower-http's `SetRequestHeader` with a static
+//! header, in the same run. Results, as ratios, in the repository's BENCHMARKS.md.
+//!
+//! `cargo bench -p tokenward-tower --bench auth_layer`
+#![allow(missing_docs)] // criterion_group! generates an undocumented function
+
+use std::convert::Infallible;
+use std::future::{Future, Ready, ready};
+use std::hint::black_box;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use bytes::Bytes;
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::{HeaderValue, Request, Response};
+use http_body_util::Full;
+use tokenward::{Token, TokenCache, grant::from_fn};
+use tokenward_tower::AuthLayer;
+use tokenward_tower::replay::NeverReplay;
+use tower::{Layer, Service};
+use tower_http::set_header::SetRequestHeaderLayer;
+
+type Req = Request<Full<Bytes>>;
+
+/// A ready service that answers at once.
+#[derive(Clone, Copy, Debug)]
+struct Noop;
+
+impl Service<Req> for Noop {
+    type Response = Response<()>;
+    type Error = Infallible;
+    type Future = Ready<Result<Response<()>, Infallible>>;
+
+    #[inline]
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    #[inline]
+    fn call(&mut self, req: Req) -> Self::Future {
+        black_box(&req);
+        ready(Ok(Response::new(())))
+    }
+}
+
+#[inline]
+fn now<F: Future>(fut: F) -> F::Output {
+    let mut cx = Context::from_waker(Waker::noop());
+    match pin!(fut).poll(&mut cx) {
+        Poll::Ready(v) => v,
+        Poll::Pending => unreachable!("ready at once"),
+    }
+}
+
+/// What a client builds per request: a POST with a content type and a small static body.
+#[inline]
+fn build() -> Req {
+    let mut req = Request::new(Full::new(Bytes::from_static(b"{\"run\":true}")));
+    *req.method_mut() = http::Method::POST;
+    *req.uri_mut() = http::Uri::from_static("http://api.example/jobs");
+    req.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    req
+}
+
+#[inline]
+fn send<S>(service: &mut S, req: Req) -> Response<()>
+where
+    S: Service<Req, Response = Response<()>>,
+    S::Error: std::fmt::Debug,
+{
+    let mut cx = Context::from_waker(Waker::noop());
+    match service.poll_ready(&mut cx) {
+        Poll::Ready(Ok(())) => {}
+        _ => unreachable!(),
+    }
+    now(service.call(req)).unwrap()
+}
+
+pin_project_lite::pin_project! {
+    /// The floor for a token layer on the current core API: what a hand-written layer must
+    /// keep to invalidate by value after a 401 (the cache handle and the header sent), and no
+    /// resend, no tenants, no typed errors.
+    struct FloorFuture<F> {
+        #[pin]
+        inner: F,
+        cache: TokenCache,
+        sent: HeaderValue,
+    }
+}
+
+impl<F: Future<Output = Result<Response<()>, Infallible>>> Future for FloorFuture<F> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.inner.poll(cx));
+        if let Ok(response) = &result
+            && response.status() == http::StatusCode::UNAUTHORIZED
+        {
+            this.cache.invalidate(this.sent);
+        }
+        Poll::Ready(result)
+    }
+}
+
+#[derive(Clone)]
+struct Floor {
+    inner: Noop,
+    cache: TokenCache,
+}
+
+impl Service<Req> for Floor {
+    type Response = Response<()>;
+    type Error = Infallible;
+    type Future = FloorFuture<Ready<Result<Response<()>, Infallible>>>;
+
+    #[inline]
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    #[inline]
+    fn call(&mut self, mut req: Req) -> Self::Future {
+        let cache = self.cache.clone();
+        let sent = cache.try_header().expect("fresh");
+        req.headers_mut().insert(AUTHORIZATION, sent.clone());
+        FloorFuture {
+            inner: self.inner.call(req),
+            cache,
+            sent,
+        }
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    // A JWT-sized token, fresh for an hour.
+    let token = format!("eyJhbGciOiJSUzI1NiJ9.{}.sig", "x".repeat(48));
+    let cache = TokenCache::new(from_fn(move || {
+        let token = token.clone();
+        async move {
+            Token::builder(token)
+                .expires_in(Duration::from_secs(3600))
+                .build()
+        }
+    }));
+    let header = rt.block_on(cache.header()).unwrap();
+    let static_header = HeaderValue::from_str(header.to_str().unwrap()).unwrap();
+
+    let mut set_header =
+        SetRequestHeaderLayer::overriding(AUTHORIZATION, static_header).layer(Noop);
+    // The token's own (reference-counted) value: each clone is an atomic increment.
+    let mut set_shared = SetRequestHeaderLayer::overriding(AUTHORIZATION, header).layer(Noop);
+    let mut auth_never = AuthLayer::new(cache.clone())
+        .replay(NeverReplay)
+        .layer(Noop);
+    let mut auth = AuthLayer::new(cache.clone()).layer(Noop);
+
+    let mut floor = Floor {
+        inner: Noop,
+        cache: cache.clone(),
+    };
+    let mut group = c.benchmark_group("per request (build + send)");
+    group.bench_function("SetRequestHeader (static)", |b| {
+        b.iter(|| send(&mut set_header, build()))
+    });
+    group.bench_function("SetRequestHeader (shared value)", |b| {
+        b.iter(|| send(&mut set_shared, build()))
+    });
+    group.bench_function("floor: a minimal hand-written token layer", |b| {
+        b.iter(|| send(&mut floor, build()))
+    });
+    group.bench_function("Auth, NeverReplay", |b| {
+        b.iter(|| send(&mut auth_never, build()))
+    });
+    group.bench_function("Auth, default (copy for a resend)", |b| {
+        b.iter(|| send(&mut auth, build()))
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("send only (request prebuilt)");
+    group.bench_function("SetRequestHeader (static)", |b| {
+        b.iter_batched(
+            build,
+            |req| send(&mut set_header, req),
+            BatchSize::SmallInput,
+        )
+    });
+    group.bench_function("Auth, NeverReplay", |b| {
+        b.iter_batched(
+            build,
+            |req| send(&mut auth_never, req),
+            BatchSize::SmallInput,
+        )
+    });
+    group.bench_function("Auth, default (copy for a resend)", |b| {
+        b.iter_batched(build, |req| send(&mut auth, req), BatchSize::SmallInput)
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,277 @@
+//! [`ClassifiedRetry`]: a [`tower::retry::Policy`] driven by tokenward's classification.
+//!
+//! Each response goes through [`tokenward::classify()`] (status and headers) and the policy acts
+//! on the [`Action`]:
+//!
+//! | response | policy |
+//! |---|---|
+//! | 2xx, 3xx | done |
+//! | 429 with `Retry-After` ≤ the cap (30 s by default) | wait `Retry-After`, retry |
+//! | 429 with `Retry-After` above the cap | done: the 429 is returned at once (waiting less than the server asked would only earn another 429; the caller sees the header) |
+//! | 429 without `Retry-After` | exponential backoff with full jitter, retry |
+//! | 408, 500, 502, 503, 504 (`temporarily_unavailable`, `server_error`) | exponential backoff with full jitter (a `Retry-After` on them is honoured like a 429's), retry |
+//! | 401, 403, other 4xx, 501, 505, … | done: never retried by the policy ([`Auth`](crate::Auth) owns the one refresh-and-resend after a 401 `invalid_token`; 403 never helps) |
+//! | `Err` (the service failed) | done, unless [`retry_errors_if`](ClassifiedRetry::retry_errors_if) says otherwise |
+//!
+//! At most [`max_attempts`](ClassifiedRetry::max_attempts) attempts in all (4 by default, the
+//! first included). With a [`budget`](ClassifiedRetry::budget) (`TpsBudget`) every request
+//! deposits once and every retry withdraws: a fleet under stress stops multiplying its load.
+//!
+//! [`clone_request`](tower::retry::Policy::clone_request) copies the request through a
+//! [`Replay`] strategy ([`CloneableBodies`] by default): a request whose body cannot be copied
+//! (a stream) is never retried, and never resent without its body.
+//!
+//! tower's `Retry` clones the policy for every request, so the attempt count is per request;
+//! the budget is shared through an `Arc`. Delays are `tokio::time::sleep`s: testable with
+//! paused time.
+//!
+//! # Example
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use tokenward_tower::retry::ClassifiedRetry;
+//! use tower::retry::budget::TpsBudget;
+//!
+//! let policy = ClassifiedRetry::new()
+//!     .max_attempts(3)
+//!     .max_retry_after(Duration::from_secs(10))
+//!     // At most 10 % extra load from retries, plus 5 retries a second to get going.
+//!     .budget(Arc::new(TpsBudget::new(Duration::from_secs(10), 5, 0.1)));
+//! let layer = tower::retry::RetryLayer::new(policy);
+//! # let _ = layer;
+//! ```
+//!
+//! See the [crate docs](crate#composing-with-retry-and-timeout) for where the retry layer goes
+//! relative to [`AuthLayer`](crate::AuthLayer) and `TimeoutLayer`.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, Request, Response, StatusCode};
+use tokenward::classify::{Action, retry_after};
+use tokenward::timing::Backoff;
+use tower::retry::Policy;
+use tower::retry::budget::Budget;
+
+use crate::replay::{CloneableBodies, Replay, try_clone_request};
+
+/// Decides whether an `Err` from the service is retried. Implemented by [`NoErrorRetry`] and
+/// by closures `Fn(&E) -> bool`.
+pub trait RetryError<E> {
+    /// Whether to retry after `error` (with backoff).
+    fn should_retry(&self, error: &E) -> bool;
+}
+
+/// Errors are not retried: the request may have reached the server. The default.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoErrorRetry;
+
+impl<E> RetryError<E> for NoErrorRetry {
+    #[inline]
+    fn should_retry(&self, _error: &E) -> bool {
+        false
+    }
+}
+
+impl<E, F> RetryError<E> for F
+where
+    F: Fn(&E) -> bool,
+{
+    #[inline]
+    fn should_retry(&self, error: &E) -> bool {
+        self(error)
+    }
+}
+
+/// A [`tower::retry::Policy`] for HTTP that retries what tokenward's classification says is
+/// worth retrying: 429 after `Retry-After`, 408 and 5xx with full-jitter backoff. See the
+/// [module docs](self).
+#[derive(Clone)]
+pub struct ClassifiedRetry<R = CloneableBodies, F = NoErrorRetry> {
+    /// Attempts made so far for this request (the policy is cloned per request).
+    attempts: u32,
+    max_attempts: u32,
+    backoff: Backoff,
+    max_retry_after: Duration,
+    budget: Option<Arc<dyn Budget + Send + Sync>>,
+    replay: R,
+    on_error: F,
+}
+
+impl ClassifiedRetry {
+    /// At most 4 attempts, backoff from 250 ms doubling to 10 s with full jitter,
+    /// `Retry-After` honoured up to 30 s, no budget.
+    pub fn new() -> Self {
+        ClassifiedRetry {
+            attempts: 0,
+            max_attempts: tokenward::classify::DEFAULT_MAX_ATTEMPTS,
+            backoff: Backoff::default(),
+            max_retry_after: Duration::from_secs(30),
+            budget: None,
+            replay: CloneableBodies,
+            on_error: NoErrorRetry,
+        }
+    }
+}
+
+impl Default for ClassifiedRetry {
+    fn default() -> Self {
+        ClassifiedRetry::new()
+    }
+}
+
+impl<R, F> ClassifiedRetry<R, F> {
+    /// Attempts in all, the first included (at least 1; 1 never retries). Default 4.
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// The backoff between attempts for 408, 5xx and a 429 without `Retry-After`: retry `n`
+    /// (0-based) waits a uniform draw below `min(cap, base × 2ⁿ)`.
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// The longest `Retry-After` the policy waits for (default 30 s). A longer one ends the
+    /// retries and the response is returned.
+    pub fn max_retry_after(mut self, cap: Duration) -> Self {
+        self.max_retry_after = cap;
+        self
+    }
+
+    /// A retry budget shared by every request through this policy, e.g.
+    /// [`TpsBudget`](tower::retry::budget::TpsBudget): each request deposits once, each retry
+    /// withdraws, and an empty budget ends the retries.
+    pub fn budget<Bu>(mut self, budget: Arc<Bu>) -> Self
+    where
+        Bu: Budget + Send + Sync + 'static,
+    {
+        let budget: Arc<dyn Budget + Send + Sync> = budget;
+        self.budget = Some(budget);
+        self
+    }
+
+    /// Which requests can be retried: see [`replay`](crate::replay).
+    pub fn replay<R2>(self, replay: R2) -> ClassifiedRetry<R2, F> {
+        ClassifiedRetry {
+            attempts: self.attempts,
+            max_attempts: self.max_attempts,
+            backoff: self.backoff,
+            max_retry_after: self.max_retry_after,
+            budget: self.budget,
+            replay,
+            on_error: self.on_error,
+        }
+    }
+
+    /// Retry (with backoff) the service's errors for which `should_retry` says so, e.g. a
+    /// connection refused, or a per-attempt timeout's `Elapsed` for idempotent requests.
+    ///
+    /// ```
+    /// use tokenward_tower::{BoxError, retry::ClassifiedRetry};
+    ///
+    /// let policy = ClassifiedRetry::new()
+    ///     .retry_errors_if(|e: &BoxError| e.is::<tower::timeout::error::Elapsed>());
+    /// # let _ = policy;
+    /// ```
+    pub fn retry_errors_if<F2>(self, should_retry: F2) -> ClassifiedRetry<R, F2> {
+        ClassifiedRetry {
+            attempts: self.attempts,
+            max_attempts: self.max_attempts,
+            backoff: self.backoff,
+            max_retry_after: self.max_retry_after,
+            budget: self.budget,
+            replay: self.replay,
+            on_error: should_retry,
+        }
+    }
+
+    /// The wait before the next attempt after a response, or `None` if it is final.
+    fn delay_for(&self, status: StatusCode, headers: &HeaderMap) -> Option<Duration> {
+        if !status.is_client_error() && !status.is_server_error() {
+            return None;
+        }
+        let classification = tokenward::classify(status, headers, None)?;
+        match classification.action {
+            Action::RetryAfter { delay: Some(delay) } => self.capped(delay),
+            Action::RetryAfter { delay: None } => Some(self.backoff_delay()),
+            Action::Backoff { .. } => match retry_after(headers, std::time::SystemTime::now()) {
+                Some(delay) => self.capped(delay),
+                None => Some(self.backoff_delay()),
+            },
+            // RefreshAndRetryOnce is Auth's; the rest never helps.
+            _ => None,
+        }
+    }
+
+    fn capped(&self, delay: Duration) -> Option<Duration> {
+        (delay <= self.max_retry_after).then_some(delay)
+    }
+
+    fn backoff_delay(&self) -> Duration {
+        self.backoff.delay_random(self.attempts.saturating_sub(1))
+    }
+}
+
+impl<B, ResB, E, R, F> Policy<Request<B>, Response<ResB>, E> for ClassifiedRetry<R, F>
+where
+    R: Replay<B>,
+    F: RetryError<E>,
+{
+    type Future = tokio::time::Sleep;
+
+    fn retry(
+        &mut self,
+        _request: &mut Request<B>,
+        result: &mut Result<Response<ResB>, E>,
+    ) -> Option<Self::Future> {
+        self.attempts = self.attempts.saturating_add(1);
+        if self.attempts == 1
+            && let Some(budget) = &self.budget
+        {
+            budget.deposit();
+        }
+        let delay = match result {
+            Ok(response) => self.delay_for(response.status(), response.headers())?,
+            Err(error) if self.on_error.should_retry(error) => self.backoff_delay(),
+            Err(_) => return None,
+        };
+        if self.attempts >= self.max_attempts {
+            tracing::debug!(attempts = self.attempts, "retries exhausted");
+            return None;
+        }
+        if let Some(budget) = &self.budget
+            && !budget.withdraw()
+        {
+            tracing::debug!("retry budget exhausted: not retrying");
+            return None;
+        }
+        tracing::debug!(
+            attempt = self.attempts,
+            delay_ms = delay.as_millis() as u64,
+            "retrying after a classified failure"
+        );
+        Some(tokio::time::sleep(delay))
+    }
+
+    fn clone_request(&mut self, request: &Request<B>) -> Option<Request<B>> {
+        try_clone_request(&self.replay, request)
+    }
+}
+
+impl<R: fmt::Debug, F> fmt::Debug for ClassifiedRetry<R, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClassifiedRetry")
+            .field("attempts", &self.attempts)
+            .field("max_attempts", &self.max_attempts)
+            .field("backoff", &self.backoff)
+            .field("max_retry_after", &self.max_retry_after)
+            .field("budget", &self.budget.is_some())
+            .field("replay", &self.replay)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,554 @@
+//! The `Auth` state machine against `tower_test::mock`, on paused time.
+
+mod support;
+
+use std::sync::atomic::Ordering;
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::AUTHORIZATION;
+use http_body_util::{BodyExt, StreamBody};
+use support::*;
+use tokenward::TenantCache;
+use tokenward_tower::replay::NeverReplay;
+use tokenward_tower::tenant::Tenant;
+use tokenward_tower::{Auth, AuthError, AuthLayer, BoxError};
+use tower::{Layer, Service, ServiceExt};
+use tower_test::mock::{self, Handle, Spawn};
+
+type Mocked = Spawn<Auth<mock::Mock<Req, Res>>>;
+
+fn ready<S, R>(service: &mut Spawn<S>)
+where
+    S: Service<R>,
+    S::Error: std::fmt::Debug,
+{
+    match service.poll_ready() {
+        Poll::Ready(Ok(())) => {}
+        other => panic!("service not ready: {other:?}"),
+    }
+}
+
+/// Calls the service (after `poll_ready`) and runs the response future on its own task.
+fn send(service: &mut Mocked, req: Req) -> tokio::task::JoinHandle<Result<Res, BoxError>> {
+    ready(service);
+    tokio::spawn(service.call(req))
+}
+
+async fn next(handle: &mut Handle<Req, Res>) -> (Req, mock::SendResponse<Res>) {
+    tokio::time::timeout(Duration::from_secs(60), handle.next_request())
+        .await
+        .expect("no request reached the inner service")
+        .expect("the inner service was dropped")
+}
+
+/// Nothing more reaches the inner service (waits a minute of paused time).
+async fn nothing_more(handle: &mut Handle<Req, Res>) {
+    if let Ok(Some((req, _))) =
+        tokio::time::timeout(Duration::from_secs(60), handle.next_request()).await
+    {
+        panic!("unexpected request: {} {}", req.method(), req.uri());
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn sets_a_sensitive_authorization_header_from_the_cache() {
+    let (cache, calls) = counting_cache();
+    let (mut service, mut handle) = mock::spawn_layer(AuthLayer::new(cache));
+
+    let mut req = request("hello");
+    req.headers_mut().insert(
+        AUTHORIZATION,
+        http::HeaderValue::from_static("Basic c3R1ZmY="),
+    );
+    let call = send(&mut service, req);
+    let (seen, reply) = next(&mut handle).await;
+    assert_eq!(seen.headers()[AUTHORIZATION], "Bearer tok-1", "replaced");
+    assert!(seen.headers()[AUTHORIZATION].is_sensitive());
+    assert_eq!(seen.headers()["x-request"], "kept");
+    assert_eq!(seen.headers().get_all(AUTHORIZATION).iter().count(), 1);
+    reply.send_response(response(200));
+    assert_eq!(call.await.unwrap().unwrap().status(), 200);
+
+    // The second request takes the fast path: the cached token, no token call.
+    let call = send(&mut service, request("again"));
+    let (seen, reply) = next(&mut handle).await;
+    assert_eq!(bearer(&seen), "Bearer tok-1");
+    reply.send_response(response(204));
+    assert_eq!(call.await.unwrap().unwrap().status(), 204);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn invalid_token_is_refreshed_and_resent_once_with_the_same_request() {
+    let (cache, calls) = counting_cache();
+    let (mut service, mut handle) = mock::spawn_layer(AuthLayer::new(cache.clone()));
+
+    let call = send(&mut service, request("payload"));
+    let (first, reply) = next(&mut handle).await;
+    assert_eq!(bearer(&first), "Bearer tok-1");
+    reply.send_response(invalid_token());
+
+    let (second, reply) = next(&mut handle).await;
+    assert_eq!(bearer(&second), "Bearer tok-2");
+    assert!(second.headers()[AUTHORIZATION].is_sensitive());
+    assert_eq!(second.method(), first.method());
+    assert_eq!(second.uri(), first.uri());
+    assert_eq!(second.headers()["x-request"], "kept");
+    let body = second.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "payload", "resent with its body");
+    reply.send_response(response(200));
+
+    assert_eq!(call.await.unwrap().unwrap().status(), 200);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(cache.try_header().unwrap(), "Bearer tok-2");
+    nothing_more(&mut handle).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_second_401_is_returned_as_is() {
+    let (cache, calls) = counting_cache();
+    let (mut service, mut handle) = mock::spawn_layer(AuthLayer::new(cache));
+
+    let call = send(&mut service, request("x"));
+    let (_, reply) = next(&mut handle).await;
+    reply.send_response(invalid_token());
+    let (second, reply) = next(&mut handle).await;
+    assert_eq!(bearer(&second), "Bearer tok-2");
+    let mut again = invalid_token();
+    *again.body_mut() = "second".into();
+    reply.send_response(again);
+
+    let response = call.await.unwrap().unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(response.body(), "second");
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "one refresh, not two");
+    nothing_more(&mut handle).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn not_resent_when_the_new_token_is_the_rejected_one() {
+    let (cache, calls) = same_token_cache();
+    let (mut service, mut handle) = mock::spawn_layer(AuthLayer::new(cache));
+
+    let call = send(&mut service, request("x"));
+    let (_, reply) = next(&mut handle).await;
+    reply.send_response(invalid_token());
+    let response = call.await.unwrap().unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "it did try a new token");
+    nothing_more(&mut handle).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_bare_401_is_returned_unless_enabled() {
+    for challenge_value in [None, Some(r#"Bearer realm="api""#)] {
+        let bare = || match challenge_value {
+            Some(v) => challenge(401, v),
+            None => response(401),
+        };
+        let (cache, calls) = counting_cache();
+        let (mut service, mut handle) = mock::spawn_layer(AuthLayer::new(cache.clone()));
+        let call = send(&mut service, request("x"));
+        let (_, reply) = next(&mut handle).await;
+        reply.send_response(bare());
+        assert_eq!(call.await.unwrap().unwrap().status(), 401);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            cache.try_header().unwrap(),
+            "Bearer tok-1",
+            "not invalidated"
+        );
+        nothing_more(&mut handle).await;
+
+        let (cache, calls) = counting_cache();
+        let layer = AuthLayer::new(cache).retry_bare_401(true);
+        let (mut service, mut handle) = mock::spawn_layer(layer);
+        let call = send(&mut service, request("x"));
+        let (_, reply) = next(&mut handle).await;
+        reply.send_response(bare());
+        let (second, reply) = next(&mut handle).await;
+        assert_eq!(bearer(&second), "Bearer tok-2");
+        reply.send_response(response(200));
+        assert_eq!(call.await.unwrap().unwrap().status(), 200);
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn other_statuses_are_never_retried() {
+    let cases = [
+        challenge(
+            403,
+            r#"Bearer error="insufficient_scope", scope="jobs.write""#,
+        ),
+        response(403),
+        challenge(401, r#"Bearer error="invalid_request""#),
+        challenge(400, r#"Bearer error="invalid_token""#),
+        response(404),
+        response(429),
+        response(500),
+        response(503),
+    ];
+    for case in cases {
+        let status = case.status();
+        let (cache, calls) = counting_cache();
+        let (mut service, mut handle) = mock::spawn_layer(AuthLayer::new(cache.clone()));
+        let call = send(&mut service, request("x"));
+        let (_, reply) = next(&mut handle).await;
+        reply.send_response(case);
+        assert_eq!(call.await.unwrap().unwrap().status(), status);
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "{status}");
+        assert_eq!(cache.try_header().unwrap(), "Bearer tok-1", "{status}");
+        nothing_more(&mut handle).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_streaming_body_is_not_resent_but_the_token_is_invalidated() {
+    type StreamReq = http::Request<
+        StreamBody<
+            futures_util::stream::Iter<
+                std::vec::IntoIter<Result<http_body::Frame<Bytes>, BoxError>>,
+            >,
+        >,
+    >;
+    let stream = || {
+        let chunks: Vec<Result<http_body::Frame<Bytes>, BoxError>> = vec![
+            Ok(http_body::Frame::data(Bytes::from_static(b"chunk-1 "))),
+            Ok(http_body::Frame::data(Bytes::from_static(b"chunk-2"))),
+        ];
+        StreamBody::new(futures_util::stream::iter(chunks))
+    };
+    let (cache, calls) = counting_cache();
+    let (mut service, mut handle) =
+        mock::spawn_layer::<StreamReq, Res, _>(AuthLayer::new(cache.clone()));
+
+    ready(&mut service);
+    let call = tokio::spawn(service.call(http::Request::post("/upload").body(stream()).unwrap()));
+    let (seen, reply) = tokio::time::timeout(Duration::from_secs(60), handle.next_request())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(bearer(&seen), "Bearer tok-1");
+    let body = seen.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "chunk-1 chunk-2");
+    reply.send_response(invalid_token());
+
+    // The 401 comes back: the stream was consumed and cannot be sent again.
+    assert_eq!(call.await.unwrap().unwrap().status(), 401);
+    assert!(
+        tokio::time::timeout(Duration::from_secs(60), handle.next_request())
+            .await
+            .is_err(),
+        "not resent"
+    );
+    // But the rejected token is gone: the next request carries a new one.
+    assert!(cache.cached().is_none());
+    ready(&mut service);
+    let call = tokio::spawn(service.call(http::Request::post("/upload").body(stream()).unwrap()));
+    let (seen, reply) = handle.next_request().await.unwrap();
+    assert_eq!(bearer(&seen), "Bearer tok-2");
+    reply.send_response(response(200));
+    assert_eq!(call.await.unwrap().unwrap().status(), 200);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn never_replay_invalidates_without_resending() {
+    let (cache, calls) = counting_cache();
+    let layer = AuthLayer::new(cache.clone()).replay(NeverReplay);
+    let (mut service, mut handle) = mock::spawn_layer::<Req, Res, _>(layer);
+    ready(&mut service);
+    let call = tokio::spawn(service.call(request("x")));
+    let (_, reply) = next(&mut handle).await;
+    reply.send_response(invalid_token());
+    assert_eq!(call.await.unwrap().unwrap().status(), 401);
+    assert!(cache.cached().is_none(), "invalidated");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    nothing_more(&mut handle).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_resend_drives_readiness_again() {
+    let (cache, _) = counting_cache();
+    let (mut service, mut handle) = mock::spawn_layer(AuthLayer::new(cache));
+    handle.allow(1);
+    let call = send(&mut service, request("x"));
+    let (_, reply) = next(&mut handle).await;
+    reply.send_response(invalid_token());
+    // The resend waits for the inner service to be ready again.
+    assert!(
+        tokio::time::timeout(Duration::from_secs(60), handle.next_request())
+            .await
+            .is_err()
+    );
+    handle.allow(1);
+    let (second, reply) = next(&mut handle).await;
+    assert_eq!(bearer(&second), "Bearer tok-2");
+    reply.send_response(response(200));
+    assert_eq!(call.await.unwrap().unwrap().status(), 200);
+}
+
+#[tokio::test(start_paused = true)]
+async fn token_failure_fails_the_request_without_calling_the_inner_service() {
+    let cache = tokenward::TokenCache::builder(tokenward::grant::from_fn(|| async {
+        Err(tokenward::Error::Config("no credentials here".into()))
+    }))
+    .max_attempts(1)
+    .build();
+    let (mut service, mut handle) = mock::spawn_layer::<Req, Res, _>(AuthLayer::new(cache));
+    ready(&mut service);
+    let error = service.call(request("x")).await.unwrap_err();
+    let auth = error.downcast_ref::<AuthError>().expect("an AuthError");
+    assert!(matches!(
+        auth,
+        AuthError::Token(tokenward::Error::Config(_))
+    ));
+    assert!(!auth.is_retryable());
+    assert!(error.to_string().contains("was not sent"), "{error}");
+    drop(service);
+    assert!(handle.next_request().await.is_none(), "nothing was sent");
+}
+
+#[tokio::test(start_paused = true)]
+async fn refresh_failure_after_a_401_is_a_typed_error() {
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = calls.clone();
+    let cache = tokenward::TokenCache::builder(tokenward::grant::from_fn(move || {
+        let n = counter.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if n == 0 {
+                tokenward::Token::builder("first")
+                    .expires_in(Duration::from_secs(3600))
+                    .build()
+            } else {
+                Err(tokenward::Error::NoRefreshToken)
+            }
+        }
+    }))
+    .build();
+    let (mut service, mut handle) = mock::spawn_layer(AuthLayer::new(cache));
+    let call = send(&mut service, request("x"));
+    let (_, reply) = next(&mut handle).await;
+    reply.send_response(invalid_token());
+    let error = call.await.unwrap().unwrap_err();
+    let auth = error.downcast_ref::<AuthError>().unwrap();
+    assert!(auth.token_error().unwrap().is_reauthorization_required());
+    nothing_more(&mut handle).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn inner_errors_pass_through_unchanged() {
+    #[derive(Debug, thiserror::Error)]
+    #[error("connection refused (test)")]
+    struct Refused;
+
+    let (cache, _) = counting_cache();
+    let (mut service, mut handle) = mock::spawn_layer(AuthLayer::new(cache));
+    let call = send(&mut service, request("x"));
+    let (_, reply) = next(&mut handle).await;
+    reply.send_error(Refused);
+    let error = call.await.unwrap().unwrap_err();
+    assert!(error.downcast_ref::<AuthError>().is_none());
+    assert!(error.is::<Refused>(), "{error:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_burst_of_401s_for_one_token_makes_one_refresh() {
+    let (cache, calls) = counting_cache();
+    let (mut service, mut handle) = mock::spawn_layer(AuthLayer::new(cache));
+    let calls_out: Vec<_> = (0..50).map(|_| send(&mut service, request("x"))).collect();
+    let mut first = Vec::new();
+    for _ in 0..50 {
+        let (req, reply) = next(&mut handle).await;
+        assert_eq!(bearer(&req), "Bearer tok-1");
+        first.push(reply);
+    }
+    for reply in first {
+        reply.send_response(invalid_token());
+    }
+    for _ in 0..50 {
+        let (req, reply) = next(&mut handle).await;
+        assert_eq!(bearer(&req), "Bearer tok-2");
+        reply.send_response(response(200));
+    }
+    for call in calls_out {
+        assert_eq!(call.await.unwrap().unwrap().status(), 200);
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_first_requests_wait_on_one_token_call() {
+    let (cache, calls) = counting_cache_with(Duration::from_secs(2));
+    let (mut service, mut handle) = mock::spawn_layer(AuthLayer::new(cache));
+    let calls_out: Vec<_> = (0..100).map(|_| send(&mut service, request("x"))).collect();
+    for _ in 0..100 {
+        let (req, reply) = next(&mut handle).await;
+        assert_eq!(bearer(&req), "Bearer tok-1");
+        reply.send_response(response(200));
+    }
+    for call in calls_out {
+        assert_eq!(call.await.unwrap().unwrap().status(), 200);
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_cancelled_while_waiting_for_a_token_does_not_cancel_the_refresh() {
+    let (cache, calls) = counting_cache_with(Duration::from_secs(5));
+    let (mut service, mut handle) = mock::spawn_layer(AuthLayer::new(cache.clone()));
+
+    ready(&mut service);
+    let waiting = service.call(request("x"));
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), waiting)
+            .await
+            .is_err(),
+        "still waiting for the token"
+    );
+    // The caller gave up (its future is dropped); the refresh goes on.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(cache.try_header().unwrap(), "Bearer tok-1");
+
+    let call = send(&mut service, request("y"));
+    let (req, reply) = next(&mut handle).await;
+    assert_eq!(bearer(&req), "Bearer tok-1");
+    reply.send_response(response(200));
+    assert_eq!(call.await.unwrap().unwrap().status(), 200);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_cancelled_while_its_resend_refreshes_leaves_the_refresh_running() {
+    let (cache, calls) = counting_cache_with(Duration::from_secs(5));
+    cache.header().await.unwrap(); // tok-1 cached
+    let (mut service, mut handle) = mock::spawn_layer(AuthLayer::new(cache.clone()));
+    let call = send(&mut service, request("x"));
+    let (_, reply) = next(&mut handle).await;
+    reply.send_response(invalid_token());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    call.abort(); // cancelled mid-refresh
+    assert!(call.await.unwrap_err().is_cancelled());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(cache.try_header().unwrap(), "Bearer tok-2");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    nothing_more(&mut handle).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn tenants_from_the_extension_and_typed_errors_for_missing_or_unknown() {
+    let issued = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let source = |name: &'static str| {
+        let issued = issued.clone();
+        tokenward::grant::from_fn(move || {
+            let n = issued.fetch_add(1, Ordering::SeqCst) + 1;
+            async move {
+                tokenward::Token::builder(format!("{name}-{n}"))
+                    .expires_in(Duration::from_secs(3600))
+                    .build()
+            }
+        })
+    };
+    let tenants: TenantCache<String> = TenantCache::builder()
+        .tenant("acme".to_string(), source("acme"))
+        .tenant("globex".to_string(), source("globex"))
+        .build();
+    let (mock, mut handle) = mock::pair::<Req, Res>();
+    let service = AuthLayer::tenants(tenants.clone()).layer(mock);
+    let with_tenant = |org: &str| {
+        let mut req = request("x");
+        req.extensions_mut().insert(Tenant(org.to_string()));
+        req
+    };
+
+    for (org, token) in [
+        ("acme", "acme-1"),
+        ("globex", "globex-2"),
+        ("acme", "acme-1"),
+    ] {
+        let call = tokio::spawn(service.clone().oneshot(with_tenant(org)));
+        let (seen, reply) = next(&mut handle).await;
+        assert_eq!(bearer(&seen), format!("Bearer {token}"));
+        reply.send_response(response(200));
+        assert_eq!(call.await.unwrap().unwrap().status(), 200);
+    }
+
+    let error = service.clone().oneshot(request("x")).await.unwrap_err();
+    assert!(matches!(
+        error.downcast_ref(),
+        Some(AuthError::MissingTenant)
+    ));
+    let error = service
+        .clone()
+        .oneshot(with_tenant("initech"))
+        .await
+        .unwrap_err();
+    match error.downcast_ref::<AuthError>() {
+        Some(AuthError::UnknownTenant { tenant }) => assert_eq!(tenant, "initech"),
+        other => panic!("{other:?}"),
+    }
+
+    // A tenant's 401 drops and refreshes that tenant's token only.
+    let call = tokio::spawn(service.clone().oneshot(with_tenant("acme")));
+    let (_, reply) = next(&mut handle).await;
+    reply.send_response(invalid_token());
+    let (seen, reply) = next(&mut handle).await;
+    assert_eq!(bearer(&seen), "Bearer acme-3");
+    reply.send_response(response(200));
+    assert_eq!(call.await.unwrap().unwrap().status(), 200);
+    assert_eq!(
+        tenants.get("globex").unwrap().try_header().unwrap(),
+        "Bearer globex-2"
+    );
+
+    // The extractor form: the tenant from a header.
+    let (mock, mut handle) = mock::pair::<Req, Res>();
+    let by_header = AuthLayer::tenants_by(tenants, |req: &Req| {
+        Some(req.headers().get("x-org")?.to_str().ok()?.to_owned())
+    })
+    .layer(mock);
+    let mut req = request("x");
+    req.headers_mut()
+        .insert("x-org", http::HeaderValue::from_static("globex"));
+    let call = tokio::spawn(by_header.clone().oneshot(req));
+    let (seen, reply) = next(&mut handle).await;
+    assert_eq!(bearer(&seen), "Bearer globex-2");
+    reply.send_response(response(200));
+    assert_eq!(call.await.unwrap().unwrap().status(), 200);
+    let error = by_header.clone().oneshot(request("x")).await.unwrap_err();
+    assert!(matches!(
+        error.downcast_ref(),
+        Some(AuthError::MissingTenant)
+    ));
+    drop((service, by_header));
+    assert!(
+        handle.next_request().await.is_none(),
+        "nothing else was sent"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn layer_and_service_are_clone_and_debug_with_accessors() {
+    let (cache, _) = counting_cache();
+    let layer = AuthLayer::new(cache.clone()).retry_bare_401(true);
+    let dbg = format!("{:?}", layer.clone());
+    assert!(
+        dbg.contains("AuthLayer") && dbg.contains("retry_bare_401: true"),
+        "{dbg}"
+    );
+    let (mock, _handle) = mock::pair::<Req, Res>();
+    let mut service = Auth::new(mock, cache.clone());
+    let _: &mock::Mock<Req, Res> = service.get_ref();
+    let _: &mut mock::Mock<Req, Res> = service.get_mut();
+    let cloned = service.clone();
+    assert!(format!("{cloned:?}").starts_with("Auth"));
+    let _inner: mock::Mock<Req, Res> = cloned.into_inner();
+    let _layer: AuthLayer = Auth::<()>::layer(cache.clone());
+    // Debug output never shows a token.
+    cache.header().await.unwrap();
+    let fut = service.ready().await.unwrap().call(request("x"));
+    assert!(!format!("{fut:?} {service:?}").contains("tok-1"));
+}

@@ -1,0 +1,320 @@
+//! `ClassifiedRetry` under `tower::retry::Retry`, against `tower_test::mock`, on paused time.
+
+mod support;
+
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use support::*;
+use tokenward::timing::Backoff;
+use tokenward_tower::BoxError;
+use tokenward_tower::retry::ClassifiedRetry;
+use tokenward_tower::tenant::Tenant;
+use tokio::time::Instant;
+use tower::retry::budget::TpsBudget;
+use tower::retry::{Retry, RetryLayer};
+use tower_test::mock::{self, Handle, Spawn};
+
+type Mocked = Spawn<Retry<ClassifiedRetry, mock::Mock<Req, Res>>>;
+
+fn spawn(policy: ClassifiedRetry) -> (Mocked, Handle<Req, Res>) {
+    mock::spawn_layer(RetryLayer::new(policy))
+}
+
+fn send(service: &mut Mocked, req: Req) -> tokio::task::JoinHandle<Result<Res, BoxError>> {
+    match service.poll_ready() {
+        Poll::Ready(Ok(())) => {}
+        other => panic!("not ready: {other:?}"),
+    }
+    tokio::spawn(service.call(req))
+}
+
+/// The next attempt, and when it arrived.
+async fn next(handle: &mut Handle<Req, Res>) -> (Req, mock::SendResponse<Res>, Instant) {
+    let (req, reply) = tokio::time::timeout(Duration::from_secs(600), handle.next_request())
+        .await
+        .expect("no attempt within 10 minutes")
+        .unwrap();
+    (req, reply, Instant::now())
+}
+
+async fn no_more_attempts(handle: &mut Handle<Req, Res>) {
+    assert!(
+        tokio::time::timeout(Duration::from_secs(600), handle.next_request())
+            .await
+            .is_err(),
+        "unexpected attempt"
+    );
+}
+
+fn rate_limited(retry_after: Option<&'static str>) -> Res {
+    let mut r = response(429);
+    if let Some(value) = retry_after {
+        r.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_static(value),
+        );
+    }
+    r
+}
+
+#[tokio::test(start_paused = true)]
+async fn server_errors_back_off_with_full_jitter_and_at_most_four_attempts() {
+    for status in [500, 502, 503, 504, 408] {
+        let (mut service, mut handle) = spawn(ClassifiedRetry::new());
+        let call = send(&mut service, request("x"));
+        let (_, reply, mut at) = next(&mut handle).await;
+        reply.send_response(response(status));
+        // Retry n waits below min(10 s, 250 ms × 2ⁿ).
+        for ceiling_ms in [250u64, 500, 1000] {
+            let (req, reply, now) = next(&mut handle).await;
+            assert!(
+                now - at <= Duration::from_millis(ceiling_ms),
+                "{status}: waited {:?}, ceiling {ceiling_ms} ms",
+                now - at
+            );
+            assert_eq!(req.headers()["x-request"], "kept");
+            at = now;
+            reply.send_response(response(status));
+        }
+        // Four attempts in all: the fourth answer is the caller's.
+        assert_eq!(call.await.unwrap().unwrap().status(), status);
+        no_more_attempts(&mut handle).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_that_succeeds_returns_the_success() {
+    let (mut service, mut handle) = spawn(ClassifiedRetry::new());
+    let call = send(&mut service, request("payload"));
+    let (_, reply, _) = next(&mut handle).await;
+    reply.send_response(response(503));
+    let (req, reply, _) = next(&mut handle).await;
+    let body = http_body_util::BodyExt::collect(req.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(body, "payload", "the retry carries the body");
+    reply.send_response(response(200));
+    assert_eq!(call.await.unwrap().unwrap().status(), 200);
+}
+
+#[tokio::test(start_paused = true)]
+async fn rate_limited_waits_retry_after() {
+    let (mut service, mut handle) = spawn(ClassifiedRetry::new());
+    let call = send(&mut service, request("x"));
+    let (_, reply, at) = next(&mut handle).await;
+    reply.send_response(rate_limited(Some("5")));
+    let (_, reply, now) = next(&mut handle).await;
+    assert_eq!(now - at, Duration::from_secs(5), "exactly Retry-After");
+    reply.send_response(response(200));
+    assert_eq!(call.await.unwrap().unwrap().status(), 200);
+}
+
+#[tokio::test(start_paused = true)]
+async fn rate_limited_beyond_the_cap_is_returned_at_once() {
+    let policy = ClassifiedRetry::new().max_retry_after(Duration::from_secs(10));
+    let (mut service, mut handle) = spawn(policy);
+    let call = send(&mut service, request("x"));
+    let (_, reply, at) = next(&mut handle).await;
+    reply.send_response(rate_limited(Some("3600")));
+    let response = call.await.unwrap().unwrap();
+    assert_eq!(response.status(), 429);
+    assert_eq!(response.headers()["retry-after"], "3600");
+    assert_eq!(Instant::now(), at, "no wait");
+    no_more_attempts(&mut handle).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn rate_limited_without_retry_after_backs_off() {
+    let (mut service, mut handle) = spawn(ClassifiedRetry::new());
+    let call = send(&mut service, request("x"));
+    let (_, reply, at) = next(&mut handle).await;
+    reply.send_response(rate_limited(Some("soon")));
+    let (_, reply, now) = next(&mut handle).await;
+    assert!(now - at <= Duration::from_millis(250));
+    reply.send_response(response(200));
+    assert_eq!(call.await.unwrap().unwrap().status(), 200);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_503_with_retry_after_is_honoured() {
+    let (mut service, mut handle) = spawn(ClassifiedRetry::new());
+    let call = send(&mut service, request("x"));
+    let (_, reply, at) = next(&mut handle).await;
+    let mut r = response(503);
+    r.headers_mut().insert(
+        http::header::RETRY_AFTER,
+        http::HeaderValue::from_static("7"),
+    );
+    reply.send_response(r);
+    let (_, reply, now) = next(&mut handle).await;
+    assert_eq!(now - at, Duration::from_secs(7));
+    reply.send_response(response(200));
+    assert_eq!(call.await.unwrap().unwrap().status(), 200);
+}
+
+#[tokio::test(start_paused = true)]
+async fn client_errors_and_unretryable_server_errors_are_not_retried() {
+    let cases = [
+        invalid_token(),
+        response(401),
+        challenge(
+            403,
+            r#"Bearer error="insufficient_scope", scope="jobs.write""#,
+        ),
+        response(403),
+        response(400),
+        response(404),
+        response(409),
+        response(422),
+        response(501),
+        response(505),
+        response(200),
+        response(204),
+        response(302),
+    ];
+    for case in cases {
+        let status = case.status();
+        let (mut service, mut handle) = spawn(ClassifiedRetry::new());
+        let call = send(&mut service, request("x"));
+        let (_, reply, _) = next(&mut handle).await;
+        reply.send_response(case);
+        assert_eq!(call.await.unwrap().unwrap().status(), status);
+        no_more_attempts(&mut handle).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_attempts_and_backoff_are_configurable() {
+    let policy = ClassifiedRetry::new()
+        .max_attempts(2)
+        .backoff(Backoff::new(Duration::from_secs(1), Duration::from_secs(1)));
+    let (mut service, mut handle) = spawn(policy);
+    let call = send(&mut service, request("x"));
+    let (_, reply, at) = next(&mut handle).await;
+    reply.send_response(response(502));
+    let (_, reply, now) = next(&mut handle).await;
+    assert!(now - at <= Duration::from_secs(1));
+    reply.send_response(response(502));
+    assert_eq!(call.await.unwrap().unwrap().status(), 502);
+    no_more_attempts(&mut handle).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn attempts_are_counted_per_request() {
+    let (mut service, mut handle) = spawn(ClassifiedRetry::new().max_attempts(2));
+    for _ in 0..3 {
+        let call = send(&mut service, request("x"));
+        let (_, reply, _) = next(&mut handle).await;
+        reply.send_response(response(503));
+        let (_, reply, _) = next(&mut handle).await;
+        reply.send_response(response(200));
+        assert_eq!(call.await.unwrap().unwrap().status(), 200);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_empty_budget_stops_retries() {
+    // No floor and no share of requests: every withdrawal fails.
+    let budget = Arc::new(TpsBudget::new(Duration::from_secs(10), 0, 0.0));
+    let (mut service, mut handle) = spawn(ClassifiedRetry::new().budget(budget));
+    let call = send(&mut service, request("x"));
+    let (_, reply, _) = next(&mut handle).await;
+    reply.send_response(response(503));
+    assert_eq!(call.await.unwrap().unwrap().status(), 503);
+    no_more_attempts(&mut handle).await;
+
+    // A budget of 50 % of requests: two requests deposit, one retry is allowed.
+    let budget = Arc::new(TpsBudget::new(Duration::from_secs(10), 0, 0.5));
+    let (mut service, mut handle) = spawn(ClassifiedRetry::new().budget(budget));
+    let call = send(&mut service, request("x"));
+    let (_, reply, _) = next(&mut handle).await;
+    reply.send_response(response(200));
+    call.await.unwrap().unwrap();
+    let call = send(&mut service, request("x"));
+    let (_, reply, _) = next(&mut handle).await;
+    reply.send_response(response(503));
+    let (_, reply, _) = next(&mut handle).await;
+    reply.send_response(response(503));
+    assert_eq!(call.await.unwrap().unwrap().status(), 503, "budget spent");
+    no_more_attempts(&mut handle).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn errors_are_not_retried_unless_asked() {
+    #[derive(Debug, thiserror::Error)]
+    #[error("refused")]
+    struct Refused;
+
+    let (mut service, mut handle) = spawn(ClassifiedRetry::new());
+    let call = send(&mut service, request("x"));
+    let (_, reply, _) = next(&mut handle).await;
+    reply.send_error(Refused);
+    assert!(call.await.unwrap().unwrap_err().is::<Refused>());
+    no_more_attempts(&mut handle).await;
+
+    let policy = ClassifiedRetry::new().retry_errors_if(|e: &BoxError| e.is::<Refused>());
+    let (mut service, mut handle) = mock::spawn_layer::<Req, Res, _>(RetryLayer::new(policy));
+    match service.poll_ready() {
+        Poll::Ready(Ok(())) => {}
+        other => panic!("{other:?}"),
+    }
+    let call = tokio::spawn(service.call(request("x")));
+    let (_, reply, _) = next(&mut handle).await;
+    reply.send_error(Refused);
+    let (_, reply, _) = next(&mut handle).await;
+    reply.send_response(response(200));
+    assert_eq!(call.await.unwrap().unwrap().status(), 200);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_streaming_body_is_never_retried() {
+    type StreamReq = http::Request<support::e2e::Streaming>;
+    let (mut service, mut handle) =
+        mock::spawn_layer::<StreamReq, Res, _>(RetryLayer::new(ClassifiedRetry::new()));
+    match service.poll_ready() {
+        Poll::Ready(Ok(())) => {}
+        other => panic!("{other:?}"),
+    }
+    let req = http::Request::post("/upload")
+        .body(support::e2e::streaming(2, 8))
+        .unwrap();
+    let call = tokio::spawn(service.call(req));
+    let (_, reply) = handle.next_request().await.unwrap();
+    reply.send_response(response(503));
+    assert_eq!(call.await.unwrap().unwrap().status(), 503);
+    assert!(
+        tokio::time::timeout(Duration::from_secs(600), handle.next_request())
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_attempt_gets_its_own_copy_of_the_extensions() {
+    #[derive(Clone, Debug, PartialEq)]
+    struct Attempt(u32);
+
+    let (mut service, mut handle) = spawn(ClassifiedRetry::new());
+    let mut req = request("x");
+    req.extensions_mut().insert(Tenant("acme"));
+    let call = send(&mut service, req);
+    let (mut first, reply, _) = next(&mut handle).await;
+    assert_eq!(first.extensions().get(), Some(&Tenant("acme")));
+    first.extensions_mut().insert(Attempt(1)); // state of the first attempt
+    reply.send_response(response(503));
+    let (second, reply, _) = next(&mut handle).await;
+    assert_eq!(second.extensions().get(), Some(&Tenant("acme")));
+    assert_eq!(second.extensions().get::<Attempt>(), None, "nothing leaks");
+    reply.send_response(response(200));
+    call.await.unwrap().unwrap();
+}
+
+#[test]
+fn debug_shows_the_configuration() {
+    let dbg = format!("{:?}", ClassifiedRetry::new().max_attempts(3));
+    assert!(dbg.contains("max_attempts: 3"), "{dbg}");
+    assert!(dbg.contains("budget: false"), "{dbg}");
+}
