@@ -3,6 +3,11 @@
 //! `server.mjs` on an ephemeral loopback port, one server per test. tokenward talks to it
 //! with its real `ReqwestClient`.
 //!
+//! The cases go through the core `TokenCache` directly (this file), and through the two
+//! integrations (`integrations.rs`): tokenward-tower's `AuthLayer` around a real hyper
+//! client (also inside a timeout → `ClassifiedRetry` stack) and tokenward-reqwest's
+//! `AuthMiddleware` on a reqwest-middleware client.
+//!
 //! The node dependencies must be installed (`npm ci --prefix tests/interop`; the README's
 //! test command does it): without them every test here fails, it never skips.
 //!
@@ -10,6 +15,7 @@
 //! (oidc-provider's events), outcomes from the responses.
 
 mod harness;
+mod integrations;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -39,6 +45,23 @@ fn cc_grant(op: &Provider) -> ClientCredentials {
 fn refresh_grant(op: &Provider, store: MemoryStore) -> RefreshTokenGrant {
     RefreshTokenGrant::from_store(&op.token_endpoint, &op.web.id, store)
         .client_secret(&op.web.secret)
+        .build()
+        .unwrap()
+}
+
+/// RFC 7009 revocation as the client-credentials client (which may revoke its own tokens).
+fn cc_revocation(op: &Provider) -> Revocation {
+    Revocation::builder(&op.revocation_endpoint, &op.cc.id)
+        .client_secret(&op.cc.secret)
+        .auth_method(ClientAuth::Post)
+        .build()
+        .unwrap()
+}
+
+/// RFC 7662 introspection as the resource server's client.
+fn introspection(op: &Provider) -> Introspection {
+    Introspection::builder(&op.introspection_endpoint, &op.rs.id)
+        .client_secret(&op.rs.secret)
         .build()
         .unwrap()
 }
@@ -275,10 +298,7 @@ async fn rotation_under_50_concurrent_callers_never_reuses_a_refresh_token() {
     );
 
     // The grant still works: the stored refresh token is active, and refreshes.
-    let introspection = Introspection::builder(&op.introspection_endpoint, &op.rs.id)
-        .client_secret(&op.rs.secret)
-        .build()
-        .unwrap();
+    let introspection = introspection(&op);
     let info = introspection
         .introspect_with_hint(stored.expose_secret(), Some(TokenTypeHint::RefreshToken))
         .await
@@ -299,10 +319,7 @@ async fn introspection_reports_active_and_inactive_tokens() {
     let http = http();
     let cache = TokenCache::new(cc_grant(&op));
     let header = cache.header().await.unwrap();
-    let introspection = Introspection::builder(&op.introspection_endpoint, &op.rs.id)
-        .client_secret(&op.rs.secret)
-        .build()
-        .unwrap();
+    let introspection = introspection(&op);
 
     let info = introspection.introspect(bearer(&header)).await.unwrap();
     assert!(info.active);
@@ -321,11 +338,7 @@ async fn introspection_reports_active_and_inactive_tokens() {
     assert!(!unknown.active);
 
     // Revoked by its client: inactive, and rejected by the resource.
-    let revocation = Revocation::builder(&op.revocation_endpoint, &op.cc.id)
-        .client_secret(&op.cc.secret)
-        .auth_method(ClientAuth::Post)
-        .build()
-        .unwrap();
+    let revocation = cc_revocation(&op);
     revocation
         .revoke(bearer(&header), Some(TokenTypeHint::AccessToken))
         .await
