@@ -205,6 +205,61 @@ fn bench(c: &mut Criterion) {
         b.iter_batched(build, |req| send(&mut auth, req), BatchSize::SmallInput)
     });
     group.finish();
+
+    paired(&mut [
+        ("SetRequestHeader (static)", &mut || batch(&mut set_header)),
+        ("SetRequestHeader (shared value)", &mut || {
+            batch(&mut set_shared)
+        }),
+        ("floor: a minimal token layer", &mut || batch(&mut floor)),
+        ("Auth, NeverReplay", &mut || batch(&mut auth_never)),
+        ("Auth, default", &mut || batch(&mut auth)),
+    ]);
+}
+
+const BATCH: usize = 10_000;
+const ROUNDS: usize = 200;
+
+/// `BATCH` requests built and sent.
+fn batch<S>(service: &mut S)
+where
+    S: Service<Req, Response = Response<()>>,
+    S::Error: std::fmt::Debug,
+{
+    for _ in 0..BATCH {
+        black_box(send(service, build()));
+    }
+}
+
+/// Criterion measures one benchmark after the other, so drift on a shared machine (another
+/// build, frequency changes) moves the ratios between them. This prints a *paired* figure as
+/// well: `ROUNDS` rounds, each timing one batch of every variant back to back in rotating
+/// order, and the median of the per-round cost ratios to the first variant.
+fn paired(variants: &mut [(&str, &mut dyn FnMut())]) {
+    let mut times = vec![Vec::with_capacity(ROUNDS); variants.len()];
+    for round in 0..ROUNDS {
+        for k in 0..variants.len() {
+            let i = (round + k) % variants.len();
+            let start = std::time::Instant::now();
+            (variants[i].1)();
+            times[i].push(start.elapsed().as_secs_f64());
+        }
+    }
+    let quartiles = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        (v[v.len() / 4], v[v.len() / 2], v[v.len() * 3 / 4])
+    };
+    println!("paired, {ROUNDS} rounds of {BATCH} requests (build + send) per variant:");
+    for (i, (name, _)) in variants.iter().enumerate() {
+        let ratios = (0..ROUNDS).map(|r| times[i][r] / times[0][r]).collect();
+        let (q1, q2, q3) = quartiles(ratios);
+        let (_, per_batch, _) = quartiles(times[i].clone());
+        println!(
+            "  {name:<32} median {:>6.1} ns per request, cost vs {}: {q2:.3}x (IQR {q1:.3}-{q3:.3})",
+            per_batch * 1e9 / BATCH as f64,
+            variants[0].0,
+        );
+    }
 }
 
 criterion_group!(benches, bench);

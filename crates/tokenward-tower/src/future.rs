@@ -52,6 +52,7 @@ use tokenward::{Failure, TokenCache};
 use tower::Service;
 use tower::util::Oneshot;
 
+use crate::replay::Kept;
 use crate::{AuthError, BoxError};
 
 /// A boxed wait for a token: only on the slow paths (no fresh token; after a 401).
@@ -66,8 +67,12 @@ pub(crate) fn owned_header(cache: TokenCache) -> HeaderFuture {
 
 pin_project! {
     /// The response future of [`Auth`](crate::Auth).
+    ///
+    /// `K` is where the copy of the request for a resend is kept: `Option<Request<B>>`, or
+    /// [`NoCopy`](crate::replay::NoCopy) for a layer that never resends
+    /// ([`NeverReplay`](crate::replay::NeverReplay)). See [`Replay::Kept`](crate::replay::Replay::Kept).
     #[must_use = "futures do nothing unless polled"]
-    pub struct ResponseFuture<S, B>
+    pub struct ResponseFuture<S, B, K = Option<Request<B>>>
     where
         S: Service<Request<B>>,
     {
@@ -78,7 +83,7 @@ pin_project! {
         // The Authorization header value sent.
         sent: Option<HeaderValue>,
         // A copy of the request (without Authorization) for one resend, if the body replays.
-        copy: Option<Request<B>>,
+        copy: K,
         // The service for the resend (taken ready with mem::replace, driven again by Oneshot).
         service: Option<S>,
         retry_bare_401: bool,
@@ -106,9 +111,10 @@ struct Pending<B> {
     request: Request<B>,
 }
 
-impl<S, B> ResponseFuture<S, B>
+impl<S, B, K> ResponseFuture<S, B, K>
 where
     S: Service<Request<B>>,
+    K: Kept<B>,
 {
     /// Fails at once, without calling the inner service.
     pub(crate) fn failed(error: AuthError) -> Self {
@@ -118,7 +124,7 @@ where
             },
             cache: None,
             sent: None,
-            copy: None,
+            copy: K::keep(None),
             service: None,
             retry_bare_401: false,
         }
@@ -138,7 +144,7 @@ where
             state: State::Calling { future },
             cache: Some(cache),
             sent: Some(sent),
-            copy,
+            copy: K::keep(copy),
             service,
             retry_bare_401,
         }
@@ -161,7 +167,7 @@ where
             },
             cache: Some(cache),
             sent: None,
-            copy,
+            copy: K::keep(copy),
             service: Some(service),
             retry_bare_401,
         }
@@ -186,10 +192,11 @@ const POLLED_AFTER_COMPLETION: &str =
 
 type Output<ResB> = Result<Response<ResB>, BoxError>;
 
-impl<S, B, ResB> Future for ResponseFuture<S, B>
+impl<S, B, K, ResB> Future for ResponseFuture<S, B, K>
 where
     S: Service<Request<B>, Response = Response<ResB>>,
     S::Error: Into<BoxError>,
+    K: Kept<B>,
 {
     type Output = Output<ResB>;
 
@@ -209,10 +216,11 @@ where
     }
 }
 
-impl<S, B, ResB> ResponseFuture<S, B>
+impl<S, B, K, ResB> ResponseFuture<S, B, K>
 where
     S: Service<Request<B>, Response = Response<ResB>>,
     S::Error: Into<BoxError>,
+    K: Kept<B>,
 {
     /// A 401 came back: if it rejects the token, invalidate it and (when the request can be
     /// replayed) get a new one to resend.
@@ -231,7 +239,7 @@ where
             return Poll::Ready(Ok(response));
         };
         let dropped = cache.invalidate(sent);
-        if this.copy.is_none() || this.service.is_none() {
+        if !this.copy.is_kept() || this.service.is_none() {
             tracing::debug!(
                 invalidated = dropped,
                 "401 invalid_token: the request body cannot be replayed, so the response is \
@@ -274,7 +282,7 @@ where
                     request.headers_mut().insert(AUTHORIZATION, header.clone());
                     *this.sent = Some(header);
                     // The service was made ready by `poll_ready` before `call` took it.
-                    let future = if this.copy.is_some() {
+                    let future = if this.copy.is_kept() {
                         this.service
                             .as_mut()
                             .expect(POLLED_AFTER_COMPLETION)
@@ -321,9 +329,10 @@ where
     }
 }
 
-impl<S, B> fmt::Debug for ResponseFuture<S, B>
+impl<S, B, K> fmt::Debug for ResponseFuture<S, B, K>
 where
     S: Service<Request<B>>,
+    K: Kept<B>,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
@@ -335,7 +344,7 @@ where
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)
-            .field("replayable", &self.copy.is_some())
+            .field("replayable", &self.copy.is_kept())
             .finish_non_exhaustive()
     }
 }

@@ -144,7 +144,8 @@
 //! a replayable request, the copy of the request a resend needs: cloning the header map
 //! allocates when the request has headers (and the extensions, when it has any). Use
 //! [`NeverReplay`](replay::NeverReplay) to make no copy at all — the layer then allocates
-//! nothing per request, and a 401 `invalid_token` is returned after invalidating the token.
+//! nothing per request, its response future has no room for a copy (smaller by the size of a
+//! request), and a 401 `invalid_token` is returned after invalidating the token.
 //! The figures are in the repository's `BENCHMARKS.md`.
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

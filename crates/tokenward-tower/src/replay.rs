@@ -9,7 +9,7 @@
 //! | strategy | copies | cost per request |
 //! |---|---|---|
 //! | [`CloneableBodies`] (default) | bodies that implement [`CloneBody`] and say yes | a clone of the head and of the body |
-//! | [`NeverReplay`] | nothing: never resends | nothing |
+//! | [`NeverReplay`] | nothing: never resends | nothing (its futures have no room for a copy: [`NoCopy`]) |
 //! | a closure `Fn(&B) -> Option<B>` | what it returns | a clone of the head, and the closure |
 //!
 //! [`CloneBody`] is implemented for the bodies that are values in memory: [`Full`] and
@@ -161,9 +161,85 @@ impl<D: Buf + 'static, E> CloneBody for UnsyncBoxBody<D, E> {
 
 /// Decides whether a request body of type `B` can be copied, so that the request can be
 /// resent. See the [module docs](self).
+///
+/// ```
+/// use tokenward_tower::replay::Replay;
+///
+/// /// Bodies are `Option<Vec<u8>>`: `None` stands for a stream.
+/// struct Buffered;
+///
+/// impl Replay<Option<Vec<u8>>> for Buffered {
+///     type Kept = Option<http::Request<Option<Vec<u8>>>>;
+///
+///     fn try_clone(&self, body: &Option<Vec<u8>>) -> Option<Option<Vec<u8>>> {
+///         body.as_ref().map(|bytes| Some(bytes.clone()))
+///     }
+/// }
+/// # assert!(Buffered.try_clone(&None).is_none());
+/// ```
 pub trait Replay<B> {
+    /// Where [`Auth`](crate::Auth)'s response future keeps the copy for a resend:
+    /// `Option<Request<B>>` for a strategy that copies, [`NoCopy`] for one that never does
+    /// (its futures then carry no room for a copy at all).
+    type Kept: Kept<B>;
+
     /// A copy of `body`, or `None` if this request must not be resent.
     fn try_clone(&self, body: &B) -> Option<B>;
+}
+
+/// Where a response future keeps the copy of its request for a resend: `Option<Request<B>>`,
+/// or [`NoCopy`]. Chosen by [`Replay::Kept`]; sealed.
+pub trait Kept<B>: sealed::Sealed {
+    #[doc(hidden)]
+    fn keep(copy: Option<Request<B>>) -> Self;
+    #[doc(hidden)]
+    fn take(&mut self) -> Option<Request<B>>;
+    #[doc(hidden)]
+    fn is_kept(&self) -> bool;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl<B> Sealed for Option<http::Request<B>> {}
+    impl Sealed for super::NoCopy {}
+}
+
+impl<B> Kept<B> for Option<Request<B>> {
+    #[inline]
+    fn keep(copy: Option<Request<B>>) -> Self {
+        copy
+    }
+
+    #[inline]
+    fn take(&mut self) -> Option<Request<B>> {
+        Option::take(self)
+    }
+
+    #[inline]
+    fn is_kept(&self) -> bool {
+        self.is_some()
+    }
+}
+
+/// The [`Kept`] of strategies that never resend: nothing, not even room for a copy.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoCopy;
+
+impl<B> Kept<B> for NoCopy {
+    #[inline]
+    fn keep(_copy: Option<Request<B>>) -> Self {
+        NoCopy
+    }
+
+    #[inline]
+    fn take(&mut self) -> Option<Request<B>> {
+        None
+    }
+
+    #[inline]
+    fn is_kept(&self) -> bool {
+        false
+    }
 }
 
 /// The default [`Replay`]: copies bodies that implement [`CloneBody`].
@@ -171,6 +247,8 @@ pub trait Replay<B> {
 pub struct CloneableBodies;
 
 impl<B: CloneBody> Replay<B> for CloneableBodies {
+    type Kept = Option<Request<B>>;
+
     #[inline]
     fn try_clone(&self, body: &B) -> Option<B> {
         body.try_clone_body()
@@ -178,12 +256,15 @@ impl<B: CloneBody> Replay<B> for CloneableBodies {
 }
 
 /// A [`Replay`] that never copies: nothing is ever resent, and no copy is made (no work and
-/// no allocation per request). After a 401 `invalid_token` the layer still drops the rejected
-/// token, so the next request carries a fresh one. Works with any body type.
+/// no allocation per request; the response future has no room for a copy). After a 401
+/// `invalid_token` the layer still drops the rejected token, so the next request carries a
+/// fresh one. Works with any body type.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NeverReplay;
 
 impl<B> Replay<B> for NeverReplay {
+    type Kept = NoCopy;
+
     #[inline]
     fn try_clone(&self, _body: &B) -> Option<B> {
         None
@@ -194,6 +275,8 @@ impl<B, F> Replay<B> for F
 where
     F: Fn(&B) -> Option<B>,
 {
+    type Kept = Option<Request<B>>;
+
     #[inline]
     fn try_clone(&self, body: &B) -> Option<B> {
         self(body)

@@ -167,3 +167,27 @@ fn the_fast_path_allocates_no_more_than_setting_a_static_header() {
     });
     assert!(region.change().allocations > 0);
 }
+
+#[test]
+fn a_layer_that_never_resends_has_no_room_for_a_copy_in_its_future() {
+    use std::mem::size_of;
+    use tokenward_tower::future::ResponseFuture;
+    use tokenward_tower::replay::NoCopy;
+
+    let copying = size_of::<ResponseFuture<Noop, Full<Bytes>>>();
+    let never = size_of::<ResponseFuture<Noop, Full<Bytes>, NoCopy>>();
+    // The default keeps `Option<Request<B>>` inline (no allocation for the slot itself);
+    // `NeverReplay`'s future is smaller by at least a request.
+    assert!(
+        never + size_of::<Req>() <= copying,
+        "NeverReplay: {never} bytes, default: {copying} bytes"
+    );
+    // The types are what `Auth` returns.
+    fn future_of<S: Service<Req>>(_: &S) -> usize {
+        size_of::<S::Future>()
+    }
+    let cache = TokenCache::new(from_fn(|| async { Token::builder("t").build() }));
+    let layer = AuthLayer::new(cache);
+    assert_eq!(future_of(&layer.clone().layer(Noop)), copying);
+    assert_eq!(future_of(&layer.replay(NeverReplay).layer(Noop)), never);
+}
