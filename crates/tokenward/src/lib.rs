@@ -75,7 +75,3 @@ pub use token::Token;
 pub use transport::HttpClient;
 #[cfg(feature = "reqwest")]
 pub use transport::ReqwestClient;
-
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-struct ReadmeDoctests;
