@@ -18,7 +18,10 @@ fuzz_target!(|data: &[u8]| {
             assert!(debug.contains("[REDACTED]"));
             if let Some(other) = with_other_tokens(data) {
                 if let Ok(other) = parse_response(&other, Some("jobs.read"), &lifetimes) {
-                    assert_eq!(debug, format!("{other:?}"), "Debug shows a token");
+                    // (An empty refresh token counts as none; with "-other" it is one.)
+                    if other.refresh_token().is_some() == token.refresh_token().is_some() {
+                        assert_eq!(debug, format!("{other:?}"), "Debug shows a token");
+                    }
                 }
             }
         }
