@@ -3,13 +3,16 @@
 //!
 //! reqwest-retry's policies decide from the attempt count alone: they never see the response,
 //! so they cannot wait for the `Retry-After` a server sent. This middleware sees it. What it
-//! does with each outcome ([`tokenward::classify()`] decides, for responses):
+//! does with each outcome ([`tokenward::classify()`] decides, for responses, and the core's
+//! [`RetryRule`] turns that into a wait — the same rule as tokenward-tower's
+//! `ClassifiedRetry`):
 //!
 //! | outcome | retried? | wait before the next attempt |
 //! |---|---|---|
-//! | 429 with `Retry-After` (seconds or HTTP date) | yes | `Retry-After`, capped ([`max_retry_after`](RetryMiddleware::max_retry_after), 60 s) |
+//! | 429 with `Retry-After` (seconds or HTTP date) up to [`max_retry_after`](RetryMiddleware::max_retry_after) (30 s) | yes | exactly `Retry-After` |
+//! | 429 with `Retry-After` above that cap | no: the 429 is returned at once (waiting less than the server asked only earns another 429; the caller sees the header) | — |
 //! | 429 without (or with an unparseable) `Retry-After` | yes | backoff |
-//! | 408, 500, 502, 503, 504 | yes | `Retry-After` if sent (capped), else backoff |
+//! | 408, 500, 502, 503, 504 | yes | `Retry-After` if sent (same cap), else backoff |
 //! | connect error, timeout | yes | backoff |
 //! | 401 (`invalid_token` included: that is [`AuthMiddleware`](crate::AuthMiddleware)'s job), 403, other 4xx | no | — |
 //! | 501, 505 and other 5xx that will fail the same way | no | — |
@@ -31,7 +34,7 @@
 //!
 //! Attach the retry middleware **first** (outermost), then [`AuthMiddleware`](crate::AuthMiddleware):
 //! every attempt then goes through the auth middleware and carries the token that is current
-//! *at that attempt* — after a 60 s `Retry-After` the token may well have been refreshed.
+//! *at that attempt* — after a 30 s `Retry-After` the token may well have been refreshed.
 //! The other way round, every retry would resend the header read before the first attempt.
 //!
 //! # Example
@@ -65,8 +68,9 @@ use std::time::{Duration, SystemTime};
 use http::{Extensions, HeaderMap, StatusCode};
 use reqwest::{Request, Response};
 use reqwest_middleware::{Error, Middleware, Next, Result};
-use tokenward::Action;
-use tokenward::classify::{DEFAULT_MAX_ATTEMPTS, classify_at, retry_after};
+#[cfg(doc)]
+use tokenward::classify::DEFAULT_MAX_ATTEMPTS;
+use tokenward::classify::RetryRule;
 use tokenward::timing::Backoff;
 
 /// Waits between attempts. [`TokioSleeper`] (`tokio::time::sleep`) unless replaced with
@@ -119,9 +123,7 @@ impl Sleeper for TokioSleeper {
 /// Cheap to clone.
 #[derive(Clone)]
 pub struct RetryMiddleware {
-    max_attempts: u32,
-    backoff: Backoff,
-    max_retry_after: Duration,
+    rule: RetryRule,
     sleeper: Arc<dyn Sleeper>,
 }
 
@@ -134,40 +136,46 @@ impl Default for RetryMiddleware {
 impl fmt::Debug for RetryMiddleware {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RetryMiddleware")
-            .field("max_attempts", &self.max_attempts)
-            .field("backoff", &self.backoff)
-            .field("max_retry_after", &self.max_retry_after)
+            .field("max_attempts", &self.rule.max_attempts)
+            .field("backoff", &self.rule.backoff)
+            .field("max_retry_after", &self.rule.max_retry_after)
             .finish_non_exhaustive()
     }
 }
 
 impl RetryMiddleware {
     /// 4 attempts, backoff from 250 ms doubling to 10 s with full jitter, `Retry-After`
-    /// capped at 60 s, waits on Tokio's timer.
+    /// honoured up to 30 s ([`RetryRule::default`]), waits on Tokio's timer.
     pub fn new() -> Self {
         RetryMiddleware {
-            max_attempts: DEFAULT_MAX_ATTEMPTS,
-            backoff: Backoff::default(),
-            max_retry_after: Duration::from_secs(60),
+            rule: RetryRule::default(),
             sleeper: Arc::new(TokioSleeper),
         }
     }
 
     /// Attempts in total, the first included (default 4; at least 1, which disables retries).
     pub fn max_attempts(mut self, attempts: u32) -> Self {
-        self.max_attempts = attempts.max(1);
+        self.rule.max_attempts = attempts.max(1);
         self
     }
 
     /// The backoff between attempts when the server gave no `Retry-After`.
     pub fn backoff(mut self, backoff: Backoff) -> Self {
-        self.backoff = backoff;
+        self.rule.backoff = backoff;
         self
     }
 
-    /// The longest `Retry-After` honoured (default 60 s): a longer one is waited for this long.
+    /// The longest `Retry-After` waited for (default 30 s). A response asking for longer is
+    /// returned at once, not retried.
     pub fn max_retry_after(mut self, cap: Duration) -> Self {
-        self.max_retry_after = cap;
+        self.rule.max_retry_after = cap;
+        self
+    }
+
+    /// Replaces the whole [`RetryRule`] (attempts, backoff, `Retry-After` cap): share one
+    /// rule between this middleware and other clients.
+    pub fn rule(mut self, rule: RetryRule) -> Self {
+        self.rule = rule;
         self
     }
 
@@ -190,7 +198,7 @@ impl RetryMiddleware {
                 sample,
                 SystemTime::now(),
             ),
-            Err(error) => is_retryable_error(error).then(|| self.backoff.delay(retries, sample)),
+            Err(error) => is_retryable_error(error).then(|| self.rule.after_error(retries, sample)),
         }
     }
 
@@ -203,26 +211,18 @@ impl RetryMiddleware {
         sample: f64,
         now: SystemTime,
     ) -> Option<Duration> {
-        let action = classify_at(status, headers, None, now)?.action;
-        if !is_retried(&action) {
-            return None;
-        }
-        // 429 carries its parsed Retry-After in the action; a 5xx may carry one too.
-        let told = match action {
-            Action::RetryAfter { delay } => delay,
-            _ => retry_after(headers, now),
-        };
-        Some(match told {
-            Some(delay) => delay.min(self.max_retry_after),
-            None => self.backoff.delay(retries, sample),
-        })
+        self.rule
+            .after_response(status, headers, retries, sample, now)
     }
 }
 
-/// Actions a retry layer acts on. `RefreshAndRetryOnce` (`invalid_token`) is the auth
+/// Actions a retry acts on. `RefreshAndRetryOnce` (`invalid_token`) is the auth
 /// middleware's: it resends with a new token, which a retry of the same request cannot do.
-pub(crate) fn is_retried(action: &Action) -> bool {
-    matches!(action, Action::RetryAfter { .. } | Action::Backoff { .. })
+pub(crate) fn is_retried(action: &tokenward::Action) -> bool {
+    matches!(
+        action,
+        tokenward::Action::RetryAfter { .. } | tokenward::Action::Backoff { .. }
+    )
 }
 
 /// Errors worth another attempt: the connection could not be made, or a timeout fired.
@@ -249,10 +249,10 @@ impl Middleware for RetryMiddleware {
     ) -> Result<Response> {
         let mut req = req;
         // The extensions as the caller made them: every attempt starts from a copy.
-        let original = (self.max_attempts > 1).then(|| extensions.clone());
+        let original = (!self.rule.is_last(1)).then(|| extensions.clone());
         let mut retries = 0u32;
         loop {
-            let last = retries + 1 >= self.max_attempts;
+            let last = self.rule.is_last(retries + 1);
             let replay = if last { None } else { req.try_clone() };
             let outcome = next.clone().run(req, extensions).await;
             if last {
@@ -272,14 +272,14 @@ impl Middleware for RetryMiddleware {
                     status = response.status().as_u16(),
                     url = %response.url(),
                     attempt = retries + 1,
-                    max_attempts = self.max_attempts,
+                    max_attempts = self.rule.max_attempts,
                     delay_ms = delay.as_millis() as u64,
                     "retryable response; retrying after the delay"
                 ),
                 Err(error) => tracing::warn!(
                     error = %error,
                     attempt = retries + 1,
-                    max_attempts = self.max_attempts,
+                    max_attempts = self.rule.max_attempts,
                     delay_ms = delay.as_millis() as u64,
                     "retryable transport error; retrying after the delay"
                 ),
@@ -295,146 +295,62 @@ impl Middleware for RetryMiddleware {
 
 #[cfg(test)]
 mod tests {
+    //! The decisions themselves are the core's `RetryRule` (tested there); these check that
+    //! the middleware's settings reach it.
     use super::*;
     use http::HeaderValue;
-    use http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
-
-    fn retry() -> RetryMiddleware {
-        RetryMiddleware::new().backoff(Backoff::new(
-            Duration::from_millis(100),
-            Duration::from_secs(2),
-        ))
-    }
+    use http::header::RETRY_AFTER;
 
     /// Wed, 21 Oct 2015 07:28:00 GMT
     fn now() -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_480)
     }
 
-    fn headers(pairs: &[(http::HeaderName, &'static str)]) -> HeaderMap {
-        pairs
-            .iter()
-            .map(|(name, value)| (name.clone(), HeaderValue::from_static(value)))
-            .collect()
-    }
-
-    fn decide(status: u16, headers: &HeaderMap, retries: u32, sample: f64) -> Option<Duration> {
-        retry().delay_for_response(
-            StatusCode::from_u16(status).unwrap(),
-            headers,
-            retries,
-            sample,
-            now(),
-        )
+    fn retry_after(value: &'static str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, HeaderValue::from_static(value));
+        headers
     }
 
     #[test]
-    fn rate_limited_waits_retry_after_exactly() {
-        let h = headers(&[(RETRY_AFTER, "7")]);
-        for sample in [0.0, 0.5, 0.999] {
-            assert_eq!(decide(429, &h, 0, sample), Some(Duration::from_secs(7)));
-            assert_eq!(decide(429, &h, 3, sample), Some(Duration::from_secs(7)));
-        }
-        let date = headers(&[(RETRY_AFTER, "Wed, 21 Oct 2015 07:28:12 GMT")]);
-        assert_eq!(decide(429, &date, 0, 0.3), Some(Duration::from_secs(12)));
-        let zero = headers(&[(RETRY_AFTER, "0")]);
-        assert_eq!(decide(429, &zero, 0, 0.3), Some(Duration::ZERO));
-    }
-
-    #[test]
-    fn retry_after_is_capped() {
-        let h = headers(&[(RETRY_AFTER, "3600")]);
-        assert_eq!(decide(429, &h, 0, 0.5), Some(Duration::from_secs(60)));
-        let short = retry().max_retry_after(Duration::from_secs(5));
-        let d = short.delay_for_response(StatusCode::TOO_MANY_REQUESTS, &h, 0, 0.5, now());
-        assert_eq!(d, Some(Duration::from_secs(5)));
-        // An HTTP date a year ahead, too.
-        let far = headers(&[(RETRY_AFTER, "Fri, 21 Oct 2016 07:28:00 GMT")]);
-        assert_eq!(decide(429, &far, 0, 0.5), Some(Duration::from_secs(60)));
-    }
-
-    #[test]
-    fn rate_limited_without_retry_after_backs_off() {
-        for bad in [None, Some("soon"), Some("-1")] {
-            let h = match bad {
-                Some(v) => headers(&[(RETRY_AFTER, v)]),
-                None => HeaderMap::new(),
-            };
-            assert_eq!(decide(429, &h, 0, 0.5), Some(Duration::from_millis(50)));
-            assert_eq!(decide(429, &h, 2, 0.5), Some(Duration::from_millis(200)));
-        }
-    }
-
-    #[test]
-    fn server_errors_back_off_with_full_jitter() {
-        let none = HeaderMap::new();
-        for status in [408, 500, 502, 503, 504] {
-            // Full jitter: anywhere in [0, min(cap, base * 2^retry)).
-            assert_eq!(
-                decide(status, &none, 0, 0.0),
-                Some(Duration::ZERO),
-                "{status}"
-            );
-            assert_eq!(
-                decide(status, &none, 0, 0.5),
-                Some(Duration::from_millis(50))
-            );
-            assert_eq!(
-                decide(status, &none, 1, 0.5),
-                Some(Duration::from_millis(100))
-            );
-            assert_eq!(
-                decide(status, &none, 3, 0.5),
-                Some(Duration::from_millis(400))
-            );
-            // The cap (2 s) bounds late retries.
-            assert_eq!(decide(status, &none, 10, 0.5), Some(Duration::from_secs(1)));
-            let almost = decide(status, &none, 10, 0.999_999).unwrap();
-            assert!(almost < Duration::from_secs(2), "{almost:?}");
-        }
-    }
-
-    #[test]
-    fn server_errors_honour_retry_after_when_sent() {
-        let h = headers(&[(RETRY_AFTER, "3")]);
-        assert_eq!(decide(503, &h, 0, 0.1), Some(Duration::from_secs(3)));
-        let long = headers(&[(RETRY_AFTER, "600")]);
-        assert_eq!(decide(503, &long, 0, 0.1), Some(Duration::from_secs(60)));
-    }
-
-    #[test]
-    fn never_retried() {
-        let invalid_token = headers(&[(WWW_AUTHENTICATE, r#"Bearer error="invalid_token""#)]);
-        let scope = headers(&[(
-            WWW_AUTHENTICATE,
-            r#"Bearer error="insufficient_scope", scope="jobs.write""#,
-        )]);
-        let none = HeaderMap::new();
-        assert_eq!(decide(401, &invalid_token, 0, 0.5), None);
-        assert_eq!(decide(401, &none, 0, 0.5), None);
-        assert_eq!(decide(403, &scope, 0, 0.5), None);
-        for status in [400, 403, 404, 405, 409, 410, 422, 501, 505] {
-            assert_eq!(decide(status, &none, 0, 0.5), None, "{status}");
-        }
-        // Even with a Retry-After, a 4xx that is not 429 is not retried.
-        let h = headers(&[(RETRY_AFTER, "1")]);
-        assert_eq!(decide(400, &h, 0, 0.5), None);
-    }
-
-    #[test]
-    fn success_and_redirects_are_not_retried() {
-        let none = HeaderMap::new();
-        for status in [200, 201, 204, 301, 304] {
-            assert_eq!(decide(status, &none, 0, 0.5), None, "{status}");
-        }
-    }
-
-    #[test]
-    fn attempts_are_at_least_one() {
-        assert_eq!(RetryMiddleware::new().max_attempts(0).max_attempts, 1);
+    fn the_settings_reach_the_rule() {
+        let decide = |retry: &RetryMiddleware, status: u16, headers: &HeaderMap, retries| {
+            let status = StatusCode::from_u16(status).unwrap();
+            retry.delay_for_response(status, headers, retries, 0.5, now())
+        };
+        let default = RetryMiddleware::new();
+        assert_eq!(default.rule, RetryRule::default());
         assert_eq!(
-            RetryMiddleware::default().max_attempts,
-            DEFAULT_MAX_ATTEMPTS
+            decide(&default, 429, &retry_after("30"), 0),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(decide(&default, 429, &retry_after("31"), 0), None);
+
+        let tuned = RetryMiddleware::new()
+            .max_attempts(0)
+            .backoff(Backoff::new(
+                Duration::from_millis(100),
+                Duration::from_secs(2),
+            ))
+            .max_retry_after(Duration::from_secs(5));
+        assert_eq!(tuned.rule.max_attempts, 1, "at least one attempt");
+        assert_eq!(
+            decide(&tuned, 429, &retry_after("5"), 0),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(decide(&tuned, 429, &retry_after("6"), 0), None);
+        assert_eq!(
+            decide(&tuned, 503, &HeaderMap::new(), 2),
+            Some(Duration::from_millis(200))
+        );
+        assert_eq!(decide(&tuned, 403, &HeaderMap::new(), 0), None);
+
+        let mut shared = RetryRule::default();
+        shared.max_attempts = 2;
+        assert_eq!(RetryMiddleware::new().rule(shared).rule, shared);
+        assert_eq!(
+            RetryMiddleware::default().rule.max_attempts,
+            tokenward::classify::DEFAULT_MAX_ATTEMPTS
         );
     }
 }

@@ -1,7 +1,8 @@
 //! [`ClassifiedRetry`]: a [`tower::retry::Policy`] driven by tokenward's classification.
 //!
 //! Each response goes through [`tokenward::classify()`] (status and headers) and the policy acts
-//! on the [`Action`]:
+//! on the [`Action`] as the core's [`RetryRule`] says — the same rule as tokenward-reqwest's
+//! `RetryMiddleware`:
 //!
 //! | response | policy |
 //! |---|---|
@@ -47,10 +48,12 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use http::{HeaderMap, Request, Response, StatusCode};
-use tokenward::classify::{Action, retry_after};
+use http::{Request, Response};
+#[cfg(doc)]
+use tokenward::classify::Action;
+use tokenward::classify::RetryRule;
 use tokenward::timing::Backoff;
 use tower::retry::Policy;
 use tower::retry::budget::Budget;
@@ -92,9 +95,7 @@ where
 pub struct ClassifiedRetry<R = CloneableBodies, F = NoErrorRetry> {
     /// Attempts made so far for this request (the policy is cloned per request).
     attempts: u32,
-    max_attempts: u32,
-    backoff: Backoff,
-    max_retry_after: Duration,
+    rule: RetryRule,
     budget: Option<Arc<dyn Budget + Send + Sync>>,
     replay: R,
     on_error: F,
@@ -106,9 +107,7 @@ impl ClassifiedRetry {
     pub fn new() -> Self {
         ClassifiedRetry {
             attempts: 0,
-            max_attempts: tokenward::classify::DEFAULT_MAX_ATTEMPTS,
-            backoff: Backoff::default(),
-            max_retry_after: Duration::from_secs(30),
+            rule: RetryRule::default(),
             budget: None,
             replay: CloneableBodies,
             on_error: NoErrorRetry,
@@ -125,21 +124,28 @@ impl Default for ClassifiedRetry {
 impl<R, F> ClassifiedRetry<R, F> {
     /// Attempts in all, the first included (at least 1; 1 never retries). Default 4.
     pub fn max_attempts(mut self, attempts: u32) -> Self {
-        self.max_attempts = attempts.max(1);
+        self.rule.max_attempts = attempts.max(1);
         self
     }
 
     /// The backoff between attempts for 408, 5xx and a 429 without `Retry-After`: retry `n`
     /// (0-based) waits a uniform draw below `min(cap, base × 2ⁿ)`.
     pub fn backoff(mut self, backoff: Backoff) -> Self {
-        self.backoff = backoff;
+        self.rule.backoff = backoff;
         self
     }
 
     /// The longest `Retry-After` the policy waits for (default 30 s). A longer one ends the
     /// retries and the response is returned.
     pub fn max_retry_after(mut self, cap: Duration) -> Self {
-        self.max_retry_after = cap;
+        self.rule.max_retry_after = cap;
+        self
+    }
+
+    /// Replaces the whole [`RetryRule`] (attempts, backoff, `Retry-After` cap): share one
+    /// rule between this policy and other clients.
+    pub fn rule(mut self, rule: RetryRule) -> Self {
+        self.rule = rule;
         self
     }
 
@@ -159,9 +165,7 @@ impl<R, F> ClassifiedRetry<R, F> {
     pub fn replay<R2>(self, replay: R2) -> ClassifiedRetry<R2, F> {
         ClassifiedRetry {
             attempts: self.attempts,
-            max_attempts: self.max_attempts,
-            backoff: self.backoff,
-            max_retry_after: self.max_retry_after,
+            rule: self.rule,
             budget: self.budget,
             replay,
             on_error: self.on_error,
@@ -181,39 +185,16 @@ impl<R, F> ClassifiedRetry<R, F> {
     pub fn retry_errors_if<F2>(self, should_retry: F2) -> ClassifiedRetry<R, F2> {
         ClassifiedRetry {
             attempts: self.attempts,
-            max_attempts: self.max_attempts,
-            backoff: self.backoff,
-            max_retry_after: self.max_retry_after,
+            rule: self.rule,
             budget: self.budget,
             replay: self.replay,
             on_error: should_retry,
         }
     }
 
-    /// The wait before the next attempt after a response, or `None` if it is final.
-    fn delay_for(&self, status: StatusCode, headers: &HeaderMap) -> Option<Duration> {
-        if !status.is_client_error() && !status.is_server_error() {
-            return None;
-        }
-        let classification = tokenward::classify(status, headers, None)?;
-        match classification.action {
-            Action::RetryAfter { delay: Some(delay) } => self.capped(delay),
-            Action::RetryAfter { delay: None } => Some(self.backoff_delay()),
-            Action::Backoff { .. } => match retry_after(headers, std::time::SystemTime::now()) {
-                Some(delay) => self.capped(delay),
-                None => Some(self.backoff_delay()),
-            },
-            // RefreshAndRetryOnce is Auth's; the rest never helps.
-            _ => None,
-        }
-    }
-
-    fn capped(&self, delay: Duration) -> Option<Duration> {
-        (delay <= self.max_retry_after).then_some(delay)
-    }
-
-    fn backoff_delay(&self) -> Duration {
-        self.backoff.delay_random(self.attempts.saturating_sub(1))
+    /// The retries made so far for this request: attempts minus the first.
+    fn retries(&self) -> u32 {
+        self.attempts.saturating_sub(1)
     }
 }
 
@@ -235,12 +216,21 @@ where
         {
             budget.deposit();
         }
+        let sample = rand::random::<f64>();
         let delay = match result {
-            Ok(response) => self.delay_for(response.status(), response.headers())?,
-            Err(error) if self.on_error.should_retry(error) => self.backoff_delay(),
+            Ok(response) => self.rule.after_response(
+                response.status(),
+                response.headers(),
+                self.retries(),
+                sample,
+                SystemTime::now(),
+            )?,
+            Err(error) if self.on_error.should_retry(error) => {
+                self.rule.after_error(self.retries(), sample)
+            }
             Err(_) => return None,
         };
-        if self.attempts >= self.max_attempts {
+        if self.rule.is_last(self.attempts) {
             tracing::debug!(attempts = self.attempts, "retries exhausted");
             return None;
         }
@@ -267,9 +257,9 @@ impl<R: fmt::Debug, F> fmt::Debug for ClassifiedRetry<R, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClassifiedRetry")
             .field("attempts", &self.attempts)
-            .field("max_attempts", &self.max_attempts)
-            .field("backoff", &self.backoff)
-            .field("max_retry_after", &self.max_retry_after)
+            .field("max_attempts", &self.rule.max_attempts)
+            .field("backoff", &self.rule.backoff)
+            .field("max_retry_after", &self.rule.max_retry_after)
             .field("budget", &self.budget.is_some())
             .field("replay", &self.replay)
             .finish_non_exhaustive()

@@ -61,10 +61,11 @@ async fn retry_after_as_an_http_date_is_waited() {
 }
 
 #[tokio::test]
-async fn retry_after_is_capped() {
+async fn a_retry_after_beyond_the_cap_is_returned_at_once() {
+    // Up to the cap it is waited for...
     let script = Scripted::start([
-        Answer::status(429).header("retry-after", "86400"),
-        Answer::status(429).header("retry-after", "86400"),
+        Answer::status(429).header("retry-after", "5"),
+        Answer::status(503).header("retry-after", "5"),
     ])
     .await;
     let recorder = Recorder::default();
@@ -74,16 +75,41 @@ async fn retry_after_is_capped() {
     let response = client.get(script.url()).send().await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(recorder.delays(), [Duration::from_secs(5); 2]);
+    assert_eq!(script.requests(), 3);
 
-    // The default cap is 60 s.
+    // ... beyond it the response is final: returned at once, its Retry-After for the caller.
+    for status in [429, 503] {
+        let script = Scripted::start([Answer::status(status).header("retry-after", "6")]).await;
+        let recorder = Recorder::default();
+        let client = client_with(vec![Arc::new(
+            retry(&recorder).max_retry_after(Duration::from_secs(5)),
+        )]);
+        let response = client.get(script.url()).send().await.unwrap();
+        assert_eq!(response.status(), status);
+        assert_eq!(response.headers()["retry-after"], "6");
+        assert!(recorder.delays().is_empty());
+        assert_eq!(script.requests(), 1);
+    }
+
+    // The default cap is 30 s: a day is not waited for, 30 s is.
     let script = Scripted::start([Answer::status(429).header("retry-after", "86400")]).await;
     let recorder = Recorder::default();
-    retry_client(&recorder)
+    let response = retry_client(&recorder)
         .get(script.url())
         .send()
         .await
         .unwrap();
-    assert_eq!(recorder.delays(), [Duration::from_secs(60)]);
+    assert_eq!(response.status(), 429);
+    assert!(recorder.delays().is_empty());
+    let script = Scripted::start([Answer::status(429).header("retry-after", "30")]).await;
+    let recorder = Recorder::default();
+    let response = retry_client(&recorder)
+        .get(script.url())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(recorder.delays(), [Duration::from_secs(30)]);
 }
 
 #[tokio::test]

@@ -59,9 +59,11 @@ use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 
 pub mod retry_after;
+pub mod rule;
 pub mod www_authenticate;
 
 pub use retry_after::{parse_retry_after, retry_after};
+pub use rule::RetryRule;
 pub use www_authenticate::{BearerError, Challenge, bearer_error, parse_all};
 
 /// How many attempts (the first included) [`Action::Backoff`] allows by default.
