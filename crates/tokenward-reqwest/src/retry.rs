@@ -65,7 +65,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use http::{Extensions, HeaderMap, StatusCode};
+use http::Extensions;
 use reqwest::{Request, Response};
 use reqwest_middleware::{Error, Middleware, Next, Result};
 #[cfg(doc)]
@@ -191,7 +191,7 @@ impl RetryMiddleware {
     pub fn delay_for(&self, outcome: &Result<Response>, retries: u32) -> Option<Duration> {
         let sample = rand_sample();
         match outcome {
-            Ok(response) => self.delay_for_response(
+            Ok(response) => self.rule.after_response(
                 response.status(),
                 response.headers(),
                 retries,
@@ -200,19 +200,6 @@ impl RetryMiddleware {
             ),
             Err(error) => is_retryable_error(error).then(|| self.rule.after_error(retries, sample)),
         }
-    }
-
-    /// The decision for a response, with the jitter `sample` and the wall clock passed in.
-    pub(crate) fn delay_for_response(
-        &self,
-        status: StatusCode,
-        headers: &HeaderMap,
-        retries: u32,
-        sample: f64,
-        now: SystemTime,
-    ) -> Option<Duration> {
-        self.rule
-            .after_response(status, headers, retries, sample, now)
     }
 }
 
@@ -223,15 +210,6 @@ fn without_query(url: &reqwest::Url) -> reqwest::Url {
     url.set_query(None);
     url.set_fragment(None);
     url
-}
-
-/// Actions a retry acts on. `RefreshAndRetryOnce` (`invalid_token`) is the auth
-/// middleware's: it resends with a new token, which a retry of the same request cannot do.
-pub(crate) fn is_retried(action: &tokenward::Action) -> bool {
-    matches!(
-        action,
-        tokenward::Action::RetryAfter { .. } | tokenward::Action::Backoff { .. }
-    )
 }
 
 /// Errors worth another attempt: the connection could not be made, or a timeout fired.
@@ -307,8 +285,8 @@ mod tests {
     //! The decisions themselves are the core's `RetryRule` (tested there); these check that
     //! the middleware's settings reach it.
     use super::*;
-    use http::HeaderValue;
     use http::header::RETRY_AFTER;
+    use http::{HeaderMap, HeaderValue, StatusCode};
 
     /// Wed, 21 Oct 2015 07:28:00 GMT
     fn now() -> SystemTime {
@@ -331,7 +309,9 @@ mod tests {
     fn the_settings_reach_the_rule() {
         let decide = |retry: &RetryMiddleware, status: u16, headers: &HeaderMap, retries| {
             let status = StatusCode::from_u16(status).unwrap();
-            retry.delay_for_response(status, headers, retries, 0.5, now())
+            retry
+                .rule
+                .after_response(status, headers, retries, 0.5, now())
         };
         let default = RetryMiddleware::new();
         assert_eq!(default.rule, RetryRule::default());

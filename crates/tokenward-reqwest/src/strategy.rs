@@ -41,7 +41,7 @@ use reqwest::Response;
 use reqwest_middleware::Result;
 use reqwest_retry::{Retryable, RetryableStrategy};
 
-use crate::retry::{is_retried, is_retryable_error};
+use crate::retry::is_retryable_error;
 
 /// A `reqwest_retry::RetryableStrategy` that uses [`tokenward::classify()`]. See the
 /// [module docs](self).
@@ -54,7 +54,7 @@ impl RetryableStrategy for TokenwardStrategy {
             Ok(response) => {
                 let classification =
                     tokenward::classify(response.status(), response.headers(), None)?;
-                Some(if is_retried(&classification.action) {
+                Some(if classification.action.retries_same_request() {
                     Retryable::Transient
                 } else {
                     Retryable::Fatal

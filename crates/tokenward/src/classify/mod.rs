@@ -285,6 +285,13 @@ impl Action {
             Action::RefreshAndRetryOnce | Action::RetryAfter { .. } | Action::Backoff { .. }
         )
     }
+
+    /// Whether a retry layer may send the *same* request again ([`RetryAfter`](Action::RetryAfter)
+    /// or [`Backoff`](Action::Backoff)). [`RefreshAndRetryOnce`](Action::RefreshAndRetryOnce)
+    /// is not: it needs a new token, which is the auth layer's resend.
+    pub fn retries_same_request(&self) -> bool {
+        matches!(self, Action::RetryAfter { .. } | Action::Backoff { .. })
+    }
 }
 
 /// Classifies a response; `None` unless the status is 4xx or 5xx.

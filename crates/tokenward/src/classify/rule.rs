@@ -99,14 +99,17 @@ impl RetryRule {
         sample: f64,
         now: SystemTime,
     ) -> Option<Duration> {
-        let told = match classify_at(status, headers, None, now)?.action {
+        let action = classify_at(status, headers, None, now)?.action;
+        // RefreshAndRetryOnce is the auth layer's (a retry of the same request cannot carry a
+        // new token); the rest never helps.
+        if !action.retries_same_request() {
+            return None;
+        }
+        let told = match action {
             // A 429 carries its parsed Retry-After in the action.
             Action::RetryAfter { delay } => delay,
             // 408 and 5xx may carry one too.
-            Action::Backoff { .. } => retry_after(headers, now),
-            // RefreshAndRetryOnce is the auth layer's (a retry of the same request cannot
-            // carry a new token); the rest never helps.
-            _ => return None,
+            _ => retry_after(headers, now),
         };
         match told {
             Some(delay) => (delay <= self.max_retry_after).then_some(delay),
