@@ -335,7 +335,7 @@ async fn resend(
     let Some((mut resend, fresh_extensions)) = replay else {
         tracing::info!(
             status = response.status().as_u16(),
-            url = %response.url(),
+            url = %crate::loggable_url(response.url()),
             token_dropped = dropped,
             "the API rejected the access token (invalid_token); the request is not resent (a \
              streaming body, or resends turned off): returning the response"
@@ -344,7 +344,7 @@ async fn resend(
     };
     tracing::debug!(
         status = response.status().as_u16(),
-        url = %response.url(),
+        url = %crate::loggable_url(response.url()),
         token_dropped = dropped,
         "the API rejected the access token (invalid_token): resending once with a fresh token"
     );

@@ -144,6 +144,15 @@ pub fn token_error(err: &reqwest_middleware::Error) -> Option<&tokenward::Error>
     }
 }
 
+/// A URL as the middlewares log it: without its query and fragment, which may carry
+/// credentials (RFC 6750 §2.3 allows an access token in the query) or user data.
+pub(crate) fn loggable_url(url: &reqwest::Url) -> reqwest::Url {
+    let mut url = url.clone();
+    url.set_query(None);
+    url.set_fragment(None);
+    url
+}
+
 fn in_cause<'a>(cause: &'a (dyn StdError + 'static)) -> Option<&'a tokenward::Error> {
     if let Some(found) = cause.downcast_ref::<tokenward::Error>() {
         return Some(found);
@@ -159,4 +168,16 @@ fn in_cause<'a>(cause: &'a (dyn StdError + 'static)) -> Option<&'a tokenward::Er
         };
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn logged_urls_have_no_query() {
+        let url = reqwest::Url::parse("https://api.example/jobs?access_token=s3cr3t#f").unwrap();
+        assert_eq!(
+            super::loggable_url(&url).as_str(),
+            "https://api.example/jobs"
+        );
+    }
 }

@@ -203,15 +203,6 @@ impl RetryMiddleware {
     }
 }
 
-/// The URL to log: without its query and fragment, which may carry credentials (RFC 6750
-/// §2.3 allows an access token in the query) or user data.
-fn without_query(url: &reqwest::Url) -> reqwest::Url {
-    let mut url = url.clone();
-    url.set_query(None);
-    url.set_fragment(None);
-    url
-}
-
 /// Errors worth another attempt: the connection could not be made, or a timeout fired.
 /// Middleware errors (such as a token-endpoint failure, already retried by the cache) and
 /// every other transport error are not.
@@ -257,7 +248,7 @@ impl Middleware for RetryMiddleware {
             match &outcome {
                 Ok(response) => tracing::warn!(
                     status = response.status().as_u16(),
-                    url = %without_query(response.url()),
+                    url = %crate::loggable_url(response.url()),
                     attempt = retries + 1,
                     max_attempts = self.rule.max_attempts,
                     delay_ms = delay.as_millis() as u64,
@@ -297,12 +288,6 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(RETRY_AFTER, HeaderValue::from_static(value));
         headers
-    }
-
-    #[test]
-    fn logged_urls_have_no_query() {
-        let url = reqwest::Url::parse("https://api.example/jobs?access_token=s3cr3t#f").unwrap();
-        assert_eq!(without_query(&url).as_str(), "https://api.example/jobs");
     }
 
     #[test]
