@@ -7,8 +7,9 @@
 //!   fresh one and resends the request once. A token-endpoint failure is an error, never a
 //!   request sent without a token.
 //! * [`RetryMiddleware`] retries what [`tokenward::classify()`] calls retryable — 429 after its
-//!   `Retry-After` (capped), 5xx with exponential backoff and full jitter, connect errors and
-//!   timeouts — at most 4 attempts; never 401, 403 or other 4xx.
+//!   `Retry-After` (up to a 30 s cap; a longer one is returned at once), 5xx with exponential
+//!   backoff and full jitter, connect errors and timeouts — at most 4 attempts; never 401, 403
+//!   or other 4xx.
 //! * [`TokenwardStrategy`] (feature `reqwest-retry`) is the same classification as a
 //!   `reqwest_retry::RetryableStrategy`, for users who keep reqwest-retry.
 //!
