@@ -1,5 +1,6 @@
 //! Cached read vs the floor (an `ArcSwap` load plus a `HeaderValue` clone) and vs the naive
-//! pattern (a `tokio::sync::Mutex<Option<Token>>` with an expiry re-check).
+//! pattern (a `tokio::sync::Mutex<Option<Token>>` with an expiry re-check); and the reads of a
+//! per-holder `Reader`.
 //!
 //! Run: `cargo bench -p tokenward --bench cached_read`. Figures go to BENCHMARKS.md as ratios.
 #![allow(missing_docs)]
@@ -78,6 +79,19 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("tokenward_try_header", |b| {
         b.iter(|| black_box(cache.try_header().unwrap()))
+    });
+    let mut reader = cache.reader();
+    g.bench_function("tokenward_reader_try_header", |b| {
+        b.iter(|| black_box(reader.try_header().unwrap()))
+    });
+    g.bench_function("tokenward_reader_header_and_receipt", |b| {
+        b.iter(|| {
+            let fresh = reader.try_fresh().unwrap();
+            black_box((fresh.header().clone(), fresh.receipt()))
+        })
+    });
+    g.bench_function("tokenward_try_lease", |b| {
+        b.iter(|| black_box(cache.try_lease().unwrap()))
     });
     g.bench_function("naive_tokio_mutex_recheck", |b| {
         b.iter(|| black_box(ready(naive.header())))

@@ -64,7 +64,7 @@ pub mod transport;
 mod endpoint;
 
 pub use authorization_code::{AuthorizationCode, AuthorizationRequest, store_refresh_token};
-pub use cache::{CacheConfig, CacheStatus, TokenCache, TokenCacheBuilder};
+pub use cache::{CacheConfig, CacheStatus, Lease, Reader, Receipt, TokenCache, TokenCacheBuilder};
 pub use classify::{Action, Classification, Failure, classify};
 pub use error::{EndpointError, Error, OAuthError, TransportError, TransportErrorKind};
 pub use grant::{ClientAuth, ClientCredentials, RefreshTokenGrant, TokenSource};

@@ -80,6 +80,9 @@ use crate::grant::TokenSource;
 use crate::timing::{Backoff, Schedule, TimingConfig};
 use crate::token::Token;
 
+mod lease;
+pub use lease::{Fresh, Lease, LeaseFuture, Reader, Receipt};
+
 /// Everything that tunes a [`TokenCache`]. All fields have production defaults.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -183,16 +186,17 @@ impl TokenCacheBuilder {
 
     /// Builds the cache. No token is requested until the first read.
     pub fn build(self) -> TokenCache {
-        TokenCache {
-            inner: Arc::new(Inner {
-                source: self.source,
-                config: self.config,
-                name: self.name,
-                current: ArcSwapOption::empty(),
-                state: Mutex::new(State::default()),
-                refreshing: AtomicBool::new(false),
-            }),
-        }
+        let inner = Arc::new(Inner {
+            id: lease::next_cache_id(),
+            source: self.source,
+            config: self.config,
+            name: self.name,
+            current: ArcSwapOption::empty(),
+            state: Mutex::new(State::default()),
+            refreshing: AtomicBool::new(false),
+        });
+        lease::register(&inner);
+        TokenCache { inner }
     }
 }
 
@@ -203,6 +207,8 @@ pub struct TokenCache {
 }
 
 struct Inner {
+    /// Process-unique: what a [`Receipt`] names its cache by.
+    id: u64,
     source: Arc<dyn TokenSource>,
     config: CacheConfig,
     name: Arc<str>,
@@ -247,11 +253,18 @@ pub enum Phase {
 }
 
 struct Entry {
+    /// Process-unique: what a [`Receipt`] names its entry by.
+    generation: u64,
+    /// The id of the cache it belongs to.
+    cache_id: u64,
     token: Token,
     refresh_at: Instant,
     usable_until: Instant,
     phase: AtomicU8,
     timer: OnceLock<AbortHandle>,
+    /// The cache it belongs to, for [`Lease::invalidate`]: weak, so a lease kept past the
+    /// cache's life does not keep the cache (and its source) alive.
+    cache: Weak<Inner>,
 }
 
 impl Entry {
@@ -369,11 +382,16 @@ impl TokenCache {
     /// Comparing by value makes a burst of 401s for one token cost one refresh: the first
     /// call drops it, the rest find a different (or no) token and do nothing.
     pub fn invalidate(&self, rejected: &HeaderValue) -> bool {
+        self.invalidate_if(|entry| entry.token.header_value() == rejected)
+    }
+
+    /// Drops the cached entry if `rejected` says it is the one the server rejected.
+    fn invalidate_if(&self, rejected: impl FnOnce(&Entry) -> bool) -> bool {
         let current = self.inner.current.load();
         let Some(entry) = current.as_ref() else {
             return false;
         };
-        if entry.token.header_value() != rejected {
+        if !rejected(entry) {
             return false;
         }
         let previous = self
@@ -658,15 +676,18 @@ impl Inner {
     }
 
     /// Makes `token` the cached one and starts the timer that moves its phase flag.
-    fn install(&self, token: Token, now: Instant) {
+    fn install(self: &Arc<Self>, token: Token, now: Instant) {
         let schedule = Schedule::compute(token.lifetime(), &self.config.timing, rand::random());
         let issued = token.issued_at();
         let entry = Arc::new(Entry {
+            generation: lease::next_generation(),
+            cache_id: self.id,
             refresh_at: issued + schedule.refresh_after,
             usable_until: issued + schedule.usable_for,
             token,
             phase: AtomicU8::new(UNTIMED),
             timer: OnceLock::new(),
+            cache: Arc::downgrade(self),
         });
         let phase = entry.phase_at(now);
         if phase != Phase::Expired

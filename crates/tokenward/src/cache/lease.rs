@@ -1,0 +1,564 @@
+//! [`Lease`] and [`Reader`]: fresh reads for code that sends a token and may have to take it
+//! back.
+//!
+//! A layer that sets `Authorization` must remember which token it sent, so that a 401
+//! `invalid_token` drops *that* token and not a newer one. A [`Lease`] is that memory in one
+//! reference count: the cached token, its pre-built header value, and the way back to its
+//! cache for [`Lease::invalidate`]. Keeping a [`TokenCache`] and a [`HeaderValue`] instead
+//! costs two.
+//!
+//! A [`Reader`] is a handle for one holder (one service, one task) whose fresh reads write no
+//! shared memory: it keeps the cache entry it read last and checks, with one atomic load, that
+//! it is still the cached one. [`TokenCache::try_lease`] and [`TokenCache::try_header`] take a
+//! short-lived claim on the shared cache instead (a few atomic read-modify-writes). Use a
+//! reader where reads are hot and the holder is `&mut`; it keeps the last token it saw alive
+//! until its next read.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use tokenward::{Token, TokenCache, grant::from_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tokenward::Error> {
+//! let cache = TokenCache::new(from_fn(|| async {
+//!     Token::builder("abc").expires_in(Duration::from_secs(3600)).build()
+//! }));
+//! let mut reader = cache.reader();
+//! assert!(reader.try_lease().is_none(), "nothing fetched yet: a reader never fetches");
+//!
+//! let lease = cache.lease().await?; // fetches, like `header()`
+//! assert_eq!(lease.header(), "Bearer abc");
+//! let again = reader.try_lease().expect("fresh");
+//! assert_eq!(again.header(), lease.header());
+//!
+//! // The server said 401 invalid_token for it: drop it (if it is still the cached one).
+//! assert!(lease.invalidate());
+//! assert!(!again.invalidate(), "already gone: a burst of 401s drops it once");
+//! assert!(reader.try_lease().is_none());
+//! # Ok(()) }
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::ops::Deref;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::task::{Context, Poll};
+
+use arc_swap::ArcSwapOption;
+use http::HeaderValue;
+use tokio::time::Instant;
+
+use super::{EXPIRED, Entry, FRESH, Inner, SlowFuture, TokenCache};
+use crate::error::Error;
+use crate::token::Token;
+
+static NEXT_CACHE: AtomicU64 = AtomicU64::new(1);
+static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
+
+/// The live caches by id, for [`Receipt::invalidate`]: only touched when a cache is built or
+/// dropped and when a receipt is redeemed (after a 401), never on a read.
+static CACHES: Mutex<BTreeMap<u64, Weak<Inner>>> = Mutex::new(BTreeMap::new());
+
+fn caches() -> std::sync::MutexGuard<'static, BTreeMap<u64, Weak<Inner>>> {
+    CACHES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+pub(super) fn next_cache_id() -> u64 {
+    NEXT_CACHE.fetch_add(1, Ordering::Relaxed)
+}
+
+pub(super) fn next_generation() -> u64 {
+    NEXT_GENERATION.fetch_add(1, Ordering::Relaxed)
+}
+
+pub(super) fn register(inner: &Arc<Inner>) {
+    caches().insert(inner.id, Arc::downgrade(inner));
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        caches().remove(&self.id);
+    }
+}
+
+/// Which token a request was sent with, without holding it: two numbers, no reference
+/// count, `Copy`. Redeem it with [`invalidate`](Self::invalidate) after a 401
+/// `invalid_token`.
+///
+/// Made by [`Fresh::receipt`] and [`Lease::receipt`]. It names the cache entry the token was
+/// read from, so it drops that entry and never a newer one (even one with the same value).
+/// It does not keep the token or the cache alive: it is for code that only has to take a
+/// token back, not to send it again (for that, keep a [`Lease`] and the cache).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Receipt {
+    cache: u64,
+    generation: u64,
+}
+
+impl Receipt {
+    /// Drops the token from its cache if the cache still holds the entry it was read from.
+    /// Returns whether it was dropped; `false` once the cache is gone. Takes a process-wide
+    /// lock briefly (to find the cache): for the 401 path, not for every request.
+    pub fn invalidate(&self) -> bool {
+        let cache = caches().get(&self.cache).and_then(Weak::upgrade);
+        match cache {
+            Some(inner) => TokenCache { inner }.invalidate_if(|e| e.generation == self.generation),
+            None => false,
+        }
+    }
+}
+
+/// A token read out of a [`TokenCache`], with what it takes to drop it from the cache if the
+/// server rejects it. One reference count; cloning it is another.
+///
+/// Made by [`TokenCache::try_lease`], [`TokenCache::lease`] and [`Reader::try_lease`]. A lease
+/// does not keep its cache alive: once every handle to the cache is gone,
+/// [`invalidate`](Self::invalidate) does nothing and [`cache`](Self::cache) is `None`.
+#[derive(Clone)]
+pub struct Lease {
+    entry: Arc<Entry>,
+}
+
+impl Lease {
+    /// The `Authorization` header value (sensitive), shared with the cache: clone it into a
+    /// request with a reference-count increment.
+    #[inline]
+    pub fn header(&self) -> &HeaderValue {
+        self.entry.token.header_value()
+    }
+
+    /// The token.
+    #[inline]
+    pub fn token(&self) -> &Token {
+        &self.entry.token
+    }
+
+    /// Drops the token from its cache if it is still the cached one, by value: exactly
+    /// [`TokenCache::invalidate`] with [`header`](Self::header). Returns whether it was dropped.
+    pub fn invalidate(&self) -> bool {
+        match self.cache() {
+            Some(cache) => cache.invalidate(self.header()),
+            None => false,
+        }
+    }
+
+    /// The cache the token came from, while it exists (to fetch a new token after
+    /// [`invalidate`](Self::invalidate)).
+    pub fn cache(&self) -> Option<TokenCache> {
+        self.entry.cache.upgrade().map(|inner| TokenCache { inner })
+    }
+
+    /// A [`Receipt`] for the token: what it takes to invalidate it, without holding it.
+    #[inline]
+    pub fn receipt(&self) -> Receipt {
+        receipt_of(&self.entry)
+    }
+}
+
+#[inline]
+fn receipt_of(entry: &Entry) -> Receipt {
+    Receipt {
+        cache: entry.cache_id,
+        generation: entry.generation,
+    }
+}
+
+/// The cache's fresh token, borrowed from a [`Reader`]: made by [`Reader::try_fresh`]. Take
+/// what the request needs (the [`header`](Self::header) to send, and a
+/// [`receipt`](Self::receipt) or a [`lease`](Self::lease) to keep) without touching the
+/// token's reference count for what you do not keep.
+#[derive(Clone, Copy)]
+pub struct Fresh<'a> {
+    entry: &'a Arc<Entry>,
+}
+
+impl<'a> Fresh<'a> {
+    /// The `Authorization` header value (sensitive).
+    #[inline]
+    pub fn header(&self) -> &'a HeaderValue {
+        self.entry.token.header_value()
+    }
+
+    /// The token.
+    #[inline]
+    pub fn token(&self) -> &'a Token {
+        &self.entry.token
+    }
+
+    /// A [`Receipt`] for it: no reference count.
+    #[inline]
+    pub fn receipt(&self) -> Receipt {
+        receipt_of(self.entry)
+    }
+
+    /// A [`Lease`] on it: one reference count.
+    #[inline]
+    pub fn lease(&self) -> Lease {
+        Lease {
+            entry: Arc::clone(self.entry),
+        }
+    }
+}
+
+impl fmt::Debug for Fresh<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fresh")
+            .field("token", &self.entry.token)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Lease {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lease")
+            .field("token", &self.entry.token)
+            .finish()
+    }
+}
+
+impl TokenCache {
+    /// A lease on the cached token if it is fresh; `None` otherwise. Never waits, never
+    /// starts a refresh. Like [`try_header`](Self::try_header): no lock, no allocation.
+    #[inline]
+    pub fn try_lease(&self) -> Option<Lease> {
+        let guard = self.inner.current.load();
+        match &*guard {
+            Some(entry) if entry.phase.load(Ordering::Relaxed) == FRESH => Some(Lease {
+                entry: Arc::clone(entry),
+            }),
+            _ => None,
+        }
+    }
+
+    /// A lease on a usable token, refreshing as needed: [`header`](Self::header), with what
+    /// it takes to invalidate the token later. A fresh read is ready at once.
+    #[inline]
+    pub fn lease(&self) -> LeaseFuture<'_> {
+        match self.try_lease() {
+            Some(lease) => LeaseFuture {
+                state: LeaseState::Ready(Some(lease)),
+            },
+            None => LeaseFuture {
+                state: LeaseState::Slow(self, self.slow()),
+            },
+        }
+    }
+
+    /// A [`Reader`] of this cache: fresh reads that write no shared memory, for one holder.
+    pub fn reader(&self) -> Reader {
+        Reader {
+            cache: self.clone(),
+            seen: arc_swap::Cache::new(Current(Arc::clone(&self.inner))),
+        }
+    }
+
+    /// The lease for a token a slow read returned: the cached entry's when it is that token
+    /// (nearly always), otherwise one of its own (the token was replaced meanwhile).
+    fn lease_of(&self, token: Token) -> Lease {
+        if let Some(entry) = self.inner.current.load_full()
+            && entry.token.header_value() == token.header_value()
+        {
+            return Lease { entry };
+        }
+        let now = Instant::now();
+        Lease {
+            entry: Arc::new(Entry {
+                generation: next_generation(),
+                cache_id: self.inner.id,
+                token,
+                refresh_at: now,
+                usable_until: now,
+                phase: AtomicU8::new(EXPIRED),
+                timer: OnceLock::new(),
+                cache: Arc::downgrade(&self.inner),
+            }),
+        }
+    }
+}
+
+/// The future of [`TokenCache::lease`].
+#[must_use = "futures do nothing unless polled"]
+pub struct LeaseFuture<'a> {
+    state: LeaseState<'a>,
+}
+
+enum LeaseState<'a> {
+    Ready(Option<Lease>),
+    Slow(&'a TokenCache, SlowFuture<'a>),
+}
+
+impl Future for LeaseFuture<'_> {
+    type Output = Result<Lease, Error>;
+
+    #[inline]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.state {
+            LeaseState::Ready(lease) => match lease.take() {
+                Some(lease) => Poll::Ready(Ok(lease)),
+                None => panic!("LeaseFuture polled after completion"),
+            },
+            LeaseState::Slow(cache, fut) => {
+                let cache = *cache;
+                fut.as_mut().poll(cx).map(|r| r.map(|t| cache.lease_of(t)))
+            }
+        }
+    }
+}
+
+impl fmt::Debug for LeaseFuture<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LeaseFuture")
+    }
+}
+
+/// The cache's slot, as `arc_swap::Cache` wants it.
+#[derive(Clone)]
+struct Current(Arc<Inner>);
+
+impl Deref for Current {
+    type Target = ArcSwapOption<Entry>;
+
+    #[inline]
+    fn deref(&self) -> &ArcSwapOption<Entry> {
+        &self.0.current
+    }
+}
+
+/// A handle to a [`TokenCache`] for one holder, whose fresh reads write no shared memory.
+/// Made by [`TokenCache::reader`]; see the [module docs](self).
+///
+/// It keeps the entry it read last and revalidates it on every read with one atomic load,
+/// so a token the cache dropped or replaced is never returned. It never fetches: on `None`,
+/// wait on [`cache`](Self::cache)'s [`lease`](TokenCache::lease) or
+/// [`header`](TokenCache::header). Cloning it gives a new reader of the same cache.
+pub struct Reader {
+    cache: TokenCache,
+    seen: arc_swap::Cache<Current, Option<Arc<Entry>>>,
+}
+
+impl Reader {
+    /// A lease on the cached token if it is fresh; `None` otherwise. One atomic load and a
+    /// reference-count increment while the cached token is the one this reader saw last.
+    #[inline(always)]
+    pub fn try_lease(&mut self) -> Option<Lease> {
+        Some(self.try_fresh()?.lease())
+    }
+
+    /// The cached token if it is fresh, borrowed: one atomic load while the cached token is
+    /// the one this reader saw last, and nothing written.
+    #[inline(always)]
+    pub fn try_fresh(&mut self) -> Option<Fresh<'_>> {
+        let entry = self.fresh()?;
+        Some(Fresh { entry })
+    }
+
+    /// The header value of the cached token if it is fresh; `None` otherwise.
+    #[inline]
+    pub fn try_header(&mut self) -> Option<HeaderValue> {
+        Some(self.fresh()?.token.header_value().clone())
+    }
+
+    /// The cache this reader reads.
+    #[inline]
+    pub fn cache(&self) -> &TokenCache {
+        &self.cache
+    }
+
+    #[inline(always)]
+    fn fresh(&mut self) -> Option<&Arc<Entry>> {
+        match self.seen.load() {
+            Some(entry) if entry.phase.load(Ordering::Relaxed) == FRESH => Some(entry),
+            _ => None,
+        }
+    }
+}
+
+impl Clone for Reader {
+    fn clone(&self) -> Self {
+        self.cache.reader()
+    }
+}
+
+impl From<TokenCache> for Reader {
+    fn from(cache: TokenCache) -> Self {
+        cache.reader()
+    }
+}
+
+impl fmt::Debug for Reader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reader")
+            .field("cache", &self.cache.inner.name)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::grant::from_fn;
+
+    fn counting() -> (TokenCache, Arc<std::sync::atomic::AtomicUsize>) {
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = Arc::clone(&calls);
+        let cache = TokenCache::new(from_fn(move || {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            async move {
+                Token::builder(format!("token-{n}"))
+                    .expires_in(Duration::from_secs(3600))
+                    .build()
+            }
+        }));
+        (cache, calls)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reader_follows_the_cache() {
+        let (cache, calls) = counting();
+        let mut reader = cache.reader();
+        assert!(reader.try_lease().is_none());
+        assert!(reader.try_header().is_none());
+
+        let first = cache.lease().await.unwrap();
+        assert_eq!(first.header(), "Bearer token-0");
+        assert_eq!(reader.try_header().unwrap(), "Bearer token-0");
+        assert!(first.header().is_sensitive());
+
+        // Replaced behind the reader's back: it never returns the old entry.
+        cache.force_refresh().await.unwrap();
+        assert_eq!(reader.try_lease().unwrap().header(), "Bearer token-1");
+        assert!(!first.invalidate(), "token-0 is no longer cached");
+        assert_eq!(cache.try_header().unwrap(), "Bearer token-1");
+
+        // Dropped: the reader sees it at once.
+        assert!(cache.try_lease().unwrap().invalidate());
+        assert!(reader.try_lease().is_none());
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+
+        // Clones are readers of their own over the same cache.
+        let mut other = reader.clone();
+        assert_eq!(cache.lease().await.unwrap().header(), "Bearer token-2");
+        assert_eq!(other.try_header().unwrap(), "Bearer token-2");
+        assert_eq!(reader.try_header().unwrap(), "Bearer token-2");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stale_token_is_not_fresh_for_a_reader() {
+        let (cache, _) = counting();
+        let mut reader = cache.reader();
+        cache.header().await.unwrap();
+        assert!(reader.try_lease().is_some());
+        // Past the refresh point (default 0.8 of the lifetime, less jitter).
+        tokio::time::sleep(Duration::from_secs(3500)).await;
+        assert!(
+            reader.try_lease().is_none(),
+            "stale: reads go to the slow path"
+        );
+        assert!(cache.try_lease().is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lease_of_a_replaced_token_stands_alone() {
+        let (cache, _) = counting();
+        let token = cache.token().await.unwrap();
+        assert!(cache.clear());
+        let lease = cache.lease_of(token.clone());
+        assert_eq!(lease.header(), token.header_value());
+        assert!(!lease.invalidate(), "not cached: nothing to drop");
+        // A token that is the cached one shares the cache's entry.
+        cache.header().await.unwrap();
+        let cached = cache.lease_of(cache.token().await.unwrap());
+        assert!(Arc::ptr_eq(
+            &cached.entry,
+            &cache.try_lease().unwrap().entry
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lease_does_not_keep_its_cache_alive() {
+        let (cache, _) = counting();
+        let lease = cache.lease().await.unwrap();
+        assert!(lease.cache().is_some());
+        drop(cache);
+        assert!(lease.cache().is_none());
+        assert!(!lease.invalidate());
+        assert_eq!(lease.header(), "Bearer token-0");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_receipt_drops_the_entry_it_names_and_no_other() {
+        let (cache, _) = counting();
+        let mut reader = cache.reader();
+        cache.header().await.unwrap();
+        let fresh = reader.try_fresh().unwrap();
+        assert_eq!(fresh.header(), "Bearer token-0");
+        assert_eq!(fresh.token().header_value(), fresh.header());
+        let receipt = fresh.receipt();
+        assert_eq!(receipt, fresh.lease().receipt());
+        assert_eq!(receipt, cache.try_lease().unwrap().receipt());
+
+        assert!(receipt.invalidate());
+        assert!(!receipt.invalidate(), "dropped once");
+        assert!(cache.try_header().is_none());
+
+        // A newer token is never dropped by an older receipt.
+        cache.header().await.unwrap();
+        assert!(!receipt.invalidate());
+        let newer = reader.try_fresh().unwrap().receipt();
+        assert_ne!(newer, receipt);
+        assert_eq!(cache.try_header().unwrap(), "Bearer token-1");
+
+        // Once the cache is gone, a receipt does nothing (and does not panic).
+        drop(reader);
+        drop(cache);
+        assert!(!newer.invalidate());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_receipt_names_an_entry_not_a_value() {
+        // A server that hands out the same token again: a receipt of the first fetch does
+        // not drop the second; a lease (by value) does.
+        let cache = TokenCache::new(from_fn(|| async {
+            Token::builder("same")
+                .expires_in(Duration::from_secs(3600))
+                .build()
+        }));
+        let first = cache.lease().await.unwrap();
+        cache.force_refresh().await.unwrap();
+        assert!(!first.receipt().invalidate());
+        assert!(first.invalidate());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn receipts_of_two_caches_do_not_mix() {
+        let (a, _) = counting();
+        let (b, _) = counting();
+        let ra = a.lease().await.unwrap().receipt();
+        let rb = b.lease().await.unwrap().receipt();
+        assert_ne!(ra, rb);
+        assert!(rb.invalidate());
+        assert!(a.try_header().is_some(), "b's receipt left a alone");
+        assert!(ra.invalidate());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn debug_output_carries_no_token() {
+        let (cache, _) = counting();
+        let lease = cache.lease().await.unwrap();
+        let mut reader = cache.reader();
+        let fresh = format!("{:?}", reader.try_fresh().unwrap());
+        let receipt = format!("{:?}", lease.receipt());
+        for debug in [format!("{lease:?}"), format!("{reader:?}"), fresh, receipt] {
+            assert!(!debug.contains("token-0"), "{debug}");
+        }
+        assert!(format!("{lease:?}").contains("REDACTED"));
+    }
+}
