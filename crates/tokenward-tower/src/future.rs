@@ -8,6 +8,9 @@
 //!                │ 401 invalid_token, body replayable
 //!                ▼
 //!            Refreshing (invalidate by value, single-flight refresh; boxed)
+//!
+//!    (a request that cannot be resent: the 401 is returned after invalidating the token
+//!     through its Receipt)
 //!                │ a new token (different from the rejected one)
 //!                ▼
 //!            Resending (tower::util::Oneshot: readiness driven again) ──► the response, as is
@@ -46,9 +49,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use http::header::AUTHORIZATION;
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use pin_project_lite::pin_project;
-use tokenward::{Failure, TokenCache};
+use tokenward::{Failure, Lease, Receipt, TokenCache};
 use tower::Service;
 use tower::util::Oneshot;
 
@@ -56,13 +59,13 @@ use crate::replay::Kept;
 use crate::{AuthError, BoxError};
 
 /// A boxed wait for a token: only on the slow paths (no fresh token; after a 401).
-pub(crate) type HeaderFuture =
-    Pin<Box<dyn Future<Output = Result<HeaderValue, tokenward::Error>> + Send + 'static>>;
+pub(crate) type LeaseWait =
+    Pin<Box<dyn Future<Output = Result<Lease, tokenward::Error>> + Send + 'static>>;
 
-/// An owned wait for `cache`'s header: the cache's own future borrows it, this one owns a
-/// clone (a reference count), hence the box.
-pub(crate) fn owned_header(cache: TokenCache) -> HeaderFuture {
-    Box::pin(async move { cache.header().await })
+/// An owned wait for a lease on `cache`'s token: the cache's own future borrows it, this one
+/// owns a clone (a reference count), hence the box.
+pub(crate) fn owned_lease(cache: TokenCache) -> LeaseWait {
+    Box::pin(async move { cache.lease().await })
 }
 
 pin_project! {
@@ -78,10 +81,11 @@ pin_project! {
     {
         #[pin]
         state: State<S, B>,
-        // The cache the token came from: invalidated by value after a 401.
+        // The token sent, to invalidate it after a 401.
+        sent: Option<Sent>,
+        // The cache to refresh from for a resend: kept alive (the service that made this
+        // future may be gone) only when there is a copy to resend.
         cache: Option<TokenCache>,
-        // The Authorization header value sent.
-        sent: Option<HeaderValue>,
         // A copy of the request (without Authorization) for one resend, if the body replays.
         copy: K,
         // The service for the resend (taken ready with mem::replace, driven again by Oneshot).
@@ -100,14 +104,37 @@ pin_project! {
         // The slow paths are boxed, so the fast path's future stays small.
         Acquiring { pending: Option<Box<Pending<B>>> },
         Calling { #[pin] future: S::Future },
-        Refreshing { header: HeaderFuture, response: Option<Box<S::Response>> },
+        Refreshing { wait: LeaseWait, response: Option<Box<S::Response>> },
         Resending { future: Pin<Box<Oneshot<S, Request<B>>>> },
+    }
+}
+
+/// What a response future keeps of the token it sent.
+#[derive(Debug)]
+pub(crate) enum Sent {
+    /// It cannot resend: enough to invalidate the token, and no reference count.
+    Receipt(Receipt),
+    /// It may resend: the header sent (not resent if the new token is the same) and the
+    /// token's entry.
+    Lease(Lease),
+}
+
+impl Sent {
+    fn invalidate(&self) -> bool {
+        match self {
+            Sent::Receipt(receipt) => receipt.invalidate(),
+            Sent::Lease(lease) => lease.invalidate(),
+        }
+    }
+
+    fn is(&self, lease: &Lease) -> bool {
+        matches!(self, Sent::Lease(sent) if sent.header() == lease.header())
     }
 }
 
 /// A request waiting for its token.
 struct Pending<B> {
-    header: HeaderFuture,
+    wait: LeaseWait,
     request: Request<B>,
 }
 
@@ -122,28 +149,28 @@ where
             state: State::Failed {
                 error: Some(Box::new(error)),
             },
-            cache: None,
             sent: None,
+            cache: None,
             copy: K::keep(None),
             service: None,
             retry_bare_401: false,
         }
     }
 
-    /// The fast path: the request is already sent with `sent`.
-    #[inline]
+    /// The fast path: the request is already sent with `sent`'s header.
+    #[inline(always)]
     pub(crate) fn calling(
         future: S::Future,
-        cache: TokenCache,
-        sent: HeaderValue,
+        sent: Sent,
+        cache: Option<TokenCache>,
         copy: Option<Request<B>>,
         service: Option<S>,
         retry_bare_401: bool,
     ) -> Self {
         ResponseFuture {
             state: State::Calling { future },
-            cache: Some(cache),
             sent: Some(sent),
+            cache,
             copy: K::keep(copy),
             service,
             retry_bare_401,
@@ -161,12 +188,12 @@ where
         ResponseFuture {
             state: State::Acquiring {
                 pending: Some(Box::new(Pending {
-                    header: owned_header(cache.clone()),
+                    wait: owned_lease(cache.clone()),
                     request,
                 })),
             },
-            cache: Some(cache),
             sent: None,
+            cache: copy.is_some().then_some(cache),
             copy: K::keep(copy),
             service: Some(service),
             retry_bare_401,
@@ -206,11 +233,14 @@ where
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.as_mut().project();
         if let StateProj::Calling { future } = this.state.project() {
-            let response = ready!(future.poll(cx)).map_err(Into::into)?;
-            if response.status() != StatusCode::UNAUTHORIZED {
-                return Poll::Ready(Ok(response));
-            }
-            return self.on_unauthorized(response, cx);
+            return match future.poll(cx) {
+                Poll::Ready(Ok(response)) if response.status() != StatusCode::UNAUTHORIZED => {
+                    Poll::Ready(Ok(response))
+                }
+                Poll::Ready(Ok(response)) => self.on_unauthorized(response, cx),
+                Poll::Ready(Err(error)) => Poll::Ready(Err(error.into())),
+                Poll::Pending => Poll::Pending,
+            };
         }
         self.poll_slow(cx)
     }
@@ -235,10 +265,10 @@ where
         if !rejects_token(&response, *this.retry_bare_401) {
             return Poll::Ready(Ok(response));
         }
-        let (Some(cache), Some(sent)) = (this.cache.as_ref(), this.sent.as_ref()) else {
+        let Some(sent) = this.sent.as_ref() else {
             return Poll::Ready(Ok(response));
         };
-        let dropped = cache.invalidate(sent);
+        let dropped = sent.invalidate();
         if !this.copy.is_kept() || this.service.is_none() {
             tracing::debug!(
                 invalidated = dropped,
@@ -247,14 +277,16 @@ where
             );
             return Poll::Ready(Ok(response));
         }
+        let Some(cache) = this.cache.take() else {
+            return Poll::Ready(Ok(response));
+        };
         tracing::debug!(
             invalidated = dropped,
             "401 invalid_token: getting a new token to resend once"
         );
-        let header = owned_header(cache.clone());
         let mut state = this.state;
         state.set(State::Refreshing {
-            header,
+            wait: owned_lease(cache),
             response: Some(Box::new(response)),
         });
         self.poll_slow(cx)
@@ -275,12 +307,14 @@ where
                 }
                 StateProj::Acquiring { pending } => {
                     let waiting = pending.as_mut().expect(POLLED_AFTER_COMPLETION);
-                    let result = ready!(waiting.header.as_mut().poll(cx));
-                    let header = result.map_err(|e| BoxError::from(AuthError::from(e)))?;
+                    let result = ready!(waiting.wait.as_mut().poll(cx));
+                    let lease = result.map_err(|e| BoxError::from(AuthError::from(e)))?;
                     let Pending { mut request, .. } =
                         *pending.take().expect(POLLED_AFTER_COMPLETION);
-                    request.headers_mut().insert(AUTHORIZATION, header.clone());
-                    *this.sent = Some(header);
+                    request
+                        .headers_mut()
+                        .insert(AUTHORIZATION, lease.header().clone());
+                    *this.sent = Some(Sent::Lease(lease));
                     // The service was made ready by `poll_ready` before `call` took it.
                     let future = if this.copy.is_kept() {
                         this.service
@@ -294,10 +328,10 @@ where
                     this.state.set(State::Calling { future });
                     continue;
                 }
-                StateProj::Refreshing { header, response } => {
-                    let result = ready!(header.as_mut().poll(cx));
+                StateProj::Refreshing { wait, response } => {
+                    let result = ready!(wait.as_mut().poll(cx));
                     let fresh = result.map_err(|e| BoxError::from(AuthError::from(e)))?;
-                    if this.sent.as_ref() == Some(&fresh) {
+                    if this.sent.as_ref().is_some_and(|sent| sent.is(&fresh)) {
                         tracing::debug!(
                             "the token obtained after a 401 is the rejected one: not resending"
                         );
@@ -308,8 +342,10 @@ where
                     drop(response.take());
                     let mut request = this.copy.take().expect(POLLED_AFTER_COMPLETION);
                     let service = this.service.take().expect(POLLED_AFTER_COMPLETION);
-                    request.headers_mut().insert(AUTHORIZATION, fresh.clone());
-                    *this.sent = Some(fresh);
+                    request
+                        .headers_mut()
+                        .insert(AUTHORIZATION, fresh.header().clone());
+                    *this.sent = Some(Sent::Lease(fresh));
                     this.state.set(State::Resending {
                         future: Box::pin(Oneshot::new(service, request)),
                     });

@@ -190,6 +190,10 @@ pub trait Replay<B> {
 /// Where a response future keeps the copy of its request for a resend: `Option<Request<B>>`,
 /// or [`NoCopy`]. Chosen by [`Replay::Kept`]; sealed.
 pub trait Kept<B>: sealed::Sealed {
+    /// Whether requests are copied at all (`false` for [`NoCopy`]: the copy is skipped at
+    /// compile time).
+    #[doc(hidden)]
+    const COPIES: bool;
     #[doc(hidden)]
     fn keep(copy: Option<Request<B>>) -> Self;
     #[doc(hidden)]
@@ -205,6 +209,8 @@ mod sealed {
 }
 
 impl<B> Kept<B> for Option<Request<B>> {
+    const COPIES: bool = true;
+
     #[inline]
     fn keep(copy: Option<Request<B>>) -> Self {
         copy
@@ -226,6 +232,8 @@ impl<B> Kept<B> for Option<Request<B>> {
 pub struct NoCopy;
 
 impl<B> Kept<B> for NoCopy {
+    const COPIES: bool = false;
+
     #[inline]
     fn keep(_copy: Option<Request<B>>) -> Self {
         NoCopy

@@ -6,33 +6,34 @@ use std::{fmt, mem};
 
 use http::header::AUTHORIZATION;
 use http::{Request, Response};
-use tokenward::{TenantCache, TokenCache};
+use tokenward::{Reader, TenantCache, TokenCache};
 use tower::{Layer, Service};
 
 use crate::BoxError;
-use crate::credentials::Credentials;
-use crate::future::ResponseFuture;
-use crate::replay::{CloneableBodies, Replay, try_clone_request};
+use crate::credentials::{Credentials, Lookup};
+use crate::future::{ResponseFuture, Sent};
+use crate::replay::{CloneableBodies, Kept, Replay, try_clone_request};
 use crate::tenant::{FromExtension, Tenants};
 
 /// Wraps a service in [`Auth`]: every request carries a fresh access token.
 ///
-/// `C` finds the token cache of a request ([`TokenCache`] for one,
+/// `C` finds the token cache of a request (a [`Reader`] of one [`TokenCache`],
 /// [`Tenants`] for many); `R` decides which requests may be resent
 /// ([`CloneableBodies`] by default; see [`replay`](crate::replay)).
 ///
 /// See the [crate docs](crate) for an example and the behaviour in full.
 #[derive(Debug, Clone)]
-pub struct AuthLayer<C = TokenCache, R = CloneableBodies> {
+pub struct AuthLayer<C = Reader, R = CloneableBodies> {
     credentials: C,
     replay: R,
     retry_bare_401: bool,
 }
 
 impl AuthLayer {
-    /// Every request carries `cache`'s token.
+    /// Every request carries `cache`'s token. Each service the layer makes reads it through
+    /// a [`Reader`] of its own, so a fresh read writes no shared memory.
     pub fn new(cache: TokenCache) -> Self {
-        AuthLayer::with_credentials(cache)
+        AuthLayer::with_credentials(cache.reader())
     }
 }
 
@@ -123,7 +124,7 @@ impl<S, C: Clone, R: Clone> Layer<S> for AuthLayer<C, R> {
 /// Errors are [`BoxError`]: the layer's own are [`AuthError`](crate::AuthError)s, the inner
 /// service's pass through unchanged. See the [crate docs](crate).
 #[derive(Debug, Clone)]
-pub struct Auth<S, C = TokenCache, R = CloneableBodies> {
+pub struct Auth<S, C = Reader, R = CloneableBodies> {
     inner: S,
     credentials: C,
     replay: R,
@@ -182,39 +183,90 @@ where
 
     #[inline]
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let cache = match self.credentials.cache_for(&request) {
-            Ok(cache) => cache,
+        let lookup = match self.credentials.lookup(&request) {
+            Ok(lookup) => lookup,
             Err(error) => return ResponseFuture::failed(error),
         };
         // The copy for one resend is made before the first send (the inner service consumes
         // the request) and without the Authorization header (the resend carries a new one).
-        let copy = try_clone_request(&self.replay, &request);
-        match cache.try_header() {
-            Some(header) => {
-                request.headers_mut().insert(AUTHORIZATION, header.clone());
-                if copy.is_some() {
-                    // A resend needs a service of its own: take the ready one, leave a clone.
-                    let clone = self.inner.clone();
-                    let mut ready = mem::replace(&mut self.inner, clone);
-                    let future = ready.call(request);
-                    ResponseFuture::calling(
-                        future,
-                        cache,
-                        header,
-                        copy,
-                        Some(ready),
-                        self.retry_bare_401,
-                    )
-                } else {
+        // A strategy that never copies (`NeverReplay`) skips this at compile time.
+        let copy = if <R::Kept as Kept<B>>::COPIES {
+            try_clone_request(&self.replay, &request)
+        } else {
+            None
+        };
+        let Some(copy) = copy else {
+            // Nothing to resend: a fresh token's future keeps a receipt (no reference count).
+            let fresh = match lookup {
+                Lookup::Reader(reader) => match reader.try_fresh() {
+                    Some(fresh) => Ok((fresh.header().clone(), fresh.receipt())),
+                    None => Err(reader.cache().clone()),
+                },
+                Lookup::Cache(cache) => match cache.try_lease() {
+                    Some(lease) => Ok((lease.header().clone(), lease.receipt())),
+                    None => Err(cache),
+                },
+            };
+            return match fresh {
+                Ok((header, receipt)) => {
+                    request.headers_mut().insert(AUTHORIZATION, header);
                     let future = self.inner.call(request);
-                    ResponseFuture::calling(future, cache, header, None, None, self.retry_bare_401)
+                    let sent = Sent::Receipt(receipt);
+                    ResponseFuture::calling(future, sent, None, None, None, self.retry_bare_401)
                 }
-            }
-            None => {
+                Err(cache) => self.wait(cache, request, None),
+            };
+        };
+        // A resend is possible: the future keeps a lease (the header sent, to compare with
+        // the next one) and the cache (to refresh from, even if every other handle is gone).
+        let fresh = match lookup {
+            Lookup::Reader(reader) => match reader.try_fresh() {
+                Some(fresh) => Ok((fresh.lease(), reader.cache().clone())),
+                None => Err(reader.cache().clone()),
+            },
+            Lookup::Cache(cache) => match cache.try_lease() {
+                Some(lease) => Ok((lease, cache)),
+                None => Err(cache),
+            },
+        };
+        match fresh {
+            Ok((lease, cache)) => {
+                request
+                    .headers_mut()
+                    .insert(AUTHORIZATION, lease.header().clone());
+                // A resend needs a service of its own: take the ready one, leave a clone.
                 let clone = self.inner.clone();
-                let ready = mem::replace(&mut self.inner, clone);
-                ResponseFuture::acquiring(cache, request, copy, ready, self.retry_bare_401)
+                let mut ready = mem::replace(&mut self.inner, clone);
+                let future = ready.call(request);
+                ResponseFuture::calling(
+                    future,
+                    Sent::Lease(lease),
+                    Some(cache),
+                    Some(copy),
+                    Some(ready),
+                    self.retry_bare_401,
+                )
             }
+            Err(cache) => self.wait(cache, request, Some(copy)),
         }
+    }
+}
+
+impl<S, C, R> Auth<S, C, R> {
+    /// No fresh token: the request waits for one (out of line: the slow path).
+    #[inline(never)]
+    fn wait<B>(
+        &mut self,
+        cache: TokenCache,
+        request: Request<B>,
+        copy: Option<Request<B>>,
+    ) -> ResponseFuture<S, B, R::Kept>
+    where
+        S: Service<Request<B>> + Clone,
+        R: Replay<B>,
+    {
+        let clone = self.inner.clone();
+        let ready = mem::replace(&mut self.inner, clone);
+        ResponseFuture::acquiring(cache, request, copy, ready, self.retry_bare_401)
     }
 }

@@ -271,6 +271,104 @@ async fn never_replay_invalidates_without_resending() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn never_replay_invalidates_a_fresh_token_through_its_receipt() {
+    let (cache, calls) = counting_cache();
+    cache.header().await.unwrap();
+    let layer = AuthLayer::new(cache.clone()).replay(NeverReplay);
+    let (mut service, mut handle) = mock::spawn_layer::<Req, Res, _>(layer);
+    // Two requests on the fresh token (the fast path: a receipt each), both rejected.
+    let mut calls_out = Vec::new();
+    for _ in 0..2 {
+        ready(&mut service);
+        calls_out.push(tokio::spawn(service.call(request("x"))));
+    }
+    for _ in 0..2 {
+        let (req, reply) = next(&mut handle).await;
+        assert_eq!(bearer(&req), "Bearer tok-1");
+        reply.send_response(invalid_token());
+    }
+    for call in calls_out {
+        assert_eq!(call.await.unwrap().unwrap().status(), 401, "not resent");
+    }
+    assert!(cache.cached().is_none(), "invalidated");
+    // The next request carries a new token: one refresh for the burst.
+    ready(&mut service);
+    let call = tokio::spawn(service.call(request("y")));
+    let (req, reply) = next(&mut handle).await;
+    assert_eq!(bearer(&req), "Bearer tok-2");
+    reply.send_response(response(200));
+    assert_eq!(call.await.unwrap().unwrap().status(), 200);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_late_401_never_drops_a_newer_token() {
+    for never_replay in [true, false] {
+        let (cache, _) = counting_cache();
+        cache.header().await.unwrap();
+        let (inner, mut handle) = mock::pair::<Req, Res>();
+        let call = if never_replay {
+            let service = AuthLayer::new(cache.clone())
+                .replay(NeverReplay)
+                .layer(inner);
+            tokio::spawn(service.oneshot(request("x")))
+        } else {
+            let service = AuthLayer::new(cache.clone()).layer(inner);
+            tokio::spawn(service.oneshot(request("x")))
+        };
+        let (req, reply) = next(&mut handle).await;
+        assert_eq!(bearer(&req), "Bearer tok-1");
+        // Another part of the program replaces the token while the request is out.
+        assert_eq!(
+            cache.force_refresh().await.unwrap().header_value(),
+            "Bearer tok-2"
+        );
+        reply.send_response(invalid_token());
+        if !never_replay {
+            // Resent with the current token, which was not dropped.
+            let (req, reply) = next(&mut handle).await;
+            assert_eq!(bearer(&req), "Bearer tok-2");
+            reply.send_response(response(200));
+        }
+        let status = call.await.unwrap().unwrap().status();
+        assert_eq!(status, if never_replay { 401 } else { 200 });
+        assert_eq!(
+            cache.cached().unwrap().header_value(),
+            "Bearer tok-2",
+            "the newer token is kept (never_replay: {never_replay})"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_response_future_may_outlive_its_service_and_every_cache_handle() {
+    // NeverReplay: the 401 is returned (nothing left to invalidate), no panic.
+    let (cache, _) = counting_cache();
+    cache.header().await.unwrap();
+    let (inner, mut handle) = mock::pair::<Req, Res>();
+    let service = AuthLayer::new(cache).replay(NeverReplay).layer(inner);
+    let call = tokio::spawn(service.oneshot(request("x")));
+    let (_, reply) = next(&mut handle).await;
+    reply.send_response(invalid_token());
+    assert_eq!(call.await.unwrap().unwrap().status(), 401);
+
+    // A request that can be resent keeps its cache: the resend still gets a new token.
+    let (cache, calls) = counting_cache();
+    cache.header().await.unwrap();
+    let (inner, mut handle) = mock::pair::<Req, Res>();
+    let service = AuthLayer::new(cache).layer(inner);
+    let call = tokio::spawn(service.oneshot(request("x")));
+    let (req, reply) = next(&mut handle).await;
+    assert_eq!(bearer(&req), "Bearer tok-1");
+    reply.send_response(invalid_token());
+    let (req, reply) = next(&mut handle).await;
+    assert_eq!(bearer(&req), "Bearer tok-2");
+    reply.send_response(response(200));
+    assert_eq!(call.await.unwrap().unwrap().status(), 200);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_resend_drives_readiness_again() {
     let (cache, _) = counting_cache();
     let (mut service, mut handle) = mock::spawn_layer(AuthLayer::new(cache));
