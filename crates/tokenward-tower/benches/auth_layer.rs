@@ -20,6 +20,7 @@ use tokenward::{Lease, Reader, Token, TokenCache, grant::from_fn};
 use tokenward_tower::AuthLayer;
 use tokenward_tower::replay::NeverReplay;
 use tower::{Layer, Service};
+use tower_http::follow_redirect::FollowRedirectLayer;
 use tower_http::set_header::SetRequestHeaderLayer;
 
 type Req = Request<Full<Bytes>>;
@@ -177,13 +178,20 @@ fn bench(c: &mut Criterion) {
     let static_header = HeaderValue::from_str(header.to_str().unwrap()).unwrap();
 
     let mut set_header =
-        SetRequestHeaderLayer::overriding(AUTHORIZATION, static_header).layer(Noop);
+        SetRequestHeaderLayer::overriding(AUTHORIZATION, static_header.clone()).layer(Noop);
     // The token's own (reference-counted) value: each clone is an atomic increment.
     let mut set_shared = SetRequestHeaderLayer::overriding(AUTHORIZATION, header).layer(Noop);
     let mut auth_never = AuthLayer::new(cache.clone())
         .replay(NeverReplay)
         .layer(Noop);
     let mut auth = AuthLayer::new(cache.clone()).layer(Noop);
+    // tower-http's own middleware that resends: it copies each request (head and body) before
+    // the first send, as `Auth` must for a resend.
+    let mut follow = FollowRedirectLayer::new().layer(Noop);
+    // A static header over it: what "set the header, and be able to resend" costs with
+    // tower-http's layers (the header is set before the copy is made, so it is copied too).
+    let mut set_follow = SetRequestHeaderLayer::overriding(AUTHORIZATION, static_header.clone())
+        .layer(FollowRedirectLayer::new().layer(Noop));
 
     let mut floor = Floor {
         inner: Noop,
@@ -202,6 +210,12 @@ fn bench(c: &mut Criterion) {
     group.bench_function("Auth, NeverReplay", |b| b.iter(|| one(&mut auth_never)));
     group.bench_function("Auth, default (copy for a resend)", |b| {
         b.iter(|| one(&mut auth))
+    });
+    group.bench_function("FollowRedirect (tower-http, copies for a resend)", |b| {
+        b.iter(|| one(&mut follow))
+    });
+    group.bench_function("SetRequestHeader (static) + FollowRedirect", |b| {
+        b.iter(|| one(&mut set_follow))
     });
     group.finish();
 
@@ -237,6 +251,10 @@ fn bench(c: &mut Criterion) {
         ("floor: a minimal token layer", &mut || batch(&mut floor)),
         ("Auth, NeverReplay", &mut || batch(&mut auth_never)),
         ("Auth, default", &mut || batch(&mut auth)),
+        ("FollowRedirect (copies too)", &mut || batch(&mut follow)),
+        ("SetRequestHeader + FollowRedirect", &mut || {
+            batch(&mut set_follow)
+        }),
     ]);
 }
 
