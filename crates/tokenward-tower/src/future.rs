@@ -214,6 +214,17 @@ fn rejects_token<T>(response: &Response<T>, retry_bare_401: bool) -> bool {
     }
 }
 
+/// The copy for a resend is not needed any more (the answer is final): its header map goes
+/// back to the thread's spare maps.
+#[inline]
+fn release<B, K: Kept<B>>(copy: &mut K) {
+    if K::COPIES
+        && let Some(copy) = copy.take()
+    {
+        crate::replay::recycle(copy);
+    }
+}
+
 const POLLED_AFTER_COMPLETION: &str =
     "tokenward_tower::future::ResponseFuture polled after completion";
 
@@ -235,10 +246,14 @@ where
         if let StateProj::Calling { future } = this.state.project() {
             return match future.poll(cx) {
                 Poll::Ready(Ok(response)) if response.status() != StatusCode::UNAUTHORIZED => {
+                    release(this.copy);
                     Poll::Ready(Ok(response))
                 }
                 Poll::Ready(Ok(response)) => self.on_unauthorized(response, cx),
-                Poll::Ready(Err(error)) => Poll::Ready(Err(error.into())),
+                Poll::Ready(Err(error)) => {
+                    release(this.copy);
+                    Poll::Ready(Err(error.into()))
+                }
                 Poll::Pending => Poll::Pending,
             };
         }
@@ -263,9 +278,11 @@ where
     ) -> Poll<Output<ResB>> {
         let this = self.as_mut().project();
         if !rejects_token(&response, *this.retry_bare_401) {
+            release(this.copy);
             return Poll::Ready(Ok(response));
         }
         let Some(sent) = this.sent.as_ref() else {
+            release(this.copy);
             return Poll::Ready(Ok(response));
         };
         let dropped = sent.invalidate();
@@ -298,13 +315,13 @@ where
         loop {
             let mut this = self.as_mut().project();
             let response = match this.state.as_mut().project() {
-                StateProj::Calling { future } => {
-                    let response = ready!(future.poll(cx)).map_err(Into::into)?;
-                    if response.status() != StatusCode::UNAUTHORIZED {
-                        return Poll::Ready(Ok(response));
+                StateProj::Calling { future } => match ready!(future.poll(cx)) {
+                    Ok(response) if response.status() == StatusCode::UNAUTHORIZED => response,
+                    other => {
+                        release(this.copy);
+                        return Poll::Ready(other.map_err(Into::into));
                     }
-                    response
-                }
+                },
                 StateProj::Acquiring { pending } => {
                     let waiting = pending.as_mut().expect(POLLED_AFTER_COMPLETION);
                     let result = ready!(waiting.wait.as_mut().poll(cx));
@@ -336,6 +353,7 @@ where
                             "the token obtained after a 401 is the rejected one: not resending"
                         );
                         let response = response.take().expect(POLLED_AFTER_COMPLETION);
+                        release(this.copy);
                         return Poll::Ready(Ok(*response));
                     }
                     // Drop the 401 (and its connection) before resending.

@@ -8,9 +8,16 @@
 //!
 //! | strategy | copies | cost per request |
 //! |---|---|---|
-//! | [`CloneableBodies`] (default) | bodies that implement [`CloneBody`] and say yes | a clone of the head and of the body |
+//! | [`CloneableBodies`] (default) | bodies that implement [`CloneBody`] and say yes | a copy of the head and a clone of the body |
 //! | [`NeverReplay`] | nothing: never resends | nothing (its futures have no room for a copy: [`NoCopy`]) |
-//! | a closure `Fn(&B) -> Option<B>` | what it returns | a clone of the head, and the closure |
+//! | a closure `Fn(&B) -> Option<B>` | what it returns | a copy of the head, and the closure |
+//!
+//! The copy [`Auth`](crate::Auth) keeps takes its header map from a few spare maps kept per
+//! thread and gives it back once the response is final, so it allocates nothing once warm
+//! (unless the request has extensions: cloning them allocates). A [`ClassifiedRetry`]'s copy
+//! is [`try_clone_request`]: a plain clone.
+//!
+//! [`ClassifiedRetry`]: crate::retry::ClassifiedRetry
 //!
 //! [`CloneBody`] is implemented for the bodies that are values in memory: [`Full`] and
 //! [`Empty`] (a reference-count increment for `Full<Bytes>`), `String`, `Vec<u8>`, [`Bytes`],
@@ -310,9 +317,84 @@ where
     Some(copy)
 }
 
+/// The copy [`Auth`](crate::Auth) keeps for a resend: [`try_clone_request`], with the header
+/// map taken from this thread's spare maps when it has one (see [`recycle`]). In the steady
+/// state the copy of a request without extensions allocates nothing.
+pub(crate) fn copy_for_resend<B, R>(replay: &R, request: &Request<B>) -> Option<Request<B>>
+where
+    R: Replay<B> + ?Sized,
+{
+    let body = replay.try_clone(request.body())?;
+    let mut copy = Request::new(body);
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.version_mut() = request.version();
+    *copy.headers_mut() = spare::copy(request.headers());
+    *copy.extensions_mut() = request.extensions().clone();
+    Some(copy)
+}
+
+/// A copy that was not needed (the response came and was not a 401 `invalid_token`): its
+/// header map goes back to this thread's spare maps.
+pub(crate) fn recycle<B>(mut copy: Request<B>) {
+    spare::give(std::mem::take(copy.headers_mut()));
+}
+
+/// Per-thread spare header maps: a few, small, emptied.
+mod spare {
+    use std::cell::RefCell;
+
+    use http::HeaderMap;
+
+    /// At most this many spare maps per thread (as many as copies in flight at once on it).
+    const MAPS: usize = 8;
+    /// A map that grew beyond this capacity (a request with many headers) is freed rather
+    /// than kept: a thread keeps at most a few kilobytes.
+    const CAPACITY: usize = 32;
+
+    thread_local! {
+        static SPARE: RefCell<Vec<HeaderMap>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// A copy of `headers` (the same names, values, order and sensitivity as a clone).
+    pub(super) fn copy(headers: &HeaderMap) -> HeaderMap {
+        if headers.is_empty() {
+            return HeaderMap::new();
+        }
+        let spare = SPARE
+            .try_with(|spare| spare.borrow_mut().pop())
+            .ok()
+            .flatten();
+        match spare {
+            Some(mut map) => {
+                for (name, value) in headers {
+                    map.append(name.clone(), value.clone());
+                }
+                map
+            }
+            None => headers.clone(),
+        }
+    }
+
+    pub(super) fn give(mut map: HeaderMap) {
+        if map.capacity() == 0 || map.capacity() > CAPACITY {
+            return;
+        }
+        map.clear();
+        // During thread teardown the spare maps may be gone already: then the map is freed.
+        let _ = SPARE.try_with(|spare| {
+            let mut spare = spare.borrow_mut();
+            if spare.len() < MAPS {
+                spare.push(map);
+            }
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
     use http_body_util::BodyExt;
 
     #[test]
@@ -338,6 +420,44 @@ mod tests {
                 Result<http_body::Frame<Bytes>, std::io::Error>,
             >()));
         assert!(either.try_clone_body().is_none());
+    }
+
+    #[test]
+    fn a_copy_for_a_resend_equals_a_clone_with_or_without_a_spare_map() {
+        let mut request = Request::post("http://h/p")
+            .header("x-multi", "1")
+            .header("content-type", "application/json")
+            .header("x-multi", "2")
+            .header("x-custom-header-name", "v")
+            .body(Full::new(Bytes::from_static(b"body")))
+            .unwrap();
+        let mut secret = HeaderValue::from_static("s3cr3t");
+        secret.set_sensitive(true);
+        request.headers_mut().insert("x-api-key", secret);
+        let clone = try_clone_request(&CloneableBodies, &request).unwrap();
+        for round in 0..3 {
+            let copy = copy_for_resend(&CloneableBodies, &request).unwrap();
+            assert_eq!(copy.headers(), clone.headers(), "round {round}");
+            let order = |r: &Request<Full<Bytes>>| {
+                r.headers()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone(), v.is_sensitive()))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(order(&copy), order(&clone), "same order and sensitivity");
+            assert_eq!(copy.method(), clone.method());
+            assert_eq!(copy.uri(), clone.uri());
+            recycle(copy);
+        }
+        // The spare map a recycled copy leaves behind is reused, and emptied first.
+        let other = Request::get("http://h/").header("a", "b").body(()).unwrap();
+        let copy = copy_for_resend(&CloneableBodies, &other).unwrap();
+        assert_eq!(copy.headers().len(), 1);
+        assert_eq!(copy.headers()["a"], "b");
+        // A request without headers copies to an empty map.
+        let bare = Request::get("http://h/").body(()).unwrap();
+        assert!(copy_for_resend(&CloneableBodies, &bare).unwrap().headers().is_empty());
+        assert!(copy_for_resend(&NeverReplay, &bare).is_none());
     }
 
     #[test]

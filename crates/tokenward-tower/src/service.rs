@@ -12,7 +12,7 @@ use tower::{Layer, Service};
 use crate::BoxError;
 use crate::credentials::{Credentials, Lookup};
 use crate::future::{ResponseFuture, Sent};
-use crate::replay::{CloneableBodies, Kept, Replay, try_clone_request};
+use crate::replay::{CloneableBodies, Kept, Replay, copy_for_resend};
 use crate::tenant::{FromExtension, Tenants};
 
 /// Wraps a service in [`Auth`]: every request carries a fresh access token.
@@ -191,7 +191,7 @@ where
         // the request) and without the Authorization header (the resend carries a new one).
         // A strategy that never copies (`NeverReplay`) skips this at compile time.
         let copy = if <R::Kept as Kept<B>>::COPIES {
-            try_clone_request(&self.replay, &request)
+            copy_for_resend(&self.replay, &request)
         } else {
             None
         };
