@@ -456,7 +456,12 @@ mod tests {
         assert_eq!(copy.headers()["a"], "b");
         // A request without headers copies to an empty map.
         let bare = Request::get("http://h/").body(()).unwrap();
-        assert!(copy_for_resend(&CloneableBodies, &bare).unwrap().headers().is_empty());
+        assert!(
+            copy_for_resend(&CloneableBodies, &bare)
+                .unwrap()
+                .headers()
+                .is_empty()
+        );
         assert!(copy_for_resend(&NeverReplay, &bare).is_none());
     }
 
