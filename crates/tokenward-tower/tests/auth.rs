@@ -107,6 +107,43 @@ async fn invalid_token_is_refreshed_and_resent_once_with_the_same_request() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_copy_made_in_a_recycled_header_map_is_resent_whole() {
+    let (cache, _) = counting_cache();
+    let (mut service, mut handle) = mock::spawn_layer(AuthLayer::new(cache.clone()));
+    // A first request answered 200: its copy's header map becomes a spare map.
+    let mut first = request("one");
+    first
+        .headers_mut()
+        .insert("x-first", "only-here".parse().unwrap());
+    let call = send(&mut service, first);
+    let (_, reply) = next(&mut handle).await;
+    reply.send_response(response(200));
+    assert_eq!(call.await.unwrap().unwrap().status(), 200);
+
+    // The next copy is made in that map: it must hold this request's headers, and only them.
+    let mut second = request("two");
+    second.headers_mut().append("x-multi", "1".parse().unwrap());
+    second.headers_mut().append("x-multi", "2".parse().unwrap());
+    let call = send(&mut service, second);
+    let (_, reply) = next(&mut handle).await;
+    reply.send_response(invalid_token());
+    let (resent, reply) = next(&mut handle).await;
+    assert_eq!(bearer(&resent), "Bearer tok-2");
+    assert_eq!(resent.headers()["x-request"], "kept");
+    let multi: Vec<_> = resent.headers().get_all("x-multi").iter().collect();
+    assert_eq!(multi, ["1", "2"]);
+    assert!(
+        resent.headers().get("x-first").is_none(),
+        "nothing of the first request"
+    );
+    assert_eq!(resent.headers().len(), 4, "{:?}", resent.headers());
+    let body = resent.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "two");
+    reply.send_response(response(200));
+    assert_eq!(call.await.unwrap().unwrap().status(), 200);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_second_401_is_returned_as_is() {
     let (cache, calls) = counting_cache();
     let (mut service, mut handle) = mock::spawn_layer(AuthLayer::new(cache));
