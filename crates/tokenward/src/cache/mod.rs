@@ -59,6 +59,49 @@
 //! assert!(!cache.invalidate(&header)); // already gone: a burst of 401s makes one refresh
 //! # Ok(()) }
 //! ```
+//!
+//! # Reading for a layer: `Reader`, `Lease`, `Receipt`
+//!
+//! A layer that sets `Authorization` must remember which token it sent, so that a 401
+//! `invalid_token` drops *that* token and not a newer one. A [`Lease`] is that memory in one
+//! reference count: the cached token, its pre-built header value, and the way back to its
+//! cache for [`Lease::invalidate`]. Keeping a [`TokenCache`] and a [`HeaderValue`] instead
+//! costs two.
+//!
+//! A [`Reader`] is a handle for one holder (one service, one task) whose fresh reads write no
+//! shared memory: it keeps the cache entry it read last and checks, with one atomic load, that
+//! it is still the cached one. [`TokenCache::try_lease`] and [`TokenCache::try_header`] take a
+//! short-lived claim on the shared cache instead (a few atomic read-modify-writes). Use a
+//! reader where reads are hot and the holder is `&mut`; it keeps the last token it saw alive
+//! until its next read.
+//!
+//! A [`Receipt`] says which cache entry a request was sent with, in two numbers and no
+//! reference count: enough to invalidate that entry (and never a newer one) after a 401, for
+//! code that will not send the request again. [`Reader::try_fresh`] gives the header and a
+//! receipt, or a lease, without touching the entry's count for what is not kept.
+//!
+//! ```
+//! use std::time::Duration;
+//! use tokenward::{Token, TokenCache, grant::from_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tokenward::Error> {
+//! let cache = TokenCache::new(from_fn(|| async {
+//!     Token::builder("abc").expires_in(Duration::from_secs(3600)).build()
+//! }));
+//! let mut reader = cache.reader();
+//! assert!(reader.try_lease().is_none(), "nothing fetched yet: a reader never fetches");
+//!
+//! let lease = cache.lease().await?; // fetches, like `header()`
+//! assert_eq!(lease.header(), "Bearer abc");
+//! let again = reader.try_lease().expect("fresh");
+//! assert_eq!(again.header(), lease.header());
+//!
+//! // The server said 401 invalid_token for it: drop it (if it is still the cached one).
+//! assert!(lease.invalidate());
+//! assert!(!again.invalidate(), "already gone: a burst of 401s drops it once");
+//! assert!(reader.try_lease().is_none());
+//! # Ok(()) }
+//! ```
 
 use std::fmt;
 use std::future::Future;
