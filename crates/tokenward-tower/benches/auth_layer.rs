@@ -12,10 +12,13 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
+mod support;
+
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderValue, Request, Response};
 use http_body_util::Full;
+use support::paired::paired;
 use tokenward::{Lease, Reader, Token, TokenCache, grant::from_fn};
 use tokenward_tower::AuthLayer;
 use tokenward_tower::replay::NeverReplay;
@@ -243,19 +246,24 @@ fn bench(c: &mut Criterion) {
     });
     group.finish();
 
-    paired(&mut [
-        ("SetRequestHeader (static)", &mut || batch(&mut set_header)),
-        ("SetRequestHeader (shared value)", &mut || {
-            batch(&mut set_shared)
-        }),
-        ("floor: a minimal token layer", &mut || batch(&mut floor)),
-        ("Auth, NeverReplay", &mut || batch(&mut auth_never)),
-        ("Auth, default", &mut || batch(&mut auth)),
-        ("FollowRedirect (copies too)", &mut || batch(&mut follow)),
-        ("SetRequestHeader + FollowRedirect", &mut || {
-            batch(&mut set_follow)
-        }),
-    ]);
+    paired(
+        "build + send",
+        ROUNDS,
+        BATCH,
+        &mut [
+            ("SetRequestHeader (static)", &mut || batch(&mut set_header)),
+            ("SetRequestHeader (shared value)", &mut || {
+                batch(&mut set_shared)
+            }),
+            ("floor: a minimal token layer", &mut || batch(&mut floor)),
+            ("Auth, NeverReplay", &mut || batch(&mut auth_never)),
+            ("Auth, default", &mut || batch(&mut auth)),
+            ("FollowRedirect (copies too)", &mut || batch(&mut follow)),
+            ("SetRequestHeader + FollowRedirect", &mut || {
+                batch(&mut set_follow)
+            }),
+        ],
+    );
 }
 
 const BATCH: usize = 10_000;
@@ -269,37 +277,6 @@ where
 {
     for _ in 0..BATCH {
         black_box(one(service));
-    }
-}
-
-/// Criterion measures one benchmark after the other, so drift on a shared machine (another
-/// build, frequency changes) moves the ratios between them. This prints a *paired* figure as
-/// well: `ROUNDS` rounds, each timing one batch of every variant back to back in rotating
-/// order, and the median of the per-round cost ratios to the first variant.
-fn paired(variants: &mut [(&str, &mut dyn FnMut())]) {
-    let mut times = vec![Vec::with_capacity(ROUNDS); variants.len()];
-    for round in 0..ROUNDS {
-        for k in 0..variants.len() {
-            let i = (round + k) % variants.len();
-            let start = std::time::Instant::now();
-            (variants[i].1)();
-            times[i].push(start.elapsed().as_secs_f64());
-        }
-    }
-    let quartiles = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        (v[v.len() / 4], v[v.len() / 2], v[v.len() * 3 / 4])
-    };
-    println!("paired, {ROUNDS} rounds of {BATCH} requests (build + send) per variant:");
-    for (i, (name, _)) in variants.iter().enumerate() {
-        let ratios = (0..ROUNDS).map(|r| times[i][r] / times[0][r]).collect();
-        let (q1, q2, q3) = quartiles(ratios);
-        let (_, per_batch, _) = quartiles(times[i].clone());
-        println!(
-            "  {name:<32} median {:>6.1} ns per request, cost vs {}: {q2:.3}x (IQR {q1:.3}-{q3:.3})",
-            per_batch * 1e9 / BATCH as f64,
-            variants[0].0,
-        );
     }
 }
 

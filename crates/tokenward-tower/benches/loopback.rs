@@ -21,6 +21,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
+mod support;
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, Response, Uri};
@@ -31,6 +33,7 @@ use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use support::paired::paired;
 use tokenward::{Token, TokenCache, grant::from_fn};
 use tokenward_tower::AuthLayer;
 use tokenward_tower::replay::NeverReplay;
@@ -164,54 +167,26 @@ fn loopback(c: &mut Criterion) {
     });
     group.finish();
 
-    paired(&mut [
-        ("SetRequestHeader (static)", &mut || {
-            runtime.block_on(run(&mut set_header, &uri))
-        }),
-        ("Auth, default", &mut || {
-            runtime.block_on(run(&mut auth, &uri))
-        }),
-        ("Auth, NeverReplay", &mut || {
-            runtime.block_on(run(&mut auth_never, &uri))
-        }),
-    ]);
+    paired(
+        "loopback POST, body read",
+        ROUNDS,
+        REQUESTS as usize,
+        &mut [
+            ("SetRequestHeader (static)", &mut || {
+                runtime.block_on(run(&mut set_header, &uri))
+            }),
+            ("Auth, default", &mut || {
+                runtime.block_on(run(&mut auth, &uri))
+            }),
+            ("Auth, NeverReplay", &mut || {
+                runtime.block_on(run(&mut auth_never, &uri))
+            }),
+        ],
+    );
     assert!(
         cache.try_header().is_some(),
         "the token stayed fresh throughout"
     );
-}
-
-/// Criterion measures one benchmark after the other, so drift on a shared machine (another
-/// build, frequency changes) moves the ratios between them. This prints a *paired* figure as
-/// well: `ROUNDS` rounds, each timing one batch of every variant back to back in rotating
-/// order, and the median of the per-round cost ratios to the first variant.
-fn paired(variants: &mut [(&str, &mut dyn FnMut())]) {
-    let mut times = vec![Vec::with_capacity(ROUNDS); variants.len()];
-    for round in 0..ROUNDS {
-        for k in 0..variants.len() {
-            let i = (round + k) % variants.len();
-            let start = std::time::Instant::now();
-            (variants[i].1)();
-            times[i].push(start.elapsed().as_secs_f64());
-        }
-    }
-    let quartiles = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        (v[v.len() / 4], v[v.len() / 2], v[v.len() * 3 / 4])
-    };
-    println!(
-        "paired, {ROUNDS} rounds of {REQUESTS} requests (loopback POST, body read) per variant:"
-    );
-    for (i, (name, _)) in variants.iter().enumerate() {
-        let ratios = (0..ROUNDS).map(|r| times[i][r] / times[0][r]).collect();
-        let (q1, q2, q3) = quartiles(ratios);
-        let (_, per_batch, _) = quartiles(times[i].clone());
-        println!(
-            "  {name:<32} median {:>8.1} ns per request, cost vs {}: {q2:.3}x (IQR {q1:.3}-{q3:.3})",
-            per_batch * 1e9 / REQUESTS as f64,
-            variants[0].0,
-        );
-    }
 }
 
 criterion_group!(benches, loopback);

@@ -1,0 +1,2 @@
+//! Shared by the tower benches.
+pub(crate) mod paired;
