@@ -57,8 +57,9 @@ pub trait Credentials<B> {
 
 /// Where [`Credentials::lookup`] says a request's token is read.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Lookup<'a> {
-    /// Through this reader (fresh reads write no shared memory).
+    /// Through this reader (fresh reads take no claim on the shared cache).
     Reader(&'a mut Reader),
     /// From this cache.
     Cache(TokenCache),
@@ -75,7 +76,7 @@ impl<B> Credentials<B> for TokenCache {
 }
 
 /// One cache for every request, read through this service's own [`Reader`]: a fresh read
-/// writes no shared memory. What [`AuthLayer::new`](crate::AuthLayer::new) uses; each service
+/// takes no claim on the shared cache. What [`AuthLayer::new`](crate::AuthLayer::new) uses; each service
 /// the layer makes gets a reader of its own.
 impl<B> Credentials<B> for Reader {
     #[inline]

@@ -8,13 +8,14 @@
 //!                │ 401 invalid_token, body replayable
 //!                ▼
 //!            Refreshing (invalidate by value, single-flight refresh; boxed)
-//!
-//!    (a request that cannot be resent: the 401 is returned after invalidating the token
-//!     through its Receipt)
 //!                │ a new token (different from the rejected one)
 //!                ▼
 //!            Resending (tower::util::Oneshot: readiness driven again) ──► the response, as is
 //! ```
+//!
+//! A request that cannot be resent stops at `Calling`: its 401 is returned after the token
+//! is invalidated (by value, through the [`Receipt`] or
+//! [`Lease`] the future kept).
 //!
 //! A fresh token and a response that is not a 401 `invalid_token` take the first arrow only:
 //! no boxing and no allocation in the layer.
@@ -325,7 +326,13 @@ where
                 StateProj::Acquiring { pending } => {
                     let waiting = pending.as_mut().expect(POLLED_AFTER_COMPLETION);
                     let result = ready!(waiting.wait.as_mut().poll(cx));
-                    let lease = result.map_err(|e| BoxError::from(AuthError::from(e)))?;
+                    let lease = match result {
+                        Ok(lease) => lease,
+                        Err(error) => {
+                            release(this.copy);
+                            return Poll::Ready(Err(AuthError::from(error).into()));
+                        }
+                    };
                     let Pending { mut request, .. } =
                         *pending.take().expect(POLLED_AFTER_COMPLETION);
                     request
@@ -347,7 +354,13 @@ where
                 }
                 StateProj::Refreshing { wait, response } => {
                     let result = ready!(wait.as_mut().poll(cx));
-                    let fresh = result.map_err(|e| BoxError::from(AuthError::from(e)))?;
+                    let fresh = match result {
+                        Ok(fresh) => fresh,
+                        Err(error) => {
+                            release(this.copy);
+                            return Poll::Ready(Err(AuthError::from(error).into()));
+                        }
+                    };
                     if this.sent.as_ref().is_some_and(|sent| sent.is(&fresh)) {
                         tracing::debug!(
                             "the token obtained after a 401 is the rejected one: not resending"

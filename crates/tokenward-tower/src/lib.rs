@@ -13,7 +13,7 @@
 //!   value (marked sensitive: never logged by `Debug`, never indexed by HTTP/2 HPACK),
 //!   replacing any the request had, then calls the inner service.
 //! * **Fast path.** While the cached token is fresh, each service reads it through its own
-//!   [`Reader`](tokenward::Reader) (one atomic load, nothing written to shared memory) and
+//!   [`Reader`](tokenward::Reader) (one atomic load, no claim on the shared cache) and
 //!   clones the header value into the request (a reference-count increment). The future is a
 //!   `pin_project_lite` state machine; nothing is boxed and the layer allocates nothing (see
 //!   *Costs* below for the copy a resend needs).
@@ -22,9 +22,9 @@
 //!   (endpoint down, 429 window, grant revoked) the request fails with
 //!   [`AuthError::Token`] **without calling the inner service**.
 //! * **401 with `WWW-Authenticate: Bearer error="invalid_token"`**: the rejected token is
-//!   invalidated if it is still the cached one, never a newer one (by value when the request
-//!   can be resent; by the cache entry it was read from, a [`Receipt`](tokenward::Receipt),
-//!   when it cannot). A burst of 401s for one token drops it once and makes one refresh. A
+//!   invalidated *by value*, if it is still the cached one (through a
+//!   [`Lease`](tokenward::Lease), or a [`Receipt`](tokenward::Receipt) when the request will
+//!   not be resent). A burst of 401s for one token drops it once and makes one refresh. A
 //!   fresh token is obtained (single flight), and the request is **resent once**
 //!   through [`tower::util::Oneshot`], so the inner service's readiness is driven again. A
 //!   second 401 is returned to the caller as is. The request is not resent if the "fresh"

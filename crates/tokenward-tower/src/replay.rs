@@ -348,8 +348,8 @@ mod spare {
 
     /// At most this many spare maps per thread (as many as copies in flight at once on it).
     const MAPS: usize = 8;
-    /// A map that grew beyond this capacity (a request with many headers) is freed rather
-    /// than kept: a thread keeps at most a few kilobytes.
+    /// A map that held more headers than this, names or values (a request with many headers)
+    /// is freed rather than kept: a thread keeps at most a few kilobytes.
     const CAPACITY: usize = 32;
 
     thread_local! {
@@ -376,8 +376,23 @@ mod spare {
         }
     }
 
+    /// How many spare maps this thread holds (then drops them all, if `clear`).
+    #[cfg(test)]
+    pub(super) fn count(clear: bool) -> usize {
+        SPARE.with(|spare| {
+            let mut spare = spare.borrow_mut();
+            let len = spare.len();
+            if clear {
+                spare.clear();
+            }
+            len
+        })
+    }
+
     pub(super) fn give(mut map: HeaderMap) {
-        if map.capacity() == 0 || map.capacity() > CAPACITY {
+        // `len` counts every value (`capacity` only the names): a map that held many values
+        // for one name keeps their room after `clear`, so it is freed, not kept.
+        if map.capacity() == 0 || map.capacity() > CAPACITY || map.len() > CAPACITY {
             return;
         }
         map.clear();
@@ -463,6 +478,51 @@ mod tests {
                 .is_empty()
         );
         assert!(copy_for_resend(&NeverReplay, &bare).is_none());
+    }
+
+    #[test]
+    fn only_small_maps_are_kept_and_only_a_few() {
+        spare::count(true);
+        let small = Request::get("http://h/").header("a", "b").body(()).unwrap();
+        recycle(copy_for_resend(&CloneableBodies, &small).unwrap());
+        assert_eq!(spare::count(false), 1, "a small map is kept");
+
+        // Many values under one name: few names (a small `capacity`), but room for every
+        // value, which `clear` keeps. Not kept.
+        let mut many_values = Request::get("http://h/").body(()).unwrap();
+        for i in 0..1_000 {
+            many_values
+                .headers_mut()
+                .append("x-forwarded-for", HeaderValue::from(i));
+        }
+        let copy = copy_for_resend(&CloneableBodies, &many_values).unwrap();
+        assert_eq!(copy.headers().len(), 1_000);
+        assert!(copy.headers().capacity() <= 32, "few names");
+        recycle(copy);
+        assert_eq!(
+            spare::count(false),
+            0,
+            "the copy took the small map, and was not kept"
+        );
+        // Many names: not kept either.
+        let mut many_names = Request::get("http://h/").body(()).unwrap();
+        for i in 0..100 {
+            let name = http::HeaderName::try_from(format!("x-h{i}")).unwrap();
+            many_names.headers_mut().insert(name, HeaderValue::from(i));
+        }
+        recycle(copy_for_resend(&CloneableBodies, &many_names).unwrap());
+        assert_eq!(
+            spare::count(false),
+            0,
+            "the first copy took the small map; none kept"
+        );
+
+        // At most 8 per thread.
+        let copies: Vec<_> = (0..20)
+            .map(|_| copy_for_resend(&CloneableBodies, &small).unwrap())
+            .collect();
+        copies.into_iter().for_each(recycle);
+        assert_eq!(spare::count(true), 8);
     }
 
     #[test]

@@ -31,7 +31,9 @@ pub struct AuthLayer<C = Reader, R = CloneableBodies> {
 
 impl AuthLayer {
     /// Every request carries `cache`'s token. Each service the layer makes reads it through
-    /// a [`Reader`] of its own, so a fresh read writes no shared memory.
+    /// a [`Reader`] of its own, so a fresh read takes no claim on the shared cache. (A reader
+    /// keeps the token it read last alive until its next read, also once the cache dropped
+    /// it: one token per idle service, and one in the layer.)
     pub fn new(cache: TokenCache) -> Self {
         AuthLayer::with_credentials(cache.reader())
     }

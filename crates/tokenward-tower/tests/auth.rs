@@ -378,6 +378,78 @@ async fn a_late_401_never_drops_a_newer_token() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_late_401_drops_the_same_token_fetched_again() {
+    // A server that hands out the same token on every fetch: a 401 for it drops it even from
+    // the entry fetched since (by value), with a receipt as with a lease.
+    for never_replay in [true, false] {
+        let (cache, calls) = same_token_cache();
+        cache.header().await.unwrap();
+        let (inner, mut handle) = mock::pair::<Req, Res>();
+        let call = if never_replay {
+            let service = AuthLayer::new(cache.clone())
+                .replay(NeverReplay)
+                .layer(inner);
+            tokio::spawn(service.oneshot(request("x")))
+        } else {
+            let service = AuthLayer::new(cache.clone()).layer(inner);
+            tokio::spawn(service.oneshot(request("x")))
+        };
+        let (req, reply) = next(&mut handle).await;
+        let sent = bearer(&req);
+        cache.force_refresh().await.unwrap();
+        assert_eq!(
+            cache.try_header().unwrap(),
+            sent.as_str(),
+            "the same value again"
+        );
+        reply.send_response(invalid_token());
+        let status = call.await.unwrap().unwrap().status();
+        // Resending is pointless with the same token: not resent either way.
+        assert_eq!(status, 401, "never_replay: {never_replay}");
+        if never_replay {
+            assert!(cache.cached().is_none(), "the rejected value is dropped");
+            assert_eq!(calls.load(Ordering::SeqCst), 2);
+        } else {
+            // Dropped, then fetched again for the resend: the same value, so not resent.
+            assert_eq!(calls.load(Ordering::SeqCst), 3, "dropped and fetched again");
+        }
+        nothing_more(&mut handle).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_401_through_a_shared_cache_invalidates_too() {
+    // `with_credentials(TokenCache)`: reads go through the shared cache (`Lookup::Cache`).
+    for never_replay in [true, false] {
+        let (cache, calls) = counting_cache();
+        cache.header().await.unwrap();
+        let (inner, mut handle) = mock::pair::<Req, Res>();
+        let call = if never_replay {
+            let service = AuthLayer::with_credentials(cache.clone())
+                .replay(NeverReplay)
+                .layer(inner);
+            tokio::spawn(service.oneshot(request("x")))
+        } else {
+            let service = AuthLayer::with_credentials(cache.clone()).layer(inner);
+            tokio::spawn(service.oneshot(request("x")))
+        };
+        let (req, reply) = next(&mut handle).await;
+        assert_eq!(bearer(&req), "Bearer tok-1");
+        reply.send_response(invalid_token());
+        if never_replay {
+            assert_eq!(call.await.unwrap().unwrap().status(), 401);
+            assert!(cache.cached().is_none(), "invalidated through its receipt");
+        } else {
+            let (req, reply) = next(&mut handle).await;
+            assert_eq!(bearer(&req), "Bearer tok-2");
+            reply.send_response(response(200));
+            assert_eq!(call.await.unwrap().unwrap().status(), 200);
+            assert_eq!(calls.load(Ordering::SeqCst), 2);
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_response_future_may_outlive_its_service_and_every_cache_handle() {
     // NeverReplay: the 401 is returned (nothing left to invalidate), no panic.
     let (cache, _) = counting_cache();

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
+use std::hash::{BuildHasher, RandomState};
 use std::ops::Deref;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
@@ -18,7 +19,6 @@ use crate::error::Error;
 use crate::token::Token;
 
 static NEXT_CACHE: AtomicU64 = AtomicU64::new(1);
-static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
 
 /// The live caches by id, for [`Receipt::invalidate`]: only touched when a cache is built or
 /// dropped and when a receipt is redeemed (after a 401), never on a read.
@@ -34,8 +34,13 @@ pub(super) fn next_cache_id() -> u64 {
     NEXT_CACHE.fetch_add(1, Ordering::Relaxed)
 }
 
-pub(super) fn next_generation() -> u64 {
-    NEXT_GENERATION.fetch_add(1, Ordering::Relaxed)
+/// A keyed hash of a token's header value, computed once per cached token: what a
+/// [`Receipt`] compares by. The key is random per process, so the number says nothing about
+/// the token outside it.
+pub(super) fn value_hash(header: &HeaderValue) -> u64 {
+    static KEY: OnceLock<RandomState> = OnceLock::new();
+    KEY.get_or_init(RandomState::new)
+        .hash_one(header.as_bytes())
 }
 
 pub(super) fn register(inner: &Arc<Inner>) {
@@ -52,26 +57,38 @@ impl Drop for Inner {
 /// count, `Copy`. Redeem it with [`invalidate`](Self::invalidate) after a 401
 /// `invalid_token`.
 ///
-/// Made by [`Fresh::receipt`] and [`Lease::receipt`]. It names the cache entry the token was
-/// read from, so it drops that entry and never a newer one (even one with the same value).
-/// It does not keep the token or the cache alive: it is for code that only has to take a
-/// token back, not to send it again (for that, keep a [`Lease`] and the cache).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Made by [`Fresh::receipt`] and [`Lease::receipt`]: the cache's id and a keyed 64-bit hash
+/// of the token's value (computed once per cached token; random per process). It invalidates
+/// by value, as [`TokenCache::invalidate`] does: the cached token is dropped if it has the
+/// same value, even when it was fetched again since (servers that hand out the same token
+/// twice), and a different token never is (a hash collision, at odds of 2⁻⁶⁴, would cost one
+/// extra refresh). It does not keep the token or the cache alive: it is for code that only
+/// has to take a token back, not to send it again (for that, keep a [`Lease`] and the
+/// cache). Its `Debug` shows the cache's id only.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Receipt {
     cache: u64,
-    generation: u64,
+    value: u64,
 }
 
 impl Receipt {
-    /// Drops the token from its cache if the cache still holds the entry it was read from.
-    /// Returns whether it was dropped; `false` once the cache is gone. Takes a process-wide
-    /// lock briefly (to find the cache): for the 401 path, not for every request.
+    /// Drops the token from its cache if it is still the cached one (by value). Returns
+    /// whether it was dropped; `false` once the cache is gone. Takes a process-wide lock
+    /// briefly (to find the cache): for the 401 path, not for every request.
     pub fn invalidate(&self) -> bool {
         let cache = caches().get(&self.cache).and_then(Weak::upgrade);
         match cache {
-            Some(inner) => TokenCache { inner }.invalidate_if(|e| e.generation == self.generation),
+            Some(inner) => TokenCache { inner }.invalidate_if(|e| e.value_hash == self.value),
             None => false,
         }
+    }
+}
+
+impl fmt::Debug for Receipt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Receipt")
+            .field("cache", &self.cache)
+            .finish_non_exhaustive()
     }
 }
 
@@ -126,7 +143,7 @@ impl Lease {
 fn receipt_of(entry: &Entry) -> Receipt {
     Receipt {
         cache: entry.cache_id,
-        generation: entry.generation,
+        value: entry.value_hash,
     }
 }
 
@@ -211,7 +228,8 @@ impl TokenCache {
         }
     }
 
-    /// A [`Reader`] of this cache: fresh reads that write no shared memory, for one holder.
+    /// A [`Reader`] of this cache, for one holder: fresh reads that take no claim on the shared
+    /// cache.
     pub fn reader(&self) -> Reader {
         Reader {
             cache: self.clone(),
@@ -230,7 +248,7 @@ impl TokenCache {
         let now = Instant::now();
         Lease {
             entry: Arc::new(Entry {
-                generation: next_generation(),
+                value_hash: value_hash(token.header_value()),
                 cache_id: self.inner.id,
                 token,
                 refresh_at: now,
@@ -291,13 +309,19 @@ impl Deref for Current {
     }
 }
 
-/// A handle to a [`TokenCache`] for one holder, whose fresh reads write no shared memory.
-/// Made by [`TokenCache::reader`]; see the [`cache`](crate::cache) module docs.
+/// A handle to a [`TokenCache`] for one holder, whose fresh reads take no claim on the shared
+/// cache. Made by [`TokenCache::reader`]; see the [`cache`](crate::cache) module docs.
 ///
 /// It keeps the entry it read last and revalidates it on every read with one atomic load,
-/// so a token the cache dropped or replaced is never returned. It never fetches: on `None`,
-/// wait on [`cache`](Self::cache)'s [`lease`](TokenCache::lease) or
-/// [`header`](TokenCache::header). Cloning it gives a new reader of the same cache.
+/// so a token the cache dropped or replaced is never returned. The only shared memory a read
+/// writes is the reference count of what the caller keeps: [`try_fresh`](Self::try_fresh)
+/// with a receipt writes none, [`try_header`](Self::try_header) the header value's,
+/// [`try_lease`](Self::try_lease) the entry's. It never fetches: on `None`, wait on
+/// [`cache`](Self::cache)'s [`lease`](TokenCache::lease) or [`header`](TokenCache::header).
+///
+/// Until its next read it keeps the entry it saw last alive, even once the cache has dropped
+/// it ([`clear`](TokenCache::clear), [`invalidate`](TokenCache::invalidate)): one token per
+/// reader, for as long as the reader sits idle.
 pub struct Reader {
     cache: TokenCache,
     seen: arc_swap::Cache<Current, Option<Arc<Entry>>>,
@@ -340,9 +364,14 @@ impl Reader {
     }
 }
 
+/// A reader of the same cache, starting from this one's snapshot (reference counts, no load:
+/// its first read revalidates it).
 impl Clone for Reader {
     fn clone(&self) -> Self {
-        self.cache.reader()
+        Reader {
+            cache: self.cache.clone(),
+            seen: self.seen.clone(),
+        }
     }
 }
 
@@ -411,6 +440,29 @@ mod tests {
         assert_eq!(reader.try_header().unwrap(), "Bearer token-2");
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_reader_on_another_thread_sees_an_invalidation() {
+        let (cache, _) = counting();
+        cache.header().await.unwrap();
+        let mut reader = cache.reader();
+        assert!(reader.try_fresh().is_some());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            // Read on this thread, then wait for the invalidation, then read again.
+            let before = reader.try_header().map(|h| h.to_str().unwrap().to_owned());
+            done_tx.send(()).unwrap();
+            rx.recv().unwrap();
+            (before, reader.try_header().is_some())
+        });
+        done_rx.recv().unwrap();
+        assert!(cache.try_lease().unwrap().receipt().invalidate());
+        tx.send(()).unwrap();
+        let (before, after) = thread.join().unwrap();
+        assert_eq!(before.as_deref(), Some("Bearer token-0"));
+        assert!(!after, "the reader saw the invalidation");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_stale_token_is_not_fresh_for_a_reader() {
         let (cache, _) = counting();
@@ -455,7 +507,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_receipt_drops_the_entry_it_names_and_no_other() {
+    async fn a_receipt_drops_its_token_and_no_other() {
         let (cache, _) = counting();
         let mut reader = cache.reader();
         cache.header().await.unwrap();
@@ -484,17 +536,29 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_receipt_names_an_entry_not_a_value() {
-        // A server that hands out the same token again: a receipt of the first fetch does
-        // not drop the second; a lease (by value) does.
+    async fn a_receipt_invalidates_by_value_like_a_lease() {
+        // A server that hands out the same token again: the rejected value is dropped, by a
+        // receipt as by a lease, even from the entry fetched since.
         let cache = TokenCache::new(from_fn(|| async {
             Token::builder("same")
                 .expires_in(Duration::from_secs(3600))
                 .build()
         }));
         let first = cache.lease().await.unwrap();
+        let receipt = first.receipt();
         cache.force_refresh().await.unwrap();
-        assert!(!first.receipt().invalidate());
+        assert!(
+            !Arc::ptr_eq(&first.entry, &cache.try_lease().unwrap().entry),
+            "refetched"
+        );
+        assert_eq!(
+            cache.try_lease().unwrap().receipt(),
+            receipt,
+            "same value, same receipt"
+        );
+        assert!(receipt.invalidate());
+        assert!(cache.cached().is_none());
+        cache.force_refresh().await.unwrap();
         assert!(first.invalidate());
     }
 
@@ -517,6 +581,10 @@ mod tests {
         let mut reader = cache.reader();
         let fresh = format!("{:?}", reader.try_fresh().unwrap());
         let receipt = format!("{:?}", lease.receipt());
+        assert!(
+            !receipt.contains(&lease.receipt().value.to_string()),
+            "{receipt}"
+        );
         for debug in [format!("{lease:?}"), format!("{reader:?}"), fresh, receipt] {
             assert!(!debug.contains("token-0"), "{debug}");
         }

@@ -68,16 +68,16 @@
 //! cache for [`Lease::invalidate`]. Keeping a [`TokenCache`] and a [`HeaderValue`] instead
 //! costs two.
 //!
-//! A [`Reader`] is a handle for one holder (one service, one task) whose fresh reads write no
-//! shared memory: it keeps the cache entry it read last and checks, with one atomic load, that
-//! it is still the cached one. [`TokenCache::try_lease`] and [`TokenCache::try_header`] take a
+//! A [`Reader`] is a handle for one holder (one service, one task) whose fresh reads take no
+//! claim on the shared cache: it keeps the cache entry it read last and checks, with one
+//! atomic load, that it is still the cached one. [`TokenCache::try_lease`] and [`TokenCache::try_header`] take a
 //! short-lived claim on the shared cache instead (a few atomic read-modify-writes). Use a
 //! reader where reads are hot and the holder is `&mut`; it keeps the last token it saw alive
 //! until its next read.
 //!
-//! A [`Receipt`] says which cache entry a request was sent with, in two numbers and no
-//! reference count: enough to invalidate that entry (and never a newer one) after a 401, for
-//! code that will not send the request again. [`Reader::try_fresh`] gives the header and a
+//! A [`Receipt`] says which token a request was sent with, in two numbers and no reference
+//! count (its cache's id and a keyed hash of its value): enough to invalidate it by value
+//! after a 401, for code that will not send the request again. [`Reader::try_fresh`] gives the header and a
 //! receipt, or a lease, without touching the entry's count for what is not kept.
 //!
 //! ```
@@ -296,8 +296,8 @@ pub enum Phase {
 }
 
 struct Entry {
-    /// Process-unique: what a [`Receipt`] names its entry by.
-    generation: u64,
+    /// What a [`Receipt`] compares by: [`lease::value_hash`] of the header value.
+    value_hash: u64,
     /// The id of the cache it belongs to.
     cache_id: u64,
     token: Token,
@@ -723,7 +723,7 @@ impl Inner {
         let schedule = Schedule::compute(token.lifetime(), &self.config.timing, rand::random());
         let issued = token.issued_at();
         let entry = Arc::new(Entry {
-            generation: lease::next_generation(),
+            value_hash: lease::value_hash(token.header_value()),
             cache_id: self.id,
             refresh_at: issued + schedule.refresh_after,
             usable_until: issued + schedule.usable_for,
