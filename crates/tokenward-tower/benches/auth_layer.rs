@@ -9,7 +9,6 @@ use std::future::{Future, Ready, ready};
 use std::hint::black_box;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
 
 use bytes::Bytes;
 mod support;
@@ -19,7 +18,7 @@ use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderValue, Request, Response};
 use http_body_util::Full;
 use support::paired::paired;
-use tokenward::{Lease, Reader, Token, TokenCache, grant::from_fn};
+use tokenward::{Lease, Reader};
 use tokenward_tower::AuthLayer;
 use tokenward_tower::replay::NeverReplay;
 use tower::{Layer, Service};
@@ -167,18 +166,7 @@ fn bench(c: &mut Criterion) {
         .build()
         .unwrap();
     let _guard = rt.enter();
-    // A JWT-sized token, fresh for an hour.
-    let token = format!("eyJhbGciOiJSUzI1NiJ9.{}.sig", "x".repeat(48));
-    let cache = TokenCache::new(from_fn(move || {
-        let token = token.clone();
-        async move {
-            Token::builder(token)
-                .expires_in(Duration::from_secs(3600))
-                .build()
-        }
-    }));
-    let header = rt.block_on(cache.header()).unwrap();
-    let static_header = HeaderValue::from_str(header.to_str().unwrap()).unwrap();
+    let (cache, header, static_header) = support::token::fresh_cache(&rt);
 
     let mut set_header =
         SetRequestHeaderLayer::overriding(AUTHORIZATION, static_header.clone()).layer(Noop);

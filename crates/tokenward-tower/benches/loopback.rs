@@ -34,7 +34,6 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use support::paired::paired;
-use tokenward::{Token, TokenCache, grant::from_fn};
 use tokenward_tower::AuthLayer;
 use tokenward_tower::replay::NeverReplay;
 use tower::{Service, ServiceBuilder, ServiceExt};
@@ -116,18 +115,7 @@ fn loopback(c: &mut Criterion) {
         .build()
         .unwrap();
 
-    // A JWT-sized token, fresh for an hour.
-    let token = format!("eyJhbGciOiJSUzI1NiJ9.{}.sig", "x".repeat(48));
-    let cache = TokenCache::new(from_fn(move || {
-        let token = token.clone();
-        async move {
-            Token::builder(token)
-                .expires_in(Duration::from_secs(3600))
-                .build()
-        }
-    }));
-    let header = runtime.block_on(cache.header()).unwrap();
-    let static_header = HeaderValue::from_str(header.to_str().unwrap()).unwrap();
+    let (cache, _, static_header) = support::token::fresh_cache(&runtime);
 
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);

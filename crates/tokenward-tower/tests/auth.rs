@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::AUTHORIZATION;
-use http_body_util::{BodyExt, StreamBody};
+use http_body_util::{BodyExt, Full, StreamBody};
 use support::*;
 use tokenward::TenantCache;
+use tokenward_tower::credentials::Credentials;
 use tokenward_tower::replay::NeverReplay;
 use tokenward_tower::tenant::Tenant;
 use tokenward_tower::{Auth, AuthError, AuthLayer, BoxError};
@@ -34,6 +35,28 @@ where
 fn send(service: &mut Mocked, req: Req) -> tokio::task::JoinHandle<Result<Res, BoxError>> {
     ready(service);
     tokio::spawn(service.call(req))
+}
+
+/// One request sent with `oneshot` through a layer over `credentials` (never resending, or
+/// the default) on its own task; the service is gone once the request is out.
+fn oneshot_through<C>(
+    credentials: C,
+    never_replay: bool,
+) -> (
+    tokio::task::JoinHandle<Result<Res, BoxError>>,
+    Handle<Req, Res>,
+)
+where
+    C: Credentials<Full<Bytes>> + Clone + Send + 'static,
+{
+    let (inner, handle) = mock::pair::<Req, Res>();
+    let layer = AuthLayer::with_credentials(credentials);
+    let call = if never_replay {
+        tokio::spawn(layer.replay(NeverReplay).layer(inner).oneshot(request("x")))
+    } else {
+        tokio::spawn(layer.layer(inner).oneshot(request("x")))
+    };
+    (call, handle)
 }
 
 async fn next(handle: &mut Handle<Req, Res>) -> (Req, mock::SendResponse<Res>) {
@@ -343,16 +366,7 @@ async fn a_late_401_never_drops_a_newer_token() {
     for never_replay in [true, false] {
         let (cache, _) = counting_cache();
         cache.header().await.unwrap();
-        let (inner, mut handle) = mock::pair::<Req, Res>();
-        let call = if never_replay {
-            let service = AuthLayer::new(cache.clone())
-                .replay(NeverReplay)
-                .layer(inner);
-            tokio::spawn(service.oneshot(request("x")))
-        } else {
-            let service = AuthLayer::new(cache.clone()).layer(inner);
-            tokio::spawn(service.oneshot(request("x")))
-        };
+        let (call, mut handle) = oneshot_through(cache.reader(), never_replay);
         let (req, reply) = next(&mut handle).await;
         assert_eq!(bearer(&req), "Bearer tok-1");
         // Another part of the program replaces the token while the request is out.
@@ -384,16 +398,7 @@ async fn a_late_401_drops_the_same_token_fetched_again() {
     for never_replay in [true, false] {
         let (cache, calls) = same_token_cache();
         cache.header().await.unwrap();
-        let (inner, mut handle) = mock::pair::<Req, Res>();
-        let call = if never_replay {
-            let service = AuthLayer::new(cache.clone())
-                .replay(NeverReplay)
-                .layer(inner);
-            tokio::spawn(service.oneshot(request("x")))
-        } else {
-            let service = AuthLayer::new(cache.clone()).layer(inner);
-            tokio::spawn(service.oneshot(request("x")))
-        };
+        let (call, mut handle) = oneshot_through(cache.reader(), never_replay);
         let (req, reply) = next(&mut handle).await;
         let sent = bearer(&req);
         cache.force_refresh().await.unwrap();
@@ -423,16 +428,7 @@ async fn a_401_through_a_shared_cache_invalidates_too() {
     for never_replay in [true, false] {
         let (cache, calls) = counting_cache();
         cache.header().await.unwrap();
-        let (inner, mut handle) = mock::pair::<Req, Res>();
-        let call = if never_replay {
-            let service = AuthLayer::with_credentials(cache.clone())
-                .replay(NeverReplay)
-                .layer(inner);
-            tokio::spawn(service.oneshot(request("x")))
-        } else {
-            let service = AuthLayer::with_credentials(cache.clone()).layer(inner);
-            tokio::spawn(service.oneshot(request("x")))
-        };
+        let (call, mut handle) = oneshot_through(cache.clone(), never_replay);
         let (req, reply) = next(&mut handle).await;
         assert_eq!(bearer(&req), "Bearer tok-1");
         reply.send_response(invalid_token());
@@ -454,9 +450,8 @@ async fn a_response_future_may_outlive_its_service_and_every_cache_handle() {
     // NeverReplay: the 401 is returned (nothing left to invalidate), no panic.
     let (cache, _) = counting_cache();
     cache.header().await.unwrap();
-    let (inner, mut handle) = mock::pair::<Req, Res>();
-    let service = AuthLayer::new(cache).replay(NeverReplay).layer(inner);
-    let call = tokio::spawn(service.oneshot(request("x")));
+    let (call, mut handle) = oneshot_through(cache.reader(), true);
+    drop(cache);
     let (_, reply) = next(&mut handle).await;
     reply.send_response(invalid_token());
     assert_eq!(call.await.unwrap().unwrap().status(), 401);
@@ -464,9 +459,8 @@ async fn a_response_future_may_outlive_its_service_and_every_cache_handle() {
     // A request that can be resent keeps its cache: the resend still gets a new token.
     let (cache, calls) = counting_cache();
     cache.header().await.unwrap();
-    let (inner, mut handle) = mock::pair::<Req, Res>();
-    let service = AuthLayer::new(cache).layer(inner);
-    let call = tokio::spawn(service.oneshot(request("x")));
+    let (call, mut handle) = oneshot_through(cache.reader(), false);
+    drop(cache);
     let (req, reply) = next(&mut handle).await;
     assert_eq!(bearer(&req), "Bearer tok-1");
     reply.send_response(invalid_token());

@@ -1,2 +1,3 @@
 //! Shared by the tower benches.
 pub(crate) mod paired;
+pub(crate) mod token;
