@@ -155,20 +155,20 @@ impl RetryMiddleware {
 
     /// Attempts in total, the first included (default 4; at least 1, which disables retries).
     pub fn max_attempts(mut self, attempts: u32) -> Self {
-        self.rule.max_attempts = attempts.max(1);
+        self.rule = self.rule.with_max_attempts(attempts);
         self
     }
 
     /// The backoff between attempts when the server gave no `Retry-After`.
     pub fn backoff(mut self, backoff: Backoff) -> Self {
-        self.rule.backoff = backoff;
+        self.rule = self.rule.with_backoff(backoff);
         self
     }
 
     /// The longest `Retry-After` waited for (default 30 s). A response asking for longer is
     /// returned at once, not retried.
     pub fn max_retry_after(mut self, cap: Duration) -> Self {
-        self.rule.max_retry_after = cap;
+        self.rule = self.rule.with_max_retry_after(cap);
         self
     }
 

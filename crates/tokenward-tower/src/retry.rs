@@ -124,21 +124,21 @@ impl Default for ClassifiedRetry {
 impl<R, F> ClassifiedRetry<R, F> {
     /// Attempts in all, the first included (at least 1; 1 never retries). Default 4.
     pub fn max_attempts(mut self, attempts: u32) -> Self {
-        self.rule.max_attempts = attempts.max(1);
+        self.rule = self.rule.with_max_attempts(attempts);
         self
     }
 
     /// The backoff between attempts for 408, 5xx and a 429 without `Retry-After`: retry `n`
     /// (0-based) waits a uniform draw below `min(cap, base × 2ⁿ)`.
     pub fn backoff(mut self, backoff: Backoff) -> Self {
-        self.rule.backoff = backoff;
+        self.rule = self.rule.with_backoff(backoff);
         self
     }
 
     /// The longest `Retry-After` the policy waits for (default 30 s). A longer one ends the
     /// retries and the response is returned.
     pub fn max_retry_after(mut self, cap: Duration) -> Self {
-        self.rule.max_retry_after = cap;
+        self.rule = self.rule.with_max_retry_after(cap);
         self
     }
 

@@ -80,6 +80,27 @@ impl RetryRule {
     /// The default cap on a `Retry-After` that is waited for: 30 s.
     pub const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 
+    /// With `attempts` attempts in all, the first included (at least 1; 1 never retries).
+    #[must_use]
+    pub fn with_max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// With `backoff` between attempts when the server gave no `Retry-After`.
+    #[must_use]
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// With `cap` as the longest `Retry-After` waited for.
+    #[must_use]
+    pub fn with_max_retry_after(mut self, cap: Duration) -> Self {
+        self.max_retry_after = cap;
+        self
+    }
+
     /// Whether attempt `attempt` (1-based) is the last one allowed.
     #[inline]
     pub fn is_last(&self, attempt: u32) -> bool {
@@ -261,6 +282,24 @@ mod tests {
             rule.after_error(2, 0.5),
             Backoff::default().delay(2, 0.5),
             "errors back off like responses"
+        );
+    }
+
+    #[test]
+    fn builders_set_one_field_each() {
+        let backoff = Backoff::new(Duration::from_millis(10), Duration::from_secs(1));
+        let rule = RetryRule::default()
+            .with_max_attempts(0)
+            .with_backoff(backoff)
+            .with_max_retry_after(Duration::from_secs(5));
+        assert_eq!(
+            rule,
+            RetryRule {
+                max_attempts: 1,
+                backoff,
+                max_retry_after: Duration::from_secs(5),
+            },
+            "0 attempts is stored as 1"
         );
     }
 }
