@@ -11,10 +11,13 @@
 //!    request is **never** sent without a token.
 //! 3. Sets `Authorization` (marked sensitive; any `Authorization` the request carried is
 //!    replaced) and sends the request.
-//! 4. On a 4xx that [`tokenward::classify()`] reads as `invalid_token` (normally a 401 with
-//!    `WWW-Authenticate: Bearer error="invalid_token"`): drops that token from the cache *if
-//!    it is still the cached one* (so a burst of 401s makes one refresh), gets a fresh one and
-//!    resends the request **once**, with a fresh copy of the extensions. A second 401 is
+//! 4. On a 401 that rejects the token ([`tokenward::Rejection`]: `WWW-Authenticate: Bearer
+//!    error="invalid_token"`, or a bare 401 with
+//!    [`retry_bare_401`](AuthMiddleware::retry_bare_401); the same rule as the tower layer):
+//!    drops that token from the cache *if it is still the cached one* (so a burst of 401s
+//!    makes one refresh), gets the next one
+//!    ([`TokenCache::replace_rejected`]) and resends the request **once**, with a fresh copy
+//!    of the extensions. Not when the next token equals the rejected one. A second 401 is
 //!    returned as it is.
 //!
 //! Every other response, 403 `insufficient_scope` included, is returned untouched.
@@ -65,15 +68,15 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use http::Extensions;
 use http::header::AUTHORIZATION;
-use http::{Extensions, HeaderValue};
 use reqwest::{Request, Response};
 use reqwest_middleware::{Error, Middleware, Next, Result};
-use tokenward::{Action, TenantCache, TokenCache};
+use tokenward::{Rejection, TenantCache, TokenCache};
 
-/// The tenant a request is for: a request extension read by an [`AuthMiddleware`] built with
-/// [`AuthMiddleware::tenants`] (or checked against the binding of one built with
-/// [`AuthMiddleware::for_tenant`]).
+/// The tenant a request is for: the core's request extension, read by an [`AuthMiddleware`]
+/// built with [`AuthMiddleware::tenants`] (or checked against the binding of one built with
+/// [`AuthMiddleware::for_tenant`]), as the tower layer reads it.
 ///
 /// ```
 /// use tokenward_reqwest::Tenant;
@@ -83,38 +86,7 @@ use tokenward::{Action, TenantCache, TokenCache};
 ///     .with_extension(Tenant::new("acme"));
 /// # let _ = request; }
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Tenant(pub String);
-
-impl Tenant {
-    /// The tenant with this key.
-    pub fn new(key: impl Into<String>) -> Self {
-        Tenant(key.into())
-    }
-
-    /// The tenant key.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl From<&str> for Tenant {
-    fn from(key: &str) -> Self {
-        Tenant(key.to_owned())
-    }
-}
-
-impl From<String> for Tenant {
-    fn from(key: String) -> Self {
-        Tenant(key)
-    }
-}
-
-impl fmt::Display for Tenant {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+pub use tokenward::Tenant;
 
 /// A `reqwest_middleware::Middleware` that sets `Authorization` from a tokenward cache and
 /// resends once, with a fresh token, on 401 `invalid_token`. See the [module docs](self).
@@ -131,9 +103,10 @@ impl fmt::Display for Tenant {
 /// |---|---|
 /// | the token endpoint failed (after the cache's own retries) | the cache's error: `InvalidClient`, `ReauthorizationRequired`, `RateLimited`, `Transport`, ... |
 /// | the request's [`Tenant`] is not configured | `UnknownTenant` |
-/// | a tenant-keyed middleware got a request without a [`Tenant`] | `Config` |
-/// | the request's [`Tenant`] is not the one the client is bound to | `Config` |
-/// | a single-cache middleware got a request naming a [`Tenant`] | `Config` |
+/// | a tenant-keyed middleware got a request without a [`Tenant`] | `MissingTenant` |
+/// | the request's [`Tenant`] is not the one the client is bound to | `TenantMismatch` |
+/// | a single-cache middleware got a request naming a [`Tenant`] | `TenantMismatch` |
+/// | the tenant was removed while the request was in flight (at a 401: not resent) | `TenantRemoved` |
 ///
 /// The last three refuse rather than guess: a request is never sent with another tenant's
 /// credentials.
@@ -141,6 +114,7 @@ impl fmt::Display for Tenant {
 pub struct AuthMiddleware {
     tokens: Tokens,
     resend: bool,
+    rejection: Rejection,
 }
 
 #[derive(Clone)]
@@ -159,6 +133,7 @@ impl AuthMiddleware {
         AuthMiddleware {
             tokens: Tokens::Single(cache),
             resend: true,
+            rejection: Rejection::new(),
         }
     }
 
@@ -201,6 +176,7 @@ impl AuthMiddleware {
         AuthMiddleware {
             tokens: Tokens::PerRequest(tenants),
             resend: true,
+            rejection: Rejection::new(),
         }
     }
 
@@ -214,6 +190,7 @@ impl AuthMiddleware {
                 tenant: tenant.into(),
             },
             resend: true,
+            rejection: Rejection::new(),
         }
     }
 
@@ -226,43 +203,35 @@ impl AuthMiddleware {
         self
     }
 
+    /// Also treat a bare 401 (no error code) as a rejected token: drop it and resend once
+    /// ([`Rejection::bare_401`]). Off by default, as in the tower layer.
+    pub fn retry_bare_401(mut self, enabled: bool) -> Self {
+        self.rejection = self.rejection.bare_401(enabled);
+        self
+    }
+
     /// The cache for this request, or why there is none.
     fn cache(
         &self,
         extensions: &Extensions,
     ) -> std::result::Result<Cow<'_, TokenCache>, tokenward::Error> {
         let named = extensions.get::<Tenant>();
+        let mismatch = |named: &Tenant, bound: String| tokenward::Error::TenantMismatch {
+            named: named.0.clone(),
+            bound,
+        };
         match &self.tokens {
             Tokens::Single(cache) => match named {
                 None => Ok(Cow::Borrowed(cache)),
-                Some(tenant) => Err(config(format!(
-                    "the request names tenant {:?}, but this AuthMiddleware holds one token cache, \
-                     not a TenantCache: use AuthMiddleware::tenants or AuthMiddleware::for_tenant",
-                    tenant.0
-                ))),
+                Some(named) => Err(mismatch(named, "one token cache, not a TenantCache".into())),
             },
-            Tokens::PerRequest(tenants) => match named {
-                Some(tenant) => tenants.get(tenant.as_str()).map(Cow::Owned),
-                None => Err(config(
-                    "the request names no tenant: add .with_extension(Tenant::new(..)) to it, or \
-                     bind the client to one tenant with AuthMiddleware::for_tenant"
-                        .to_owned(),
-                )),
-            },
+            Tokens::PerRequest(tenants) => tenants.for_request(extensions).map(Cow::Owned),
             Tokens::Bound { tenants, tenant } => match named {
-                Some(named) if named.0 != *tenant => Err(config(format!(
-                    "the request names tenant {:?}, but this client is bound to tenant {tenant:?}",
-                    named.0
-                ))),
+                Some(named) if named.0 != *tenant => Err(mismatch(named, format!("{tenant:?}"))),
                 _ => tenants.get(tenant.as_str()).map(Cow::Owned),
             },
         }
     }
-}
-
-#[cold]
-fn config(message: String) -> tokenward::Error {
-    tokenward::Error::Config(message.into())
 }
 
 impl fmt::Debug for AuthMiddleware {
@@ -288,14 +257,9 @@ impl Middleware for AuthMiddleware {
         next: Next<'_>,
     ) -> Result<Response> {
         let cache = self.cache(extensions).map_err(Error::middleware)?;
-        let sent = match cache.try_header() {
-            Some(fresh) => fresh,
-            None => cache.header().await.map_err(Error::middleware)?,
-        };
+        let sent = cache.header().await.map_err(Error::middleware)?;
         // The copy for a resend, and the extensions as they were before the first attempt
-        // (so the resend does not see what the first attempt left in them). Copied before the
-        // header is set: a request's own header map is usually empty, and an empty map copies
-        // without allocating.
+        // (so the resend does not see what the first attempt left in them).
         let replay = if self.resend {
             req.try_clone().map(|copy| (copy, extensions.clone()))
         } else {
@@ -304,53 +268,34 @@ impl Middleware for AuthMiddleware {
         req.headers_mut().insert(AUTHORIZATION, sent.clone());
 
         let response = next.clone().run(req, extensions).await?;
-        if !invalid_token(&response) {
+        if !self
+            .rejection
+            .rejects(response.status(), response.headers())
+        {
             return Ok(response);
         }
-        // Out of line (and boxed): the common path's future stays small.
-        Box::pin(resend(&cache, sent, replay, response, extensions, next)).await
+        let url = crate::loggable_url(response.url());
+        let Some((mut resend, fresh_extensions)) = replay else {
+            let dropped = cache.invalidate(&sent);
+            tracing::info!(
+                %url,
+                token_dropped = dropped,
+                "the API rejected the access token (invalid_token); the request is not resent (a \
+                 streaming body, or resends turned off): returning the response"
+            );
+            return Ok(response);
+        };
+        let Some(next_token) = cache
+            .replace_rejected(&sent)
+            .await
+            .map_err(Error::middleware)?
+        else {
+            return Ok(response);
+        };
+        tracing::debug!(%url, "the API rejected the access token (invalid_token): resending once");
+        drop(response);
+        resend.headers_mut().insert(AUTHORIZATION, next_token);
+        *extensions = fresh_extensions;
+        next.run(resend, extensions).await
     }
-}
-
-/// Whether the response rejects the token as `invalid_token` (per [`tokenward::classify()`]).
-#[inline]
-fn invalid_token(response: &Response) -> bool {
-    response.status().is_client_error()
-        && tokenward::classify(response.status(), response.headers(), None)
-            .is_some_and(|classification| classification.action == Action::RefreshAndRetryOnce)
-}
-
-/// The 401 `invalid_token` path: drop the rejected token, and resend once with a fresh one
-/// if the request could be copied.
-#[cold]
-async fn resend(
-    cache: &TokenCache,
-    sent: HeaderValue,
-    replay: Option<(Request, Extensions)>,
-    response: Response,
-    extensions: &mut Extensions,
-    next: Next<'_>,
-) -> Result<Response> {
-    let dropped = cache.invalidate(&sent);
-    let Some((mut resend, fresh_extensions)) = replay else {
-        tracing::info!(
-            status = response.status().as_u16(),
-            url = %crate::loggable_url(response.url()),
-            token_dropped = dropped,
-            "the API rejected the access token (invalid_token); the request is not resent (a \
-             streaming body, or resends turned off): returning the response"
-        );
-        return Ok(response);
-    };
-    tracing::debug!(
-        status = response.status().as_u16(),
-        url = %crate::loggable_url(response.url()),
-        token_dropped = dropped,
-        "the API rejected the access token (invalid_token): resending once with a fresh token"
-    );
-    let fresh = cache.header().await.map_err(Error::middleware)?;
-    drop(response);
-    resend.headers_mut().insert(AUTHORIZATION, fresh);
-    *extensions = fresh_extensions;
-    next.run(resend, extensions).await
 }

@@ -18,7 +18,6 @@ use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderValue, Request, Response};
 use http_body_util::Full;
 use support::paired::paired;
-use tokenward::{Lease, Reader};
 use tokenward_tower::AuthLayer;
 use tokenward_tower::replay::NeverReplay;
 use tower::{Layer, Service};
@@ -105,61 +104,6 @@ where
     send(service, req)
 }
 
-pin_project_lite::pin_project! {
-    /// The floor for a token layer on the core API: a fresh read through a `Reader`, and
-    /// what a hand-written layer must keep to invalidate by value after a 401 (a `Lease`);
-    /// no resend, no tenants, no typed errors.
-    struct FloorFuture<F> {
-        #[pin]
-        inner: F,
-        sent: Lease,
-    }
-}
-
-impl<F: Future<Output = Result<Response<()>, Infallible>>> Future for FloorFuture<F> {
-    type Output = F::Output;
-
-    #[inline]
-    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let result = std::task::ready!(this.inner.poll(cx));
-        if let Ok(response) = &result
-            && response.status() == http::StatusCode::UNAUTHORIZED
-        {
-            this.sent.invalidate();
-        }
-        Poll::Ready(result)
-    }
-}
-
-#[derive(Clone)]
-struct Floor {
-    inner: Noop,
-    reader: Reader,
-}
-
-impl Service<Req> for Floor {
-    type Response = Response<()>;
-    type Error = Infallible;
-    type Future = FloorFuture<Ready<Result<Response<()>, Infallible>>>;
-
-    #[inline]
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    #[inline]
-    fn call(&mut self, mut req: Req) -> Self::Future {
-        let sent = self.reader.try_lease().expect("fresh");
-        req.headers_mut()
-            .insert(AUTHORIZATION, sent.header().clone());
-        FloorFuture {
-            inner: self.inner.call(req),
-            sent,
-        }
-    }
-}
-
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -184,19 +128,12 @@ fn bench(c: &mut Criterion) {
     let mut set_follow = SetRequestHeaderLayer::overriding(AUTHORIZATION, static_header.clone())
         .layer(FollowRedirectLayer::new().layer(Noop));
 
-    let mut floor = Floor {
-        inner: Noop,
-        reader: cache.reader(),
-    };
     let mut group = c.benchmark_group("per request (build + send)");
     group.bench_function("SetRequestHeader (static)", |b| {
         b.iter(|| one(&mut set_header))
     });
     group.bench_function("SetRequestHeader (shared value)", |b| {
         b.iter(|| one(&mut set_shared))
-    });
-    group.bench_function("floor: a minimal hand-written token layer", |b| {
-        b.iter(|| one(&mut floor))
     });
     group.bench_function("Auth, NeverReplay", |b| b.iter(|| one(&mut auth_never)));
     group.bench_function("Auth, default (copy for a resend)", |b| {
@@ -243,7 +180,6 @@ fn bench(c: &mut Criterion) {
             ("SetRequestHeader (shared value)", &mut || {
                 batch(&mut set_shared)
             }),
-            ("floor: a minimal token layer", &mut || batch(&mut floor)),
             ("Auth, NeverReplay", &mut || batch(&mut auth_never)),
             ("Auth, default", &mut || batch(&mut auth)),
             ("FollowRedirect (copies too)", &mut || batch(&mut follow)),

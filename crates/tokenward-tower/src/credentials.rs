@@ -1,7 +1,6 @@
 //! [`Credentials`]: which token cache serves a request.
 //!
-//! One [`TokenCache`] serves every request ([`AuthLayer::new`](crate::AuthLayer::new), through a
-//! [`Reader`]), or a
+//! One [`TokenCache`] serves every request ([`AuthLayer::new`](crate::AuthLayer::new)), or a
 //! [`TenantCache`](tokenward::TenantCache) picks one per request by its tenant
 //! ([`AuthLayer::tenants`](crate::AuthLayer::tenants), see [`tenant`](crate::tenant)).
 //! Implement the trait for anything else that maps a request to a cache.
@@ -32,7 +31,7 @@
 //! ```
 
 use http::Request;
-use tokenward::{Reader, TokenCache};
+use tokenward::TokenCache;
 
 use crate::AuthError;
 
@@ -44,48 +43,12 @@ pub trait Credentials<B> {
     /// Called once per request, before it is sent; keep it cheap (a `TokenCache` clone is a
     /// reference-count increment).
     fn cache_for(&self, request: &Request<B>) -> Result<TokenCache, AuthError>;
-
-    /// Where [`Auth`](crate::Auth) reads this request's token: what it calls.
-    ///
-    /// The default is [`cache_for`](Self::cache_for). Override it to read through a
-    /// [`Reader`] of your own, as the [`Reader`] implementation does.
-    #[inline]
-    fn lookup(&mut self, request: &Request<B>) -> Result<Lookup<'_>, AuthError> {
-        self.cache_for(request).map(Lookup::Cache)
-    }
 }
 
-/// Where [`Credentials::lookup`] says a request's token is read.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Lookup<'a> {
-    /// Through this reader (fresh reads take no claim on the shared cache).
-    Reader(&'a mut Reader),
-    /// From this cache.
-    Cache(TokenCache),
-}
-
-/// One cache for every request, read through the shared cache (a few atomic
-/// read-modify-writes per request). [`AuthLayer::new`](crate::AuthLayer::new) uses a
-/// [`Reader`] instead.
+/// One cache for every request.
 impl<B> Credentials<B> for TokenCache {
     #[inline]
     fn cache_for(&self, _request: &Request<B>) -> Result<TokenCache, AuthError> {
         Ok(self.clone())
-    }
-}
-
-/// One cache for every request, read through this service's own [`Reader`]: a fresh read
-/// takes no claim on the shared cache. What [`AuthLayer::new`](crate::AuthLayer::new) uses; each service
-/// the layer makes gets a reader of its own.
-impl<B> Credentials<B> for Reader {
-    #[inline]
-    fn cache_for(&self, _request: &Request<B>) -> Result<TokenCache, AuthError> {
-        Ok(self.cache().clone())
-    }
-
-    #[inline(always)]
-    fn lookup(&mut self, _request: &Request<B>) -> Result<Lookup<'_>, AuthError> {
-        Ok(Lookup::Reader(self))
     }
 }

@@ -36,10 +36,10 @@ pub enum AuthError {
     #[error("no access token could be obtained, so the request was not sent: {0}")]
     Token(#[source] Error),
     /// The layer serves several tenants and the request named none (no
-    /// [`Tenant`](crate::tenant::Tenant) extension, or the extractor found none).
+    /// [`Tenant`](tokenward::Tenant) extension, or the extractor found none).
     #[error(
         "the request names no tenant, so no credentials apply and it was not sent; add a \
-         tokenward_tower::tenant::Tenant extension (or fix the tenant extractor)"
+         tokenward::Tenant extension (or fix the tenant extractor)"
     )]
     MissingTenant,
     /// The request named a tenant that has no credentials. Never served with another
@@ -74,6 +74,7 @@ impl From<Error> for AuthError {
     fn from(error: Error) -> Self {
         match error {
             Error::UnknownTenant { tenant } => AuthError::UnknownTenant { tenant },
+            Error::MissingTenant => AuthError::MissingTenant,
             other => AuthError::Token(other),
         }
     }

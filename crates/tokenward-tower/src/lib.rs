@@ -12,29 +12,32 @@
 //! * **Sets `Authorization`** to the [`TokenCache`](tokenward::TokenCache)'s pre-built header
 //!   value (marked sensitive: never logged by `Debug`, never indexed by HTTP/2 HPACK),
 //!   replacing any the request had, then calls the inner service.
-//! * **Fast path.** While the cached token is fresh, each service reads it through its own
-//!   [`Reader`](tokenward::Reader) (one atomic load, no claim on the shared cache) and
-//!   clones the header value into the request (a reference-count increment). The future is a
-//!   `pin_project_lite` state machine; nothing is boxed and the layer allocates nothing (see
-//!   *Costs* below for the copy a resend needs).
-//! * **No fresh token** (first request, expired): the request waits for the cache's single
+//! * **The token first, then the inner service.** [`Auth`] is always ready; each request
+//!   gets its token, then drives its own clone of the inner service through
+//!   [`tower::util::Oneshot`]. A request waiting for a token (a hanging token endpoint, a
+//!   tenant's slow refresh) never holds a `ConcurrencyLimit` permit or a `Buffer` slot below,
+//!   so other requests (other tenants) go through meanwhile.
+//! * **Usable token** (fresh or stale): read at once from the cache (an atomic load, a clock
+//!   read, a reference count); the future is a `pin_project_lite` state machine and nothing
+//!   is boxed.
+//! * **No usable token** (first request, expired): the request waits for the cache's single
 //!   flight refresh; a thousand concurrent requests make one token call. If no token can be had
 //!   (endpoint down, 429 window, grant revoked) the request fails with
 //!   [`AuthError::Token`] **without calling the inner service**.
-//! * **401 with `WWW-Authenticate: Bearer error="invalid_token"`**: the rejected token is
-//!   invalidated *by value*, if it is still the cached one (through a
-//!   [`Lease`](tokenward::Lease), or a [`Receipt`](tokenward::Receipt) when the request will
-//!   not be resent). A burst of 401s for one token drops it once and makes one refresh. A
-//!   fresh token is obtained (single flight), and the request is **resent once**
-//!   through [`tower::util::Oneshot`], so the inner service's readiness is driven again. A
-//!   second 401 is returned to the caller as is. The request is not resent if the "fresh"
-//!   token equals the rejected one.
+//! * **401 with `WWW-Authenticate: Bearer error="invalid_token"`** (as
+//!   [`tokenward::Rejection`] decides, the same rule as the reqwest middleware): the
+//!   rejected token is invalidated *by value* (if it is still the cached one, so a burst of
+//!   401s drops it once and makes one refresh), the next token is obtained
+//!   ([`TokenCache::replace_rejected`](tokenward::TokenCache::replace_rejected)), and the
+//!   request is **resent once** through [`tower::util::Oneshot`]. A second 401 is returned to
+//!   the caller as is. The request is not resent if the next token equals the rejected one.
 //! * **A bare 401** (no error code) is returned as is; enable
 //!   [`retry_bare_401`](AuthLayer::retry_bare_401) to treat it as `invalid_token`.
 //!   **403** (`insufficient_scope` or not) is never retried: a new token has the same scopes.
 //! * **Tenants**: the token can come from the request's tenant's cache
 //!   ([`AuthLayer::tenants`], [`tenant`]); a missing or unknown tenant fails the request with
-//!   a typed error and sends nothing.
+//!   a typed error and sends nothing. A request in flight for a tenant that is removed
+//!   meanwhile is not resent with a new token.
 //!
 //! # Request bodies: what is resent, and what is not
 //!
@@ -143,24 +146,12 @@
 //!
 //! # Costs
 //!
-//! Per request on the fast path (fresh token, no 401), for a request the layer will not
-//! resend (with [`NeverReplay`](replay::NeverReplay), or a body that cannot be copied): a
-//! read through the service's [`Reader`](tokenward::Reader), the header value's reference
-//! count, and a [`Receipt`](tokenward::Receipt) in the future (two numbers: enough to
-//! invalidate the token after a 401, with nothing held). No allocation; about 1.1–1.2× the
-//! cost of tower-http's `SetRequestHeader` with a static header.
-//!
-//! A request that can be resent also pays for what a resend needs: the copy of the request
-//! (made before the first send, since the inner service consumes the request), a clone of
-//! the inner service (tower's `mem::replace` idiom), and a lease on the token and a handle on
-//! its cache (two reference counts). The copy is most of it: about 0.8× the cost of building
-//! and sending a small request, about what tower-http's `FollowRedirect` pays for the same
-//! copy. It allocates nothing once warm: its header map comes from a few spare maps kept per
-//! thread, and goes back there as soon as the response is final (non-empty extensions are
-//! still cloned, and that allocates). Use [`NeverReplay`](replay::NeverReplay) to make no
-//! copy at all — its response future has no room for one, and a 401 `invalid_token` is then
-//! returned after invalidating the token, so the next request carries a new one.
-//! The figures are in the repository's `BENCHMARKS.md`.
+//! Per request on the fast path (a usable token, no 401): a read of the cache, the header
+//! value's reference count, a clone of the inner service (two when the request can be
+//! resent: one for the resend), and, for a request that can be resent, the copy of the
+//! request made before the first send (a header-map clone when it has headers). Use
+//! [`NeverReplay`](replay::NeverReplay) to make no copy. The figures are in the repository's
+//! `BENCHMARKS.md`.
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -178,4 +169,4 @@ pub use service::{Auth, AuthLayer};
 
 /// tower's boxed error: the error type of [`Auth`]. Downcast it to [`AuthError`] for the
 /// layer's own failures.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+pub use tower::BoxError;

@@ -1,41 +1,37 @@
 //! [`AuthLayer`] and [`Auth`].
 
+use std::fmt;
 use std::hash::Hash;
 use std::task::{Context, Poll};
-use std::{fmt, mem};
 
-use http::header::AUTHORIZATION;
 use http::{Request, Response};
-use tokenward::{Reader, TenantCache, TokenCache};
+use tokenward::{Rejection, TenantCache, TokenCache};
 use tower::{Layer, Service};
 
 use crate::BoxError;
-use crate::credentials::{Credentials, Lookup};
-use crate::future::{ResponseFuture, Sent};
-use crate::replay::{CloneableBodies, Kept, Replay, copy_for_resend};
+use crate::credentials::Credentials;
+use crate::future::ResponseFuture;
+use crate::replay::{CloneableBodies, Replay, try_clone_request};
 use crate::tenant::{FromExtension, Tenants};
 
 /// Wraps a service in [`Auth`]: every request carries a fresh access token.
 ///
-/// `C` finds the token cache of a request (a [`Reader`] of one [`TokenCache`],
-/// [`Tenants`] for many); `R` decides which requests may be resent
-/// ([`CloneableBodies`] by default; see [`replay`](crate::replay)).
+/// `C` finds the token cache of a request (one [`TokenCache`], [`Tenants`] for many); `R`
+/// decides which requests may be resent ([`CloneableBodies`] by default; see
+/// [`replay`](crate::replay)).
 ///
 /// See the [crate docs](crate) for an example and the behaviour in full.
 #[derive(Debug, Clone)]
-pub struct AuthLayer<C = Reader, R = CloneableBodies> {
+pub struct AuthLayer<C = TokenCache, R = CloneableBodies> {
     credentials: C,
     replay: R,
-    retry_bare_401: bool,
+    rejection: Rejection,
 }
 
 impl AuthLayer {
-    /// Every request carries `cache`'s token. Each service the layer makes reads it through
-    /// a [`Reader`] of its own, so a fresh read takes no claim on the shared cache. (A reader
-    /// keeps the token it read last alive until its next read, also once the cache dropped
-    /// it: one token per idle service, and one in the layer.)
+    /// Every request carries `cache`'s token.
     pub fn new(cache: TokenCache) -> Self {
-        AuthLayer::with_credentials(cache.reader())
+        AuthLayer::with_credentials(cache)
     }
 }
 
@@ -76,7 +72,7 @@ impl<C> AuthLayer<C> {
         AuthLayer {
             credentials,
             replay: CloneableBodies,
-            retry_bare_401: false,
+            rejection: Rejection::new(),
         }
     }
 }
@@ -84,20 +80,21 @@ impl<C> AuthLayer<C> {
 impl<C, R> AuthLayer<C, R> {
     /// Which requests can be resent after a 401 `invalid_token`: see
     /// [`replay`](crate::replay). [`NeverReplay`](crate::replay::NeverReplay) never resends and
-    /// keeps no copy; a closure `Fn(&B) -> Option<B>` copies bodies of any type.
+    /// makes no copy; a closure `Fn(&B) -> Option<B>` copies bodies of any type.
     pub fn replay<R2>(self, replay: R2) -> AuthLayer<C, R2> {
         AuthLayer {
             credentials: self.credentials,
             replay,
-            retry_bare_401: self.retry_bare_401,
+            rejection: self.rejection,
         }
     }
 
     /// Also treat a bare 401 (no `error` code in the `Bearer` challenge, or no challenge) as a
-    /// rejected token: invalidate it and resend once. Off by default: a bare 401 usually means
-    /// the resource wants other credentials, and a new token will not help.
+    /// rejected token: invalidate it and resend once ([`Rejection::bare_401`]). Off by
+    /// default: a bare 401 usually means the resource wants other credentials, and a new
+    /// token will not help.
     pub fn retry_bare_401(mut self, enabled: bool) -> Self {
-        self.retry_bare_401 = enabled;
+        self.rejection = self.rejection.bare_401(enabled);
         self
     }
 
@@ -115,7 +112,7 @@ impl<S, C: Clone, R: Clone> Layer<S> for AuthLayer<C, R> {
             inner,
             credentials: self.credentials.clone(),
             replay: self.replay.clone(),
-            retry_bare_401: self.retry_bare_401,
+            rejection: self.rejection,
         }
     }
 }
@@ -125,12 +122,17 @@ impl<S, C: Clone, R: Clone> Layer<S> for AuthLayer<C, R> {
 ///
 /// Errors are [`BoxError`]: the layer's own are [`AuthError`](crate::AuthError)s, the inner
 /// service's pass through unchanged. See the [crate docs](crate).
+///
+/// `poll_ready` is always ready: each request first gets its token, then drives the
+/// readiness of its own clone of the inner service (through [`tower::util::Oneshot`]), so a
+/// request waiting for a token never holds a permit of a `ConcurrencyLimit` or a slot of a
+/// `Buffer` below.
 #[derive(Debug, Clone)]
-pub struct Auth<S, C = Reader, R = CloneableBodies> {
+pub struct Auth<S, C = TokenCache, R = CloneableBodies> {
     inner: S,
     credentials: C,
     replay: R,
-    retry_bare_401: bool,
+    rejection: Rejection,
 }
 
 impl<S> Auth<S> {
@@ -176,99 +178,23 @@ where
 {
     type Response = Response<ResB>;
     type Error = BoxError;
-    type Future = ResponseFuture<S, B, R::Kept>;
+    type Future = ResponseFuture<S, B>;
 
+    /// Always ready: the inner service's readiness is driven by each request's future, once
+    /// its token is there.
     #[inline]
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
     }
 
-    #[inline]
-    fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let lookup = match self.credentials.lookup(&request) {
-            Ok(lookup) => lookup,
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let cache = match self.credentials.cache_for(&request) {
+            Ok(cache) => cache,
             Err(error) => return ResponseFuture::failed(error),
         };
-        // The copy for one resend is made before the first send (the inner service consumes
-        // the request) and without the Authorization header (the resend carries a new one).
-        // A strategy that never copies (`NeverReplay`) skips this at compile time.
-        let copy = if <R::Kept as Kept<B>>::COPIES {
-            copy_for_resend(&self.replay, &request)
-        } else {
-            None
-        };
-        let Some(copy) = copy else {
-            // Nothing to resend: a fresh token's future keeps a receipt (no reference count).
-            let fresh = match lookup {
-                Lookup::Reader(reader) => match reader.try_fresh() {
-                    Some(fresh) => Ok((fresh.header().clone(), fresh.receipt())),
-                    None => Err(reader.cache().clone()),
-                },
-                Lookup::Cache(cache) => match cache.try_lease() {
-                    Some(lease) => Ok((lease.header().clone(), lease.receipt())),
-                    None => Err(cache),
-                },
-            };
-            return match fresh {
-                Ok((header, receipt)) => {
-                    request.headers_mut().insert(AUTHORIZATION, header);
-                    let future = self.inner.call(request);
-                    let sent = Sent::Receipt(receipt);
-                    ResponseFuture::calling(future, sent, None, None, None, self.retry_bare_401)
-                }
-                Err(cache) => self.wait(cache, request, None),
-            };
-        };
-        // A resend is possible: the future keeps a lease (the header sent, to compare with
-        // the next one) and the cache (to refresh from, even if every other handle is gone).
-        let fresh = match lookup {
-            Lookup::Reader(reader) => match reader.try_fresh() {
-                Some(fresh) => Ok((fresh.lease(), reader.cache().clone())),
-                None => Err(reader.cache().clone()),
-            },
-            Lookup::Cache(cache) => match cache.try_lease() {
-                Some(lease) => Ok((lease, cache)),
-                None => Err(cache),
-            },
-        };
-        match fresh {
-            Ok((lease, cache)) => {
-                request
-                    .headers_mut()
-                    .insert(AUTHORIZATION, lease.header().clone());
-                // A resend needs a service of its own: take the ready one, leave a clone.
-                let clone = self.inner.clone();
-                let mut ready = mem::replace(&mut self.inner, clone);
-                let future = ready.call(request);
-                ResponseFuture::calling(
-                    future,
-                    Sent::Lease(lease),
-                    Some(cache),
-                    Some(copy),
-                    Some(ready),
-                    self.retry_bare_401,
-                )
-            }
-            Err(cache) => self.wait(cache, request, Some(copy)),
-        }
-    }
-}
-
-impl<S, C, R> Auth<S, C, R> {
-    /// No fresh token: the request waits for one (out of line: the slow path).
-    #[inline(never)]
-    fn wait<B>(
-        &mut self,
-        cache: TokenCache,
-        request: Request<B>,
-        copy: Option<Request<B>>,
-    ) -> ResponseFuture<S, B, R::Kept>
-    where
-        S: Service<Request<B>> + Clone,
-        R: Replay<B>,
-    {
-        let clone = self.inner.clone();
-        let ready = mem::replace(&mut self.inner, clone);
-        ResponseFuture::acquiring(cache, request, copy, ready, self.retry_bare_401)
+        // The copy for one resend is made before the first send: the inner service consumes
+        // the request.
+        let copy = try_clone_request(&self.replay, &request);
+        ResponseFuture::new(cache, request, copy, self.inner.clone(), self.rejection)
     }
 }

@@ -58,9 +58,9 @@ use crate::AuthError;
 use crate::credentials::Credentials;
 
 /// The request extension that names the request's tenant, read by
-/// [`AuthLayer::tenants`](crate::AuthLayer::tenants).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct Tenant<K>(pub K);
+/// [`AuthLayer::tenants`](crate::AuthLayer::tenants): the core's, shared with the reqwest
+/// middleware.
+pub use tokenward::Tenant;
 
 /// Finds a request's tenant key. Implemented by [`FromExtension`] and by closures
 /// `Fn(&Request<B>) -> Option<K>`.

@@ -130,10 +130,10 @@ async fn invalid_token_is_refreshed_and_resent_once_with_the_same_request() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_copy_made_in_a_recycled_header_map_is_resent_whole() {
+async fn a_copy_is_resent_whole_with_its_own_headers() {
     let (cache, _) = counting_cache();
     let (mut service, mut handle) = mock::spawn_layer(AuthLayer::new(cache.clone()));
-    // A first request answered 200: its copy's header map becomes a spare map.
+    // A first request answered 200.
     let mut first = request("one");
     first
         .headers_mut()
@@ -143,7 +143,7 @@ async fn a_copy_made_in_a_recycled_header_map_is_resent_whole() {
     reply.send_response(response(200));
     assert_eq!(call.await.unwrap().unwrap().status(), 200);
 
-    // The next copy is made in that map: it must hold this request's headers, and only them.
+    // The next copy holds this request's headers, and only them.
     let mut second = request("two");
     second.headers_mut().append("x-multi", "1".parse().unwrap());
     second.headers_mut().append("x-multi", "2".parse().unwrap());
@@ -331,12 +331,12 @@ async fn never_replay_invalidates_without_resending() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn never_replay_invalidates_a_fresh_token_through_its_receipt() {
+async fn never_replay_invalidates_a_fresh_token_by_value() {
     let (cache, calls) = counting_cache();
     cache.header().await.unwrap();
     let layer = AuthLayer::new(cache.clone()).replay(NeverReplay);
     let (mut service, mut handle) = mock::spawn_layer::<Req, Res, _>(layer);
-    // Two requests on the fresh token (the fast path: a receipt each), both rejected.
+    // Two requests on the fresh token (the fast path), both rejected.
     let mut calls_out = Vec::new();
     for _ in 0..2 {
         ready(&mut service);
@@ -366,7 +366,7 @@ async fn a_late_401_never_drops_a_newer_token() {
     for never_replay in [true, false] {
         let (cache, _) = counting_cache();
         cache.header().await.unwrap();
-        let (call, mut handle) = oneshot_through(cache.reader(), never_replay);
+        let (call, mut handle) = oneshot_through(cache.clone(), never_replay);
         let (req, reply) = next(&mut handle).await;
         assert_eq!(bearer(&req), "Bearer tok-1");
         // Another part of the program replaces the token while the request is out.
@@ -394,11 +394,11 @@ async fn a_late_401_never_drops_a_newer_token() {
 #[tokio::test(start_paused = true)]
 async fn a_late_401_drops_the_same_token_fetched_again() {
     // A server that hands out the same token on every fetch: a 401 for it drops it even from
-    // the entry fetched since (by value), with a receipt as with a lease.
+    // the entry fetched since (by value), whether or not the request can be resent.
     for never_replay in [true, false] {
         let (cache, calls) = same_token_cache();
         cache.header().await.unwrap();
-        let (call, mut handle) = oneshot_through(cache.reader(), never_replay);
+        let (call, mut handle) = oneshot_through(cache.clone(), never_replay);
         let (req, reply) = next(&mut handle).await;
         let sent = bearer(&req);
         cache.force_refresh().await.unwrap();
@@ -424,7 +424,7 @@ async fn a_late_401_drops_the_same_token_fetched_again() {
 
 #[tokio::test(start_paused = true)]
 async fn a_401_through_a_shared_cache_invalidates_too() {
-    // `with_credentials(TokenCache)`: reads go through the shared cache (`Lookup::Cache`).
+    // `with_credentials(TokenCache)`, as `AuthLayer::new`.
     for never_replay in [true, false] {
         let (cache, calls) = counting_cache();
         cache.header().await.unwrap();
@@ -434,7 +434,7 @@ async fn a_401_through_a_shared_cache_invalidates_too() {
         reply.send_response(invalid_token());
         if never_replay {
             assert_eq!(call.await.unwrap().unwrap().status(), 401);
-            assert!(cache.cached().is_none(), "invalidated through its receipt");
+            assert!(cache.cached().is_none(), "invalidated by value");
         } else {
             let (req, reply) = next(&mut handle).await;
             assert_eq!(bearer(&req), "Bearer tok-2");
@@ -450,7 +450,7 @@ async fn a_response_future_may_outlive_its_service_and_every_cache_handle() {
     // NeverReplay: the 401 is returned (nothing left to invalidate), no panic.
     let (cache, _) = counting_cache();
     cache.header().await.unwrap();
-    let (call, mut handle) = oneshot_through(cache.reader(), true);
+    let (call, mut handle) = oneshot_through(cache.clone(), true);
     drop(cache);
     let (_, reply) = next(&mut handle).await;
     reply.send_response(invalid_token());
@@ -459,7 +459,7 @@ async fn a_response_future_may_outlive_its_service_and_every_cache_handle() {
     // A request that can be resent keeps its cache: the resend still gets a new token.
     let (cache, calls) = counting_cache();
     cache.header().await.unwrap();
-    let (call, mut handle) = oneshot_through(cache.reader(), false);
+    let (call, mut handle) = oneshot_through(cache.clone(), false);
     drop(cache);
     let (req, reply) = next(&mut handle).await;
     assert_eq!(bearer(&req), "Bearer tok-1");
@@ -737,7 +737,7 @@ async fn layer_and_service_are_clone_and_debug_with_accessors() {
     let layer = AuthLayer::new(cache.clone()).retry_bare_401(true);
     let dbg = format!("{:?}", layer.clone());
     assert!(
-        dbg.contains("AuthLayer") && dbg.contains("retry_bare_401: true"),
+        dbg.contains("AuthLayer") && dbg.contains("bare_401: true"),
         "{dbg}"
     );
     let (mock, _handle) = mock::pair::<Req, Res>();

@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use support::e2e::*;
-use tokenward::TenantCache;
+use tokenward::{ClientCredentials, RefreshAhead, TenantCache, TokenCache};
 use tokenward_testkit::{FakeServer, Fault};
 use tokenward_tower::tenant::Tenant;
 use tokenward_tower::{AuthError, AuthLayer};
@@ -188,13 +188,20 @@ async fn a_replayable_body_is_resent_whole() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_requests_with_an_expired_token_make_one_token_call() {
-    let (server, running, cache) = setup().await;
+    let (server, running, _) = setup().await;
+    // On demand: no refresh-ahead, so the token does expire.
+    let grant = ClientCredentials::builder(running.token_url(), "svc")
+        .client_secret("svc-secret")
+        .build()
+        .unwrap();
+    let cache = TokenCache::builder(grant)
+        .refresh_ahead(RefreshAhead::OnDemand)
+        .build();
     // Cache a token that expires quickly, then serve long-lived ones.
-    // (A 1 s token stops being handed out at half its life.)
     server.set_token_lifetime(Duration::from_secs(1));
     cache.header().await.unwrap();
     server.set_token_lifetime(Duration::from_secs(3600));
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     assert!(cache.try_header().is_none(), "the cached token has expired");
 
     let client = AuthLayer::new(cache).layer(hyper::<Full<Bytes>>());

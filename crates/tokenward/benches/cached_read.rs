@@ -1,6 +1,7 @@
-//! Cached read vs the floor (an `ArcSwap` load plus a `HeaderValue` clone) and vs the naive
-//! pattern (a `tokio::sync::Mutex<Option<Token>>` with an expiry re-check); and the reads of a
-//! per-holder `Reader`.
+//! Cached read vs the floor (an `ArcSwap` load, a `HeaderValue` clone and one read of the
+//! clock the cache uses) and vs the naive pattern (a `tokio::sync::Mutex<Option<Token>>` with
+//! an expiry re-check); and the clocks the cache could read (`std::time::Instant`, Tokio's
+//! `Instant`, `quanta`'s TSC clock).
 //!
 //! Run: `cargo bench -p tokenward --bench cached_read`. Figures go to BENCHMARKS.md as ratios.
 #![allow(missing_docs)]
@@ -71,6 +72,13 @@ fn bench(c: &mut Criterion) {
     g.bench_function("floor_arcswap_load_clone", |b| {
         b.iter(|| black_box(HeaderValue::clone(&floor.load())))
     });
+    g.bench_function("floor_arcswap_load_clone_clock", |b| {
+        b.iter(|| {
+            let header = floor.load();
+            black_box(Instant::now());
+            black_box(HeaderValue::clone(&header))
+        })
+    });
     g.bench_function("floor_polled_as_a_future", |b| {
         b.iter(|| black_box(ready(std::future::ready(HeaderValue::clone(&floor.load())))))
     });
@@ -80,22 +88,20 @@ fn bench(c: &mut Criterion) {
     g.bench_function("tokenward_try_header", |b| {
         b.iter(|| black_box(cache.try_header().unwrap()))
     });
-    let mut reader = cache.reader();
-    g.bench_function("tokenward_reader_try_header", |b| {
-        b.iter(|| black_box(reader.try_header().unwrap()))
-    });
-    g.bench_function("tokenward_reader_header_and_receipt", |b| {
-        b.iter(|| {
-            let fresh = reader.try_fresh().unwrap();
-            black_box((fresh.header().clone(), fresh.receipt()))
-        })
-    });
-    g.bench_function("tokenward_try_lease", |b| {
-        b.iter(|| black_box(cache.try_lease().unwrap()))
-    });
     g.bench_function("naive_tokio_mutex_recheck", |b| {
         b.iter(|| black_box(ready(naive.header())))
     });
+    g.finish();
+
+    let mut g = c.benchmark_group("clock");
+    g.bench_function("std_instant_now", |b| {
+        b.iter(|| black_box(std::time::Instant::now()))
+    });
+    g.bench_function("tokio_instant_now", |b| {
+        b.iter(|| black_box(Instant::now()))
+    });
+    let quanta = quanta::Clock::new();
+    g.bench_function("quanta_clock_now", |b| b.iter(|| black_box(quanta.now())));
     g.finish();
 }
 

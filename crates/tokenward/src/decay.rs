@@ -17,7 +17,8 @@
 //! warn age, so it never decays.
 //!
 //! Ages are measured with a [`WallClock`] (real time: the server's clock keeps running while
-//! the process sleeps or restarts), which tests replace with a [`ManualClock`].
+//! the process sleeps or restarts), which tests replace with a `ManualClock` (feature
+//! `test-util`).
 //!
 //! # Example
 //!
@@ -35,7 +36,9 @@
 //! ```
 
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+#[cfg(feature = "test-util")]
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use crate::cache::TokenCache;
@@ -60,12 +63,15 @@ impl WallClock for SystemClock {
     }
 }
 
-/// A clock that moves only when told to. Clones share the time.
+/// A clock that moves only when told to, for tests. Clones share the time.
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 #[derive(Debug, Clone)]
 pub struct ManualClock {
     now: Arc<Mutex<SystemTime>>,
 }
 
+#[cfg(feature = "test-util")]
 impl ManualClock {
     /// A clock standing at `start`.
     pub fn new(start: SystemTime) -> Self {
@@ -86,6 +92,7 @@ impl ManualClock {
     }
 }
 
+#[cfg(feature = "test-util")]
 impl WallClock for ManualClock {
     fn now(&self) -> SystemTime {
         *self.now.lock().unwrap_or_else(|p| p.into_inner())

@@ -153,6 +153,33 @@ pub enum Error {
         tenant: String,
     },
 
+    /// A request needs a tenant's token, but names no tenant (no
+    /// [`Tenant`](crate::Tenant) extension, or nothing a tenant extractor recognised).
+    #[error(
+        "the request names no tenant: add a Tenant extension to it (or bind the client to one tenant)"
+    )]
+    MissingTenant,
+
+    /// The request names a tenant other than the one its client is bound to. tokenward
+    /// refuses rather than send it with another tenant's credentials.
+    #[error("the request names tenant {named:?}, but this client is bound to {bound}")]
+    TenantMismatch {
+        /// The tenant the request names.
+        named: String,
+        /// What the client is bound to: a tenant key, or one token cache.
+        bound: String,
+    },
+
+    /// The tenant was removed, or its credentials replaced, while this request was in
+    /// flight: no token is fetched with the credentials it had.
+    #[error(
+        "tenant {tenant:?} was removed or its credentials replaced while the request was in flight; no new token is fetched with the old credentials"
+    )]
+    TenantRemoved {
+        /// The tenant key, as the cache is named.
+        tenant: String,
+    },
+
     /// The token store failed to load or persist the grant.
     #[error("token store: {0}")]
     Store(#[from] crate::store::StoreError),
@@ -175,7 +202,10 @@ impl Error {
             | Error::InsufficientScope { .. }
             | Error::NoRefreshToken
             | Error::RefreshTokenDecayed { .. }
-            | Error::UnknownTenant { .. } => false,
+            | Error::UnknownTenant { .. }
+            | Error::MissingTenant
+            | Error::TenantMismatch { .. }
+            | Error::TenantRemoved { .. } => false,
         }
     }
 
@@ -238,6 +268,7 @@ impl Error {
 /// An error response from the token endpoint, kept whole: status, headers and the RFC 6749
 /// §5.2 error body.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct EndpointError {
     /// The HTTP status.
     pub status: StatusCode,
@@ -248,19 +279,35 @@ pub struct EndpointError {
 }
 
 impl EndpointError {
+    /// An error response with this status, these headers and this error body (for custom
+    /// token sources and tests).
+    pub fn new(status: StatusCode, headers: HeaderMap, oauth: Option<OAuthError>) -> Self {
+        EndpointError {
+            status,
+            headers,
+            oauth,
+        }
+    }
+
     /// The OAuth `error` code, if the body carried one.
     pub fn error_code(&self) -> Option<&str> {
         self.oauth.as_ref().map(|o| o.error.as_str())
     }
 
-    /// Whether the failure is temporary: 5xx, 408 or `temporarily_unavailable`/`server_error`.
+    /// Whether the failure is temporary, as [`classify`](crate::classify()) decides: 408,
+    /// 500, 502, 503, 504, or the codes `temporarily_unavailable` / `server_error` (in any
+    /// case). Not 501 or 505: the same request fails the same way.
     pub fn is_transient(&self) -> bool {
-        self.status.is_server_error()
-            || self.status == StatusCode::REQUEST_TIMEOUT
-            || matches!(
-                self.error_code(),
-                Some("temporarily_unavailable" | "server_error")
-            )
+        // A 2xx carrying an error object is classified as the error it carries.
+        let status = if self.status.is_success() {
+            StatusCode::BAD_REQUEST
+        } else {
+            self.status
+        };
+        matches!(
+            crate::classify::classify_code(status, &self.headers, self.error_code()),
+            Some(crate::classify::Action::Backoff { .. })
+        )
     }
 }
 
@@ -289,6 +336,7 @@ impl fmt::Display for EndpointError {
 
 /// The RFC 6749 §5.2 error body.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[non_exhaustive]
 pub struct OAuthError {
     /// The error code, e.g. `invalid_grant`.
     pub error: String,
@@ -298,6 +346,23 @@ pub struct OAuthError {
     /// A page about the error.
     #[serde(default)]
     pub error_uri: Option<String>,
+}
+
+impl OAuthError {
+    /// An error body with this code and no description.
+    pub fn new(error: impl Into<String>) -> Self {
+        OAuthError {
+            error: error.into(),
+            error_description: None,
+            error_uri: None,
+        }
+    }
+
+    /// With this `error_description`.
+    pub fn with_description(mut self, description: impl Into<String>) -> Self {
+        self.error_description = Some(description.into());
+        self
+    }
 }
 
 /// What kind of transport failure happened.
@@ -369,15 +434,11 @@ mod tests {
     use super::*;
 
     fn endpoint(status: u16, code: Option<&str>) -> Box<EndpointError> {
-        Box::new(EndpointError {
-            status: StatusCode::from_u16(status).unwrap(),
-            headers: HeaderMap::new(),
-            oauth: code.map(|c| OAuthError {
-                error: c.into(),
-                error_description: None,
-                error_uri: None,
-            }),
-        })
+        Box::new(EndpointError::new(
+            StatusCode::from_u16(status).unwrap(),
+            HeaderMap::new(),
+            code.map(OAuthError::new),
+        ))
     }
 
     #[test]
@@ -386,6 +447,14 @@ mod tests {
         assert!(Error::Endpoint(endpoint(408, None)).is_retryable());
         assert!(Error::Endpoint(endpoint(400, Some("temporarily_unavailable"))).is_retryable());
         assert!(!Error::Endpoint(endpoint(400, Some("invalid_scope"))).is_retryable());
+        // One classification: the same rules (and case rules) as a resource's response.
+        assert!(Error::Endpoint(endpoint(400, Some("Temporarily_Unavailable"))).is_retryable());
+        assert!(Error::Endpoint(endpoint(200, Some("server_error"))).is_retryable());
+        assert!(
+            !Error::Endpoint(endpoint(501, None)).is_retryable(),
+            "501: not retried"
+        );
+        assert!(!Error::Endpoint(endpoint(505, None)).is_retryable());
         assert!(
             !Error::ReauthorizationRequired(endpoint(400, Some("invalid_grant"))).is_retryable()
         );

@@ -7,8 +7,9 @@
 //! [`ClientCredentials`] or [`RefreshTokenGrant`]) and hands out its pre-built, sensitive
 //! `Authorization` header value.
 //!
-//! * **Lock-free, allocation-free reads.** While the token is fresh a read is an atomic load
-//!   and a reference-count increment.
+//! * **Lock-free, allocation-free reads.** While the token is usable a read is an atomic
+//!   load, a clock read and a reference-count increment; no answer depends on a background
+//!   task being driven.
 //! * **Proactive refresh.** At a fraction of the lifetime (0.8 by default, with jitter) the
 //!   token turns *stale*: callers still get it at once and exactly one refresh runs in the
 //!   background. Only once it is *expired* do callers wait, all on that one refresh.
@@ -64,13 +65,13 @@ pub mod transport;
 mod endpoint;
 
 pub use authorization_code::{AuthorizationCode, AuthorizationRequest, store_refresh_token};
-pub use cache::{CacheConfig, CacheStatus, Lease, Reader, Receipt, TokenCache, TokenCacheBuilder};
+pub use cache::{CacheConfig, CacheStatus, RefreshAhead, Rejection, TokenCache, TokenCacheBuilder};
 pub use classify::{Action, Classification, Failure, classify};
 pub use error::{EndpointError, Error, OAuthError, TransportError, TransportErrorKind};
 pub use grant::{ClientAuth, ClientCredentials, RefreshTokenGrant, TokenSource};
 pub use introspection::{Introspection, IntrospectionResponse, Revocation, TokenTypeHint};
 pub use scope::ScopeSet;
-pub use tenant::{TenantCache, TenantCacheBuilder};
+pub use tenant::{Tenant, TenantCache, TenantCacheBuilder};
 pub use token::Token;
 pub use transport::HttpClient;
 #[cfg(feature = "reqwest")]

@@ -57,10 +57,55 @@ use http::HeaderValue;
 use tokio::task::AbortHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::cache::{CacheConfig, TokenCache};
+use crate::cache::{CacheConfig, RefreshAhead, TokenCache};
 use crate::error::Error;
 use crate::grant::TokenSource;
 use crate::token::Token;
+
+/// The request extension that names a request's tenant: what the tower layer and the
+/// reqwest middleware read (through [`TenantCache::for_request`]) to pick the tenant's token.
+///
+/// ```
+/// use tokenward::{Error, TenantCache, Tenant};
+///
+/// let tenants: TenantCache<String> = TenantCache::new();
+/// let mut request = http::Request::new(());
+/// assert!(matches!(tenants.for_request(request.extensions()), Err(Error::MissingTenant)));
+/// request.extensions_mut().insert(Tenant::new("acme"));
+/// assert!(matches!(tenants.for_request(request.extensions()), Err(Error::UnknownTenant { .. })));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Tenant<K = String>(pub K);
+
+impl Tenant<String> {
+    /// The tenant with this key.
+    pub fn new(key: impl Into<String>) -> Self {
+        Tenant(key.into())
+    }
+
+    /// The tenant key.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Tenant<String> {
+    fn from(key: &str) -> Self {
+        Tenant(key.to_owned())
+    }
+}
+
+impl From<String> for Tenant<String> {
+    fn from(key: String) -> Self {
+        Tenant(key)
+    }
+}
+
+impl<K: fmt::Display> fmt::Display for Tenant<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 /// Token caches for many tenants (organisations), each with its own credentials. Cheap to
 /// clone; clones share the tenants.
@@ -78,7 +123,7 @@ pub struct TenantCache<K> {
 
 struct Shared<K> {
     /// The tenants. Replaced whole (copy-on-write) under `write`; read without a lock.
-    map: ArcSwap<HashMap<K, Arc<Tenant>>>,
+    map: ArcSwap<HashMap<K, Arc<Entry>>>,
     /// Serialises writers, so no insert or removal is lost to a concurrent one.
     write: Mutex<()>,
     config: CacheConfig,
@@ -90,13 +135,13 @@ struct Shared<K> {
     sweeper: OnceLock<AbortHandle>,
 }
 
-struct Tenant {
+struct Entry {
     cache: TokenCache,
     /// The eviction generation in which the tenant was last read (or inserted).
     last_seen: AtomicU64,
 }
 
-impl Tenant {
+impl Entry {
     #[inline]
     fn touch(&self, generation: u64) {
         // Only write when the generation moved: hot tenants' reads stay read-only.
@@ -149,7 +194,9 @@ where
     /// The configuration of every tenant's [`TokenCache`] created from a source (by
     /// [`tenant`](Self::tenant) or [`TenantCache::insert`]); see
     /// [`TokenCacheBuilder::config`](crate::TokenCacheBuilder::config). Default:
-    /// [`CacheConfig::default()`]. Each cache is named after its tenant in `tracing` output.
+    /// [`CacheConfig::default()`]. Tenants refresh ahead only tokens that were read
+    /// ([`RefreshAhead::Eager`] counts as [`RefreshAhead::IfRead`] here), so idle tenants make
+    /// no calls. Each cache is named after its tenant in `tracing` output.
     pub fn cache_config(mut self, config: CacheConfig) -> Self {
         self.config = config;
         self
@@ -188,7 +235,10 @@ where
     }
 
     /// Builds the tenant cache. No token is requested until a tenant is first read.
-    pub fn build(self) -> TenantCache<K> {
+    pub fn build(mut self) -> TenantCache<K> {
+        if self.config.refresh_ahead == RefreshAhead::Eager {
+            self.config.refresh_ahead = RefreshAhead::IfRead;
+        }
         let mut map = HashMap::with_capacity(self.tenants.len());
         for (key, tenant) in self.tenants {
             let cache = match tenant {
@@ -226,8 +276,8 @@ where
     }
 }
 
-fn new_tenant(cache: TokenCache, generation: u64) -> Arc<Tenant> {
-    Arc::new(Tenant {
+fn new_tenant(cache: TokenCache, generation: u64) -> Arc<Entry> {
+    Arc::new(Entry {
         cache,
         last_seen: AtomicU64::new(generation),
     })
@@ -300,7 +350,8 @@ where
     /// tenant's cache, if there was one.
     ///
     /// Replacing drops the old cached token at once: the next read fetches a new token with
-    /// the new credentials. The returned cache is detached from this one (and empty).
+    /// the new credentials. The returned cache is retired: empty, and its reads fail with
+    /// [`Error::TenantRemoved`] (a request in flight is not resent with the old credentials).
     ///
     /// ```
     /// use std::time::Duration;
@@ -333,13 +384,14 @@ where
             .shared
             .update(|map| map.insert(tenant, new_tenant(cache, generation)));
         old.map(|old| {
-            drop_cached(&old.cache);
+            old.cache.retire();
             old.cache.clone()
         })
     }
 
     /// Removes a tenant and drops its cached token. Returns whether it was there. Its reads
-    /// fail with [`Error::UnknownTenant`] from now on.
+    /// fail with [`Error::UnknownTenant`] from now on, and a request in flight for it is not
+    /// resent with a new token ([`Error::TenantRemoved`]).
     pub fn remove<Q>(&self, tenant: &Q) -> bool
     where
         K: Borrow<Q>,
@@ -350,7 +402,7 @@ where
         }
         match self.shared.update(|map| map.remove(tenant)) {
             Some(old) => {
-                drop_cached(&old.cache);
+                old.cache.retire();
                 true
             }
             None => false,
@@ -409,6 +461,16 @@ where
         }
     }
 
+    /// The cache of the tenant that the request's [`Tenant<K>`] extension names:
+    /// [`Error::MissingTenant`] without one, [`Error::UnknownTenant`] for a tenant with no
+    /// credentials. What the tower layer and the reqwest middleware call.
+    pub fn for_request(&self, extensions: &http::Extensions) -> Result<TokenCache, Error> {
+        match extensions.get::<Tenant<K>>() {
+            Some(Tenant(key)) => self.get(key),
+            None => Err(Error::MissingTenant),
+        }
+    }
+
     /// The `Authorization` header value of a usable token for the tenant: the tenant's
     /// [`TokenCache::header`]. [`Error::UnknownTenant`] for an unknown tenant, with nothing
     /// fetched.
@@ -464,7 +526,7 @@ where
     K: Eq + Hash + Clone + fmt::Debug + fmt::Display + Send + Sync + 'static,
 {
     /// Copy-on-write update of the tenant map, one writer at a time.
-    fn update<R>(&self, change: impl FnOnce(&mut HashMap<K, Arc<Tenant>>) -> R) -> R {
+    fn update<R>(&self, change: impl FnOnce(&mut HashMap<K, Arc<Entry>>) -> R) -> R {
         let _writer = lock(&self.write);
         let mut map = HashMap::clone(&self.map.load());
         let result = change(&mut map);
@@ -506,7 +568,7 @@ where
         let map = self.map.load();
         let mut evicted = 0;
         for (key, tenant) in map.iter() {
-            if tenant.last_seen.load(Ordering::Relaxed) <= threshold && drop_cached(&tenant.cache) {
+            if tenant.last_seen.load(Ordering::Relaxed) <= threshold && tenant.cache.clear() {
                 tracing::debug!(tenant = %key, "idle tenant's cached token dropped");
                 evicted += 1;
             }
@@ -520,13 +582,6 @@ where
         }
         evicted
     }
-}
-
-/// Drops a cache's token (if it still holds the same one). The cache's configuration,
-/// backoff and 429 window stay, and so does single flight: there is never a second cache
-/// for the same credentials. Returns whether a token was dropped.
-fn drop_cached(cache: &TokenCache) -> bool {
-    cache.clear()
 }
 
 #[cold]
@@ -544,7 +599,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl<K: fmt::Debug> fmt::Debug for TenantCache<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        struct Phases<'a, K>(&'a HashMap<K, Arc<Tenant>>);
+        struct Phases<'a, K>(&'a HashMap<K, Arc<Entry>>);
         impl<K: fmt::Debug> fmt::Debug for Phases<'_, K> {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.debug_map()

@@ -14,9 +14,9 @@
 //! assert_eq!(s.refresh_after, Duration::from_secs(2880));
 //! assert_eq!(s.usable_for, Duration::from_secs(3570));
 //!
-//! // A lifetime shorter than the margins: refresh, and stop using it, at half of it.
+//! // A lifetime shorter than the margins: they scale with it, and a stale window remains.
 //! let s = Schedule::compute(Duration::from_secs(40), &cfg, 0.0);
-//! assert_eq!((s.refresh_after, s.usable_for), (Duration::from_secs(20), Duration::from_secs(20)));
+//! assert_eq!((s.refresh_after, s.usable_for), (Duration::from_secs(32), Duration::from_secs(36)));
 //!
 //! // Full-jitter exponential backoff: a uniform draw below min(cap, base * 2^retry).
 //! let b = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
@@ -29,15 +29,17 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq)]
 pub struct TimingConfig {
     /// Fraction of the lifetime after which the token is *stale* (refreshed in the
-    /// background while still served). Default 0.8; clamped to `0.05..=1.0`.
+    /// background while still served). Default 0.8; clamped to `0.05..=1.0`, and the token
+    /// turns stale at least a tenth of its lifetime before it stops being served.
     pub refresh_fraction: f64,
     /// Up to this fraction of the lifetime is taken off the refresh point at random, so a
     /// fleet does not refresh in lockstep. Default 0.05; clamped to `0.0..=0.5`.
     pub refresh_jitter: f64,
-    /// The token turns *stale* no later than this long before it expires. Default 60 s.
+    /// The token turns *stale* no later than this long before it expires. Default 60 s; at
+    /// most a fifth of the lifetime.
     pub min_refresh_lead: Duration,
     /// The token is no longer handed out this long before it expires (allowance for clock
-    /// skew and requests in flight). Default 30 s.
+    /// skew and requests in flight). Default 30 s; at most a tenth of the lifetime.
     pub clock_skew: Duration,
 }
 
@@ -64,25 +66,26 @@ pub struct Schedule {
 impl Schedule {
     /// Computes the schedule of a token with `lifetime`, given a jitter `sample` in `[0, 1)`.
     ///
-    /// Guarantees, for any input (property-tested):
-    /// * `0 < refresh_after <= usable_for <= lifetime` for a non-zero lifetime;
-    /// * `usable_for >= lifetime / 2` and `usable_for <= lifetime - clock_skew` whenever the
-    ///   skew is less than half the lifetime;
-    /// * `refresh_after >= min(fraction * (1 - jitter), 0.5) * lifetime`: the refresh period
+    /// The margins scale with the lifetime: the clock-skew allowance is at most a tenth of
+    /// it, the minimum refresh lead at most a fifth, and the stale window (from
+    /// `refresh_after` to `usable_for`) at least a tenth. Guarantees, for any input
+    /// (property-tested):
+    /// * `0 < refresh_after < usable_for <= lifetime` for a non-zero lifetime;
+    /// * `usable_for - refresh_after >= lifetime / 10`: callers are served while one refresh
+    ///   runs, whatever the lifetime;
+    /// * `usable_for = lifetime - min(clock_skew, lifetime / 10)`;
+    /// * `refresh_after >= min(fraction * (1 - jitter), 0.8) * lifetime`: the refresh period
     ///   is proportional to the lifetime, so a short lifetime can never make a hot loop.
     pub fn compute(lifetime: Duration, cfg: &TimingConfig, sample: f64) -> Schedule {
         let fraction = clamp_f64(cfg.refresh_fraction, 0.05, 1.0);
         let jitter = clamp_f64(cfg.refresh_jitter, 0.0, 0.5);
         let sample = clamp_f64(sample, 0.0, 1.0);
-        let half = lifetime / 2;
+        let tenth = lifetime / 10;
 
-        let usable_for = lifetime.saturating_sub(cfg.clock_skew).max(half);
+        let usable_for = lifetime - cfg.clock_skew.min(tenth);
         let proportional = lifetime.mul_f64(fraction * (1.0 - jitter * sample));
-        let by_lead = lifetime.saturating_sub(cfg.min_refresh_lead);
-        // The lead may pull the refresh earlier, but never below half the lifetime (or the
-        // proportional point, if the configured fraction is below one half).
-        let floor = proportional.min(half);
-        let refresh_after = proportional.min(by_lead).max(floor).min(usable_for);
+        let by_lead = lifetime - cfg.min_refresh_lead.min(lifetime / 5);
+        let refresh_after = proportional.min(by_lead).min(usable_for - tenth);
         Schedule {
             refresh_after,
             usable_for,
@@ -160,15 +163,40 @@ mod tests {
     }
 
     #[test]
-    fn lead_pulls_the_refresh_earlier_for_short_tokens() {
+    fn lead_pulls_the_refresh_earlier_within_a_fifth_of_the_lifetime() {
         let cfg = TimingConfig {
+            refresh_fraction: 0.95,
             refresh_jitter: 0.0,
+            clock_skew: Duration::ZERO,
             ..TimingConfig::default()
         };
-        // 0.8 * 200 = 160 but the 60 s lead says 140.
+        // 0.95 * 300 = 285 but the 60 s lead says 240.
+        let s = Schedule::compute(Duration::from_secs(300), &cfg, 0.0);
+        assert_eq!(s.refresh_after, Duration::from_secs(240));
+        assert_eq!(s.usable_for, Duration::from_secs(300));
+        // 200 s: the lead is capped at a fifth, 40 s.
         let s = Schedule::compute(Duration::from_secs(200), &cfg, 0.0);
-        assert_eq!(s.refresh_after, Duration::from_secs(140));
-        assert_eq!(s.usable_for, Duration::from_secs(170));
+        assert_eq!(s.refresh_after, Duration::from_secs(160));
+        // 3600 s: the lead would allow 3540, but the stale window keeps a tenth of the
+        // lifetime before `usable_for` (3600 - 30 s skew).
+        let cfg = TimingConfig {
+            clock_skew: Duration::from_secs(30),
+            ..cfg
+        };
+        let s = Schedule::compute(Duration::from_secs(3600), &cfg, 0.0);
+        assert_eq!(s.usable_for, Duration::from_secs(3570));
+        assert_eq!(s.refresh_after, Duration::from_secs(3210));
+    }
+
+    #[test]
+    fn short_tokens_keep_a_stale_window() {
+        let cfg = TimingConfig::default();
+        for secs in [1, 2, 10, 60] {
+            let lifetime = Duration::from_secs(secs);
+            let s = Schedule::compute(lifetime, &cfg, 0.0);
+            assert_eq!(s.refresh_after, lifetime.mul_f64(0.8), "{secs} s");
+            assert_eq!(s.usable_for, lifetime - lifetime / 10, "{secs} s");
+        }
     }
 
     #[test]
@@ -193,23 +221,30 @@ mod tests {
         fn schedule_invariants(lifetime_ms in 1u64..400_000_000, cfg in cfg_strategy(), sample in 0.0f64..1.0) {
             let lifetime = Duration::from_millis(lifetime_ms);
             let s = Schedule::compute(lifetime, &cfg, sample);
-            prop_assert!(s.refresh_after <= s.usable_for);
+            prop_assert!(s.refresh_after > Duration::ZERO);
+            prop_assert!(s.refresh_after < s.usable_for);
             prop_assert!(s.usable_for <= lifetime);
-            prop_assert!(s.usable_for >= lifetime / 2);
-            if cfg.clock_skew < lifetime / 2 {
-                prop_assert_eq!(s.usable_for, lifetime - cfg.clock_skew);
-            }
+            prop_assert!(s.usable_for - s.refresh_after >= lifetime / 10, "window {:?}", s);
+            prop_assert_eq!(s.usable_for, lifetime - cfg.clock_skew.min(lifetime / 10));
             // No hot loop: the refresh period is proportional to the lifetime.
             let fraction = cfg.refresh_fraction.clamp(0.05, 1.0);
             let jitter = cfg.refresh_jitter.clamp(0.0, 0.5);
-            let min_share = (fraction * (1.0 - jitter)).min(0.5);
+            let min_share = (fraction * (1.0 - jitter)).min(0.8);
             let slack = Duration::from_nanos(2);
             prop_assert!(s.refresh_after + slack >= lifetime.mul_f64(min_share),
                 "refresh_after {:?} < {:?} of {:?}", s.refresh_after, min_share, lifetime);
-            prop_assert!(s.refresh_after > Duration::ZERO);
-            // Never later than the lead allows, unless that would fall below the floor.
-            let by_lead = lifetime.saturating_sub(cfg.min_refresh_lead);
-            prop_assert!(s.refresh_after <= by_lead.max(lifetime.mul_f64(fraction).min(lifetime / 2)) + slack);
+            // Never later than the (capped) lead allows.
+            prop_assert!(s.refresh_after <= lifetime - cfg.min_refresh_lead.min(lifetime / 5));
+        }
+
+        /// The range, with the defaults: every lifetime from 1 s to 24 h.
+        #[test]
+        fn every_lifetime_from_a_second_to_a_day_keeps_a_window(lifetime_ms in 1_000u64..=86_400_000, sample in 0.0f64..1.0) {
+            let lifetime = Duration::from_millis(lifetime_ms);
+            let s = Schedule::compute(lifetime, &TimingConfig::default(), sample);
+            prop_assert!(Duration::ZERO < s.refresh_after && s.refresh_after < s.usable_for && s.usable_for <= lifetime);
+            prop_assert!(s.usable_for - s.refresh_after >= lifetime / 10);
+            prop_assert!(s.refresh_after >= lifetime.mul_f64(0.8 * 0.95) - Duration::from_nanos(2));
         }
 
         #[test]

@@ -40,18 +40,9 @@ fn fresh_reads_do_not_allocate() {
         ready(cache.token()).unwrap();
     }
 
-    let mut reader = cache.reader();
-    reader.try_lease().unwrap();
-
     let region = Region::new(GLOBAL);
     let mut same = 0usize;
     for _ in 0..10_000 {
-        let fresh = reader.try_fresh().unwrap();
-        same += usize::from(*fresh.header() == first);
-        let receipt = fresh.receipt();
-        let lease = reader.try_lease().unwrap();
-        same += usize::from(*lease.header() == first && lease.receipt() == receipt);
-        same += usize::from(cache.try_lease().unwrap().receipt() == receipt);
         let h = ready(cache.header()).unwrap();
         same += usize::from(h == first);
         let t = cache.try_header().unwrap();
@@ -60,7 +51,7 @@ fn fresh_reads_do_not_allocate() {
         same += usize::from(*tok.header_value() == first);
     }
     let stats = region.change();
-    assert_eq!(same, 60_000, "every read returned the cached token");
+    assert_eq!(same, 30_000, "every read returned the cached token");
     assert_eq!(stats.allocations, 0, "{stats:?}");
     assert_eq!(stats.reallocations, 0, "{stats:?}");
 

@@ -10,17 +10,19 @@ use common::{
 };
 use tokenward::cache::Phase;
 use tokenward::timing::Backoff;
-use tokenward::{Error, TokenCache};
+use tokenward::{Error, RefreshAhead, TokenCache};
 use tokio::time::Instant;
 
 const TTL: Duration = Duration::from_secs(100);
 
 /// Lifetime 100 s, no jitter, 10 s skew, no lead: fresh until 80 s, stale until 90 s.
+/// Refreshed on demand: these tests drive the read path (refresh-ahead has its own tests).
 fn cache(source: &Scripted) -> TokenCache {
     TokenCache::builder(source.clone())
         .refresh_jitter(0.0)
         .clock_skew(Duration::from_secs(10))
         .min_refresh_lead(Duration::ZERO)
+        .refresh_ahead(RefreshAhead::OnDemand)
         .build()
 }
 
@@ -57,9 +59,14 @@ async fn refresh_starts_at_the_fraction_of_the_lifetime() {
 
     advance(Duration::from_millis(1)).await;
     assert_eq!(cache.status().phase, Phase::Stale);
+    assert_eq!(
+        cache.try_header().unwrap(),
+        "Bearer token-1",
+        "stale: served at once, by try_header too"
+    );
     assert!(
-        cache.try_header().is_none(),
-        "the fast path does not serve a stale token"
+        cache.status().refreshing,
+        "and the read started the refresh"
     );
     assert_eq!(
         header(&cache).await,
@@ -436,8 +443,8 @@ async fn short_lifetimes_never_hot_loop() {
         cache.header().await.unwrap();
         advance(Duration::from_millis(10)).await;
     }
-    // The skew (10 s) exceeds the lifetime: tokens are used for half of it, so a refresh
-    // every 0.5 s at most, plus the first token.
+    // The skew (10 s) exceeds the lifetime: it is capped at a tenth of it, so a refresh
+    // every 0.8 s (0.5 s at the very least), plus the first token.
     let calls = source.calls();
     assert!(calls <= 60 * 2 + 1, "calls: {calls}");
     assert!(calls >= 60, "tokens are still refreshed: {calls}");

@@ -682,9 +682,9 @@ async fn a_failing_endpoint_never_costs_the_usable_token() {
     let old = cache.header().await.unwrap();
     assert_eq!(server.token_calls(), 1);
 
-    pass(Duration::from_secs(85)).await;
-    assert_eq!(cache.status().phase, Phase::Stale);
     server.set_fault(Some(Fault::Status(503)));
+    pass(Duration::from_secs(85)).await; // the refresh ahead at 80 s failed
+    assert_eq!(cache.status().phase, Phase::Stale);
 
     // Stale reads return the old token at once while the background refreshes fail.
     for _ in 0..20 {

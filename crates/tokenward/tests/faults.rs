@@ -115,8 +115,8 @@ async fn a_persistent_fault_never_costs_the_usable_token_and_recovery_follows() 
         let cache = cache(&server);
         let start = tokio::time::Instant::now();
         let header = cache.header().await.unwrap();
-        pass(Duration::from_secs(81)).await; // stale: refreshed in the background
         server.set_fault(Some(fault));
+        pass(Duration::from_secs(81)).await; // stale: refreshed (ahead) in the background
         // Reads keep getting the cached token at once while refreshes fail, until 95 s.
         for _ in 0..13 {
             assert_eq!(cache.header().await.unwrap(), header, "{name}: token kept");

@@ -14,7 +14,7 @@ use tokenward::grant::PersistFailure;
 use tokenward::store::{
     CasOutcome, FileStore, MemoryStore, StoreError, StoreFuture, StoredGrant, TokenStore,
 };
-use tokenward::{Error, RefreshTokenGrant, TokenCache};
+use tokenward::{Error, RefreshAhead, RefreshTokenGrant, TokenCache};
 use tokenward_testkit::FakeServer;
 use tokio::sync::Semaphore;
 
@@ -382,7 +382,11 @@ async fn keep_alive_refreshes_an_idle_grant_so_a_seasonal_integration_never_deca
             .build()
             .unwrap(),
     );
-    let cache = TokenCache::new(Arc::clone(&grant));
+    // On demand: an eager cache refreshes a token nobody reads anyway (and so keeps the
+    // grant alive itself); keep-alive is for caches that only refresh when read.
+    let cache = TokenCache::builder(Arc::clone(&grant))
+        .refresh_ahead(RefreshAhead::OnDemand)
+        .build();
     cache.token().await.unwrap(); // the last use before the quiet season
     let _keep_alive = spawn_keep_alive(cache.clone(), Arc::clone(&grant), DAY);
 

@@ -30,10 +30,15 @@ async fn two_tenants() -> (FakeServer, RunningServer, TenantCache<String>) {
     (server, running, tenants)
 }
 
-fn config_error(err: &reqwest_middleware::Error) -> String {
+/// The typed tenant error behind a middleware error, and its message.
+fn tenant_error(err: &reqwest_middleware::Error) -> (&tokenward::Error, String) {
     match token_error(err) {
-        Some(tokenward::Error::Config(message)) => message.to_string(),
-        other => panic!("expected a configuration error, got {other:?} from {err:?}"),
+        Some(
+            e @ (tokenward::Error::MissingTenant
+            | tokenward::Error::TenantMismatch { .. }
+            | tokenward::Error::UnknownTenant { .. }),
+        ) => (e, e.to_string()),
+        other => panic!("expected a tenant error, got {other:?} from {err:?}"),
     }
 }
 
@@ -81,7 +86,12 @@ async fn a_request_without_a_tenant_is_refused() {
     let (server, running, tenants) = two_tenants().await;
     let client = client_with(vec![Arc::new(AuthMiddleware::tenants(tenants))]);
     let err = client.get(running.resource_url()).send().await.unwrap_err();
-    assert!(config_error(&err).contains("names no tenant"));
+    let (error, message) = tenant_error(&err);
+    assert!(
+        matches!(error, tokenward::Error::MissingTenant),
+        "{error:?}"
+    );
+    assert!(message.contains("names no tenant"), "{message}");
     assert_eq!(server.counters().resource_requests, 0);
 }
 
@@ -108,7 +118,12 @@ async fn a_bound_client_uses_its_tenant_and_refuses_another() {
         .send()
         .await
         .unwrap_err();
-    assert!(config_error(&err).contains("bound to tenant \"globex\""));
+    let (error, message) = tenant_error(&err);
+    assert!(
+        matches!(error, tokenward::Error::TenantMismatch { named, .. } if named == "acme"),
+        "{error:?}"
+    );
+    assert!(message.contains("bound to \"globex\""), "{message}");
     assert_eq!(server.counters().resource_requests, 2);
 
     // Removing the tenant takes effect at once: its requests fail, unsent.
@@ -131,7 +146,12 @@ async fn a_single_cache_refuses_a_request_naming_a_tenant() {
         .send()
         .await
         .unwrap_err();
-    assert!(config_error(&err).contains("one token cache"));
+    let (error, message) = tenant_error(&err);
+    assert!(
+        matches!(error, tokenward::Error::TenantMismatch { .. }),
+        "{error:?}"
+    );
+    assert!(message.contains("one token cache"), "{message}");
     assert_eq!(server.counters().resource_requests, 0);
 }
 

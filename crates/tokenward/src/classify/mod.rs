@@ -317,11 +317,39 @@ pub fn classify_at(
     failure(status, headers, body, now).map(Classification::from)
 }
 
+/// The action for a token endpoint's error response whose body was already parsed: the
+/// same rules as [`classify`], with the error code given.
+pub(crate) fn classify_code(
+    status: StatusCode,
+    headers: &HeaderMap,
+    code: Option<&str>,
+) -> Option<Action> {
+    let details = || match code {
+        Some(code) => Details {
+            code: Some(code.to_owned()),
+            ..Details::default()
+        },
+        None => Details::from_response(headers, None),
+    };
+    failure_with(status, headers, SystemTime::now(), details).map(|f| f.action())
+}
+
 fn failure(
     status: StatusCode,
     headers: &HeaderMap,
     body: Option<&[u8]>,
     now: SystemTime,
+) -> Option<Failure> {
+    failure_with(status, headers, now, || {
+        Details::from_response(headers, body)
+    })
+}
+
+fn failure_with(
+    status: StatusCode,
+    headers: &HeaderMap,
+    now: SystemTime,
+    details: impl FnOnce() -> Details,
 ) -> Option<Failure> {
     if !status.is_client_error() && !status.is_server_error() {
         return None;
@@ -336,7 +364,7 @@ fn failure(
         _ => {}
     }
 
-    let details = Details::from_response(headers, body);
+    let details = details();
     let Some(code) = details.code else {
         return Some(match status {
             StatusCode::UNAUTHORIZED => Failure::Unauthorized,

@@ -110,15 +110,11 @@ impl TokenSource for Scripted {
 }
 
 pub fn endpoint_error(status: u16, code: Option<&str>) -> Box<EndpointError> {
-    Box::new(EndpointError {
-        status: StatusCode::from_u16(status).unwrap(),
-        headers: HeaderMap::new(),
-        oauth: code.map(|c| OAuthError {
-            error: c.to_owned(),
-            error_description: None,
-            error_uri: None,
-        }),
-    })
+    Box::new(EndpointError::new(
+        StatusCode::from_u16(status).unwrap(),
+        HeaderMap::new(),
+        code.map(OAuthError::new),
+    ))
 }
 
 pub fn server_error(status: u16) -> Error {

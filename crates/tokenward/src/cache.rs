@@ -5,12 +5,25 @@
 //!
 //! | state | from | callers get | refresh |
 //! |---|---|---|---|
-//! | fresh | issued | the token, at once (an atomic load + a refcount) | none |
+//! | fresh | issued | the token, at once (an atomic load, a clock read, a refcount) | none (or refresh-ahead, below) |
 //! | stale | `refresh_at` = issued + fraction × lifetime − jitter | the token, at once | exactly one, in the background |
 //! | expired | `usable_until` = expiry − clock-skew allowance | the new token, when the one refresh ends | callers wait on it |
 //!
-//! A lifetime too short for the margins is refreshed (and stops being handed out) at half of
-//! it: never a hot loop. See [`timing`](crate::timing) for the exact maths.
+//! Every read compares the token's instants with the clock: what a caller gets never depends
+//! on a background task, a timer or a runtime being driven. The cache works from any Tokio
+//! runtime, from several, after the one that filled it is gone, and
+//! ([`try_header`](TokenCache::try_header)) from a thread with no runtime at all. The margins
+//! scale with the lifetime, so every token from a second up keeps a stale window; see
+//! [`timing`](crate::timing).
+//!
+//! # Refresh-ahead
+//!
+//! By default ([`RefreshAhead::Eager`]) the cache also refreshes at `refresh_at` when nobody
+//! reads, so the first burst after a quiet period finds a fresh token. That timer is only an
+//! optimisation: if it never runs (no runtime, a runtime gone or blocked), reads still do the
+//! right thing. It holds the cache weakly and ends with it. [`RefreshAhead::IfRead`] (the
+//! default of a [`TenantCache`](crate::TenantCache)) refreshes ahead only tokens that were
+//! read; [`RefreshAhead::OnDemand`] only refreshes when a read finds the token stale.
 //!
 //! # Single flight
 //!
@@ -27,15 +40,15 @@
 //! * 429 opens a window of `Retry-After` (capped, default 60 s): no request is made in it;
 //!   callers without a usable token fail fast with [`Error::RateLimited`].
 //! * `invalid_grant` ([`Error::ReauthorizationRequired`]) and `invalid_client`
-//!   ([`Error::InvalidClient`]) are not retried. A failure is not remembered: the next caller
-//!   without a usable token starts a new refresh (except inside a 429 window).
+//!   ([`Error::InvalidClient`]) are not retried.
 //!
-//! # How fresh reads stay cheap
+//! # A token the server rejected
 //!
-//! Reading the clock costs more than the rest of a read, so a fresh read does not: each
-//! cached token carries a phase flag that a timer on the Tokio runtime moves from fresh to
-//! stale at `refresh_at` and to expired at `usable_until`. Reads in the stale and expired
-//! phases check the clock themselves. (Without a runtime timer, every read checks the clock.)
+//! [`invalidate`](TokenCache::invalidate) drops the cached token only if it is still the one
+//! rejected, so a burst of 401s makes one refresh. [`Rejection`] decides whether a response
+//! rejects the token it carried, and [`replace_rejected`](TokenCache::replace_rejected)
+//! drops it and gets the next one, saying whether a resend makes sense: the one routine the
+//! tower layer and the reqwest middleware share.
 //!
 //! # Example
 //!
@@ -59,72 +72,41 @@
 //! assert!(!cache.invalidate(&header)); // already gone: a burst of 401s makes one refresh
 //! # Ok(()) }
 //! ```
-//!
-//! # Reading for a layer: `Reader`, `Lease`, `Receipt`
-//!
-//! A layer that sets `Authorization` must remember which token it sent, so that a 401
-//! `invalid_token` drops *that* token and not a newer one. A [`Lease`] is that memory in one
-//! reference count: the cached token, its pre-built header value, and the way back to its
-//! cache for [`Lease::invalidate`]. Keeping a [`TokenCache`] and a [`HeaderValue`] instead
-//! costs two.
-//!
-//! A [`Reader`] is a handle for one holder (one service, one task) whose fresh reads take no
-//! claim on the shared cache: it keeps the cache entry it read last and checks, with one
-//! atomic load, that it is still the cached one. [`TokenCache::try_lease`] and [`TokenCache::try_header`] take a
-//! short-lived claim on the shared cache instead (a few atomic read-modify-writes). Use a
-//! reader where reads are hot and the holder is `&mut`; it keeps the last token it saw alive
-//! until its next read.
-//!
-//! A [`Receipt`] says which token a request was sent with, in two numbers and no reference
-//! count (its cache's id and a keyed hash of its value): enough to invalidate it by value
-//! after a 401, for code that will not send the request again. [`Reader::try_fresh`] gives the header and a
-//! receipt, or a lease, without touching the entry's count for what is not kept.
-//!
-//! ```
-//! use std::time::Duration;
-//! use tokenward::{Token, TokenCache, grant::from_fn};
-//!
-//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tokenward::Error> {
-//! let cache = TokenCache::new(from_fn(|| async {
-//!     Token::builder("abc").expires_in(Duration::from_secs(3600)).build()
-//! }));
-//! let mut reader = cache.reader();
-//! assert!(reader.try_lease().is_none(), "nothing fetched yet: a reader never fetches");
-//!
-//! let lease = cache.lease().await?; // fetches, like `header()`
-//! assert_eq!(lease.header(), "Bearer abc");
-//! let again = reader.try_lease().expect("fresh");
-//! assert_eq!(again.header(), lease.header());
-//!
-//! // The server said 401 invalid_token for it: drop it (if it is still the cached one).
-//! assert!(lease.invalidate());
-//! assert!(!again.invalidate(), "already gone: a burst of 401s drops it once");
-//! assert!(reader.try_lease().is_none());
-//! # Ok(()) }
-//! ```
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
-use http::HeaderValue;
+use http::{HeaderMap, HeaderValue, StatusCode};
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
+use crate::classify::{Failure, classify};
 use crate::error::{EndpointError, Error};
 use crate::grant::TokenSource;
 use crate::timing::{Backoff, Schedule, TimingConfig};
 use crate::token::Token;
 
-mod lease;
-pub use lease::{Fresh, Lease, LeaseFuture, Reader, Receipt};
+/// When a [`TokenCache`] refreshes a token that nobody reads in its stale window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum RefreshAhead {
+    /// At `refresh_at`, whether or not the token is read: the first burst after a quiet
+    /// period finds a fresh token. The default of a [`TokenCache`].
+    #[default]
+    Eager,
+    /// At `refresh_at`, if the token was read since it was obtained: an idle cache makes no
+    /// calls. The default of a [`TenantCache`](crate::TenantCache)'s tenants.
+    IfRead,
+    /// Only when a read finds the token stale.
+    OnDemand,
+}
 
 /// Everything that tunes a [`TokenCache`]. All fields have production defaults.
 #[derive(Debug, Clone)]
@@ -143,6 +125,9 @@ pub struct CacheConfig {
     /// Cool-down between failed *background* refreshes while a usable token is cached.
     /// Default 1 s doubling to 60 s, full jitter.
     pub background_backoff: Backoff,
+    /// Whether a token nobody reads is refreshed at `refresh_at`. Default
+    /// [`RefreshAhead::Eager`].
+    pub refresh_ahead: RefreshAhead,
 }
 
 impl Default for CacheConfig {
@@ -154,6 +139,7 @@ impl Default for CacheConfig {
             backoff: Backoff::default(),
             max_retry_after: Duration::from_secs(60),
             background_backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
+            refresh_ahead: RefreshAhead::Eager,
         }
     }
 }
@@ -185,13 +171,14 @@ impl TokenCacheBuilder {
         self
     }
 
-    /// Stop handing a token out this long before it expires (30 s).
+    /// Stop handing a token out this long before it expires (30 s; at most a tenth of the
+    /// lifetime).
     pub fn clock_skew(mut self, skew: Duration) -> Self {
         self.config.timing.clock_skew = skew;
         self
     }
 
-    /// Refresh no later than this long before expiry (60 s).
+    /// Refresh no later than this long before expiry (60 s; at most a fifth of the lifetime).
     pub fn min_refresh_lead(mut self, lead: Duration) -> Self {
         self.config.timing.min_refresh_lead = lead;
         self
@@ -221,6 +208,12 @@ impl TokenCacheBuilder {
         self
     }
 
+    /// Whether a token nobody reads is refreshed at `refresh_at` ([`RefreshAhead::Eager`]).
+    pub fn refresh_ahead(mut self, mode: RefreshAhead) -> Self {
+        self.config.refresh_ahead = mode;
+        self
+    }
+
     /// A name for this cache in `tracing` output (e.g. the API or tenant it serves).
     pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
         self.name = name.into();
@@ -229,17 +222,16 @@ impl TokenCacheBuilder {
 
     /// Builds the cache. No token is requested until the first read.
     pub fn build(self) -> TokenCache {
-        let inner = Arc::new(Inner {
-            id: lease::next_cache_id(),
-            source: self.source,
-            config: self.config,
-            name: self.name,
-            current: ArcSwapOption::empty(),
-            state: Mutex::new(State::default()),
-            refreshing: AtomicBool::new(false),
-        });
-        lease::register(&inner);
-        TokenCache { inner }
+        TokenCache {
+            inner: Arc::new(Inner {
+                source: self.source,
+                config: self.config,
+                name: self.name,
+                current: ArcSwapOption::empty(),
+                state: Mutex::new(State::default()),
+                refreshing: AtomicBool::new(false),
+            }),
+        }
     }
 }
 
@@ -250,8 +242,6 @@ pub struct TokenCache {
 }
 
 struct Inner {
-    /// Process-unique: what a [`Receipt`] names its cache by.
-    id: u64,
     source: Arc<dyn TokenSource>,
     config: CacheConfig,
     name: Arc<str>,
@@ -273,13 +263,20 @@ struct State {
     background_not_before: Option<Instant>,
     consecutive_failures: u32,
     last_error: Option<Error>,
+    /// The refresh-ahead timer of the cached token.
+    ahead: Option<AbortHandle>,
+    /// Set when a [`TenantCache`](crate::TenantCache) removed or replaced this cache's tenant.
+    retired: bool,
 }
 
-const FRESH: u8 = 0;
-const STALE: u8 = 1;
-const EXPIRED: u8 = 2;
-/// No timer drives the flag: every read checks the clock.
-const UNTIMED: u8 = 3;
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let st = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
+        if let Some(timer) = st.ahead.take() {
+            timer.abort();
+        }
+    }
+}
 
 /// Where a cached token is in its life. See the [module docs](self).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -296,53 +293,22 @@ pub enum Phase {
 }
 
 struct Entry {
-    /// What a [`Receipt`] compares by: [`lease::value_hash`] of the header value.
-    value_hash: u64,
-    /// The id of the cache it belongs to.
-    cache_id: u64,
     token: Token,
     refresh_at: Instant,
     usable_until: Instant,
-    phase: AtomicU8,
-    timer: OnceLock<AbortHandle>,
-    /// The cache it belongs to, for [`Lease::invalidate`]: weak, so a lease kept past the
-    /// cache's life does not keep the cache (and its source) alive.
-    cache: Weak<Inner>,
+    /// Whether a caller read it (for [`RefreshAhead::IfRead`]).
+    read: AtomicBool,
 }
 
 impl Entry {
     fn phase_at(&self, now: Instant) -> Phase {
-        if self.phase.load(Ordering::Relaxed) == EXPIRED || now >= self.usable_until {
+        if now >= self.usable_until {
             Phase::Expired
         } else if now >= self.refresh_at {
             Phase::Stale
         } else {
             Phase::Fresh
         }
-    }
-}
-
-impl Drop for Entry {
-    fn drop(&mut self) {
-        if let Some(timer) = self.timer.get() {
-            timer.abort();
-        }
-    }
-}
-
-async fn phase_timer(entry: Weak<Entry>, refresh_at: Instant, usable_until: Instant) {
-    tokio::time::sleep_until(refresh_at).await;
-    match entry.upgrade() {
-        Some(e) => {
-            let _ = e
-                .phase
-                .compare_exchange(FRESH, STALE, Ordering::Relaxed, Ordering::Relaxed);
-        }
-        None => return,
-    }
-    tokio::time::sleep_until(usable_until).await;
-    if let Some(e) = entry.upgrade() {
-        e.phase.store(EXPIRED, Ordering::Relaxed);
     }
 }
 
@@ -368,49 +334,49 @@ impl TokenCache {
 
     /// The `Authorization` header value of a usable token, refreshing as needed.
     ///
-    /// While the token is fresh this is an atomic load and a reference-count increment:
-    /// no lock, no allocation, no clock read. The check happens when `header()` is called;
-    /// the returned future is then ready at once.
-    #[inline]
-    pub fn header(&self) -> HeaderFuture<'_> {
+    /// While the token is fresh or stale this is ready at once: an atomic load, a clock
+    /// read and a reference-count increment, with no lock and no allocation. Once it is
+    /// expired (or before the first token), callers wait on the one refresh.
+    pub async fn header(&self) -> Result<HeaderValue, Error> {
         match self.try_header() {
-            Some(header) => HeaderFuture {
-                state: HeaderState::Ready(Some(header)),
-            },
-            None => HeaderFuture {
-                state: HeaderState::Slow(self.slow()),
-            },
-        }
-    }
-
-    /// The header value of the cached token if it is fresh; `None` otherwise. Never waits,
-    /// never starts a refresh.
-    #[inline]
-    pub fn try_header(&self) -> Option<HeaderValue> {
-        self.with_fresh(|token| token.header_value().clone())
-    }
-
-    #[inline]
-    fn with_fresh<R>(&self, f: impl FnOnce(&Token) -> R) -> Option<R> {
-        let guard = self.inner.current.load();
-        match &*guard {
-            Some(entry) if entry.phase.load(Ordering::Relaxed) == FRESH => Some(f(&entry.token)),
-            _ => None,
+            Some(header) => Ok(header),
+            None => self.slow().await.map(|t| t.header_value().clone()),
         }
     }
 
     /// A usable token (with its scope, expiry and header), refreshing as needed. Like
-    /// [`header`](Self::header), a fresh read is ready at once and allocates nothing.
-    #[inline]
-    pub fn token(&self) -> TokenFuture<'_> {
-        match self.with_fresh(Token::clone) {
-            Some(token) => TokenFuture {
-                state: TokenState::Ready(Some(token)),
-            },
-            None => TokenFuture {
-                state: TokenState::Slow(self.slow()),
-            },
+    /// [`header`](Self::header), a read of a usable token is ready at once.
+    pub async fn token(&self) -> Result<Token, Error> {
+        match self.read(Token::clone) {
+            Some(token) => Ok(token),
+            None => self.slow().await,
         }
+    }
+
+    /// The header value of the cached token if it is usable (fresh or stale); `None` if
+    /// there is none or it is expired. Never waits; a stale read starts the background
+    /// refresh (when called inside a Tokio runtime). Works from any thread.
+    #[inline]
+    pub fn try_header(&self) -> Option<HeaderValue> {
+        self.read(|token| token.header_value().clone())
+    }
+
+    /// The read path: the cached entry, checked against the clock.
+    #[inline]
+    fn read<R>(&self, f: impl FnOnce(&Token) -> R) -> Option<R> {
+        let guard = self.inner.current.load();
+        let entry = guard.as_ref()?;
+        let now = Instant::now();
+        if now >= entry.usable_until {
+            return None;
+        }
+        if !entry.read.load(Ordering::Relaxed) {
+            entry.read.store(true, Ordering::Relaxed);
+        }
+        if now >= entry.refresh_at {
+            self.inner.start_background(now);
+        }
+        Some(f(&entry.token))
     }
 
     /// Gets a new token now, whatever the cached one's state: joins the refresh in flight or
@@ -425,16 +391,11 @@ impl TokenCache {
     /// Comparing by value makes a burst of 401s for one token cost one refresh: the first
     /// call drops it, the rest find a different (or no) token and do nothing.
     pub fn invalidate(&self, rejected: &HeaderValue) -> bool {
-        self.invalidate_if(|entry| entry.token.header_value() == rejected)
-    }
-
-    /// Drops the cached entry if `rejected` says it is the one the server rejected.
-    fn invalidate_if(&self, rejected: impl FnOnce(&Entry) -> bool) -> bool {
         let current = self.inner.current.load();
         let Some(entry) = current.as_ref() else {
             return false;
         };
-        if !rejected(entry) {
+        if entry.token.header_value() != rejected {
             return false;
         }
         let previous = self
@@ -448,6 +409,43 @@ impl TokenCache {
         dropped
     }
 
+    /// The server rejected `rejected` (see [`Rejection`]): drops it if it is still cached
+    /// (by value), then gets the next token. `Ok(Some(next))`: resend with `next`.
+    /// `Ok(None)`: the next token is the rejected one again, so a resend cannot help.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tokenward::{Token, TokenCache, grant::from_fn};
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tokenward::Error> {
+    /// static N: AtomicUsize = AtomicUsize::new(0);
+    /// let cache = TokenCache::new(from_fn(|| async {
+    ///     let n = N.fetch_add(1, Ordering::SeqCst);
+    ///     Token::builder(format!("t{n}")).expires_in(Duration::from_secs(3600)).build()
+    /// }));
+    /// let sent = cache.header().await?;
+    /// let next = cache.replace_rejected(&sent).await?.expect("a new token");
+    /// assert_eq!(next, "Bearer t1");
+    /// # Ok(()) }
+    /// ```
+    pub async fn replace_rejected(
+        &self,
+        rejected: &HeaderValue,
+    ) -> Result<Option<HeaderValue>, Error> {
+        let dropped = self.invalidate(rejected);
+        let next = self.header().await?;
+        if next == rejected {
+            tracing::debug!(
+                cache = %self.inner.name,
+                "the token obtained after the rejection is the rejected one: no resend"
+            );
+            return Ok(None);
+        }
+        tracing::debug!(cache = %self.inner.name, dropped, "a new token replaces the rejected one");
+        Ok(Some(next))
+    }
+
     /// Drops the cached token, whatever it is (credentials replaced, tenant idle). The next
     /// read fetches a new one. Returns whether a token was cached.
     pub fn clear(&self) -> bool {
@@ -456,6 +454,17 @@ impl TokenCache {
             tracing::debug!(cache = %self.inner.name, "cached token dropped");
         }
         dropped
+    }
+
+    /// The tenant this cache served was removed or replaced: drop the token, and fetch no
+    /// other (reads fail with [`Error::TenantRemoved`]).
+    pub(crate) fn retire(&self) {
+        let mut st = self.inner.lock_state();
+        st.retired = true;
+        if let Some(timer) = st.ahead.take() {
+            timer.abort();
+        }
+        self.inner.current.store(None);
     }
 
     /// The cached token, whatever its state, without refreshing.
@@ -484,102 +493,21 @@ impl TokenCache {
         }
     }
 
-    /// The path for a token that is not fresh, kept out of line so the fresh path stays small.
+    /// The path for a token that is not usable, kept out of line so the read path stays small.
     #[cold]
     #[inline(never)]
-    fn slow(&self) -> SlowFuture<'_> {
+    fn slow(&self) -> Pin<Box<dyn Future<Output = Outcome> + Send + '_>> {
         Box::pin(self.acquire(false))
     }
 
-    async fn acquire(&self, force: bool) -> Result<Token, Error> {
-        let now = Instant::now();
-        if !force && let Some(entry) = self.inner.current.load_full() {
-            match entry.phase_at(now) {
-                Phase::Fresh => return Ok(entry.token.clone()),
-                Phase::Stale => {
-                    self.inner.start_background(now);
-                    return Ok(entry.token.clone());
-                }
-                Phase::Expired | Phase::Empty => {}
-            }
+    async fn acquire(&self, force: bool) -> Outcome {
+        if !force && let Some(token) = self.read(Token::clone) {
+            return Ok(token);
         }
-        match self.inner.join_or_start(now, force)? {
+        match self.inner.join_or_start(Instant::now(), force)? {
             Joined::Ready(token) => Ok(token),
             Joined::Wait(rx) => wait(rx).await,
         }
-    }
-}
-
-type SlowFuture<'a> = Pin<Box<dyn Future<Output = Result<Token, Error>> + Send + 'a>>;
-
-// HeaderFuture and TokenFuture are two concrete types on purpose: one generic future
-// (with a fn pointer or a sealed trait for the slow path's mapping) measured 35-50% slower
-// on the fresh read in `benches/cached_read.rs`.
-
-/// The future of [`TokenCache::header`]: ready at once while the token is fresh.
-#[must_use = "futures do nothing unless polled"]
-pub struct HeaderFuture<'a> {
-    state: HeaderState<'a>,
-}
-
-enum HeaderState<'a> {
-    Ready(Option<HeaderValue>),
-    Slow(SlowFuture<'a>),
-}
-
-impl Future for HeaderFuture<'_> {
-    type Output = Result<HeaderValue, Error>;
-
-    #[inline]
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match &mut self.state {
-            HeaderState::Ready(header) => match header.take() {
-                Some(header) => Poll::Ready(Ok(header)),
-                None => panic!("HeaderFuture polled after completion"),
-            },
-            HeaderState::Slow(fut) => fut
-                .as_mut()
-                .poll(cx)
-                .map(|r| r.map(|t| t.header_value().clone())),
-        }
-    }
-}
-
-impl fmt::Debug for HeaderFuture<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("HeaderFuture")
-    }
-}
-
-/// The future of [`TokenCache::token`]: ready at once while the token is fresh.
-#[must_use = "futures do nothing unless polled"]
-pub struct TokenFuture<'a> {
-    state: TokenState<'a>,
-}
-
-enum TokenState<'a> {
-    Ready(Option<Token>),
-    Slow(SlowFuture<'a>),
-}
-
-impl Future for TokenFuture<'_> {
-    type Output = Result<Token, Error>;
-
-    #[inline]
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match &mut self.state {
-            TokenState::Ready(token) => match token.take() {
-                Some(token) => Poll::Ready(Ok(token)),
-                None => panic!("TokenFuture polled after completion"),
-            },
-            TokenState::Slow(fut) => fut.as_mut().poll(cx),
-        }
-    }
-}
-
-impl fmt::Debug for TokenFuture<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("TokenFuture")
     }
 }
 
@@ -599,6 +527,11 @@ impl Inner {
     /// the caller looked, or start a refresh (outside a 429 window).
     fn join_or_start(self: &Arc<Self>, now: Instant, force: bool) -> Result<Joined, Error> {
         let mut st = self.lock_state();
+        if st.retired {
+            return Err(Error::TenantRemoved {
+                tenant: self.name.to_string(),
+            });
+        }
         if let Some(rx) = live_flight(&mut st) {
             return Ok(Joined::Wait(rx));
         }
@@ -621,14 +554,17 @@ impl Inner {
         Ok(Joined::Wait(self.start_flight(&mut st, reason)))
     }
 
-    /// The stale path: make sure one background refresh runs, unless a refresh is in
-    /// flight, a 429 window is open, or a failed background refresh is cooling down.
+    /// The stale path (and the refresh-ahead timer): make sure one background refresh runs,
+    /// unless a refresh is in flight, a 429 window is open, or a failed background refresh
+    /// is cooling down.
+    #[cold]
+    #[inline(never)]
     fn start_background(self: &Arc<Self>, now: Instant) {
         if self.refreshing.load(Ordering::Relaxed) {
             return;
         }
         let mut st = self.lock_state();
-        if live_flight(&mut st).is_some() {
+        if st.retired || live_flight(&mut st).is_some() {
             return;
         }
         if matches!(&st.rate_limited, Some((until, _)) if now < *until) {
@@ -637,6 +573,7 @@ impl Inner {
         if matches!(st.background_not_before, Some(t) if now < t) {
             return;
         }
+        // Outside a runtime no refresh can start: the stale token is still served.
         drop(self.start_flight(&mut st, "stale"));
     }
 
@@ -718,32 +655,28 @@ impl Inner {
         );
     }
 
-    /// Makes `token` the cached one and starts the timer that moves its phase flag.
-    fn install(self: &Arc<Self>, token: Token, now: Instant) {
+    /// Makes `token` the cached one, and sets its refresh-ahead timer.
+    fn install(self: &Arc<Self>, st: &mut State, token: Token, now: Instant) {
+        if st.retired {
+            return;
+        }
         let schedule = Schedule::compute(token.lifetime(), &self.config.timing, rand::random());
         let issued = token.issued_at();
         let entry = Arc::new(Entry {
-            value_hash: lease::value_hash(token.header_value()),
-            cache_id: self.id,
             refresh_at: issued + schedule.refresh_after,
             usable_until: issued + schedule.usable_for,
             token,
-            phase: AtomicU8::new(UNTIMED),
-            timer: OnceLock::new(),
-            cache: Arc::downgrade(self),
+            read: AtomicBool::new(false),
         });
-        let phase = entry.phase_at(now);
-        if phase != Phase::Expired
+        if let Some(timer) = st.ahead.take() {
+            timer.abort();
+        }
+        if self.config.refresh_ahead != RefreshAhead::OnDemand
+            && entry.refresh_at > now
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
-            let flag = if phase == Phase::Fresh { FRESH } else { STALE };
-            entry.phase.store(flag, Ordering::Relaxed);
-            let timer = runtime.spawn(phase_timer(
-                Arc::downgrade(&entry),
-                entry.refresh_at,
-                entry.usable_until,
-            ));
-            let _ = entry.timer.set(timer.abort_handle());
+            let timer = refresh_ahead(Arc::downgrade(self), Arc::downgrade(&entry));
+            st.ahead = Some(runtime.spawn(timer).abort_handle());
         }
         tracing::info!(
             lifetime_secs = entry.token.lifetime().as_secs(),
@@ -751,6 +684,26 @@ impl Inner {
             "token obtained"
         );
         self.current.store(Some(entry));
+    }
+}
+
+/// Refreshes `entry` at its `refresh_at` if it is still the cached one (and, for
+/// [`RefreshAhead::IfRead`], was read). Holds both weakly: a dropped cache ends it.
+async fn refresh_ahead(cache: Weak<Inner>, entry: Weak<Entry>) {
+    let Some(at) = entry.upgrade().map(|e| e.refresh_at) else {
+        return;
+    };
+    tokio::time::sleep_until(at).await;
+    let (Some(inner), Some(entry)) = (cache.upgrade(), entry.upgrade()) else {
+        return;
+    };
+    let cached = matches!(&*inner.current.load(), Some(e) if Arc::ptr_eq(e, &entry));
+    let wanted = match inner.config.refresh_ahead {
+        RefreshAhead::IfRead => entry.read.load(Ordering::Relaxed),
+        _ => true,
+    };
+    if cached && wanted {
+        inner.start_background(Instant::now());
     }
 }
 
@@ -801,7 +754,7 @@ async fn run_flight(inner: Arc<Inner>, tx: watch::Sender<Option<Outcome>>) {
         let mut st = inner.lock_state();
         match &outcome {
             Ok(token) => {
-                inner.install(token.clone(), now);
+                inner.install(&mut st, token.clone(), now);
                 st.consecutive_failures = 0;
                 st.background_not_before = None;
                 st.rate_limited = None;
@@ -825,6 +778,59 @@ async fn run_flight(inner: Arc<Inner>, tx: watch::Sender<Option<Outcome>>) {
         other => other,
     });
     tx.send_replace(Some(outcome));
+}
+
+/// Which responses of a protected resource reject the access token they carried: a 401
+/// whose `Bearer` challenge says `error="invalid_token"` (RFC 6750 §3.1) and, if enabled,
+/// a bare 401 (no error code). Nothing else: a 403 `insufficient_scope` needs a re-grant,
+/// not a new token, and a 400 is a malformed request.
+///
+/// The tower layer and the reqwest middleware both decide with this, then call
+/// [`TokenCache::replace_rejected`] (or [`TokenCache::invalidate`], when they cannot resend).
+///
+/// ```
+/// use http::{HeaderMap, HeaderValue, StatusCode, header::WWW_AUTHENTICATE};
+/// use tokenward::Rejection;
+///
+/// let mut headers = HeaderMap::new();
+/// headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(r#"Bearer error="invalid_token""#));
+/// assert!(Rejection::new().rejects(StatusCode::UNAUTHORIZED, &headers));
+/// assert!(!Rejection::new().rejects(StatusCode::BAD_REQUEST, &headers));
+///
+/// let bare = HeaderMap::new();
+/// assert!(!Rejection::new().rejects(StatusCode::UNAUTHORIZED, &bare));
+/// assert!(Rejection::new().bare_401(true).rejects(StatusCode::UNAUTHORIZED, &bare));
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rejection {
+    bare_401: bool,
+}
+
+impl Rejection {
+    /// Only 401 `invalid_token` rejects the token.
+    pub const fn new() -> Self {
+        Rejection { bare_401: false }
+    }
+
+    /// Also treat a bare 401 (no `error` code in the `Bearer` challenge, or no challenge) as
+    /// a rejected token. Off by default: a bare 401 usually means the resource wants other
+    /// credentials, and a new token will not help.
+    pub const fn bare_401(mut self, enabled: bool) -> Self {
+        self.bare_401 = enabled;
+        self
+    }
+
+    /// Whether a response with this status and these headers rejects the token it carried.
+    pub fn rejects(&self, status: StatusCode, headers: &HeaderMap) -> bool {
+        if status != StatusCode::UNAUTHORIZED {
+            return false;
+        }
+        match classify(status, headers, None).map(|c| c.failure) {
+            Some(Failure::InvalidToken { .. }) => true,
+            Some(Failure::Unauthorized) => self.bare_401,
+            _ => false,
+        }
+    }
 }
 
 /// A snapshot of a [`TokenCache`]. See [`TokenCache::status`].
