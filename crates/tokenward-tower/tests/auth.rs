@@ -753,3 +753,80 @@ async fn layer_and_service_are_clone_and_debug_with_accessors() {
     let fut = service.ready().await.unwrap().call(request("x"));
     assert!(!format!("{fut:?} {service:?}").contains("tok-1"));
 }
+
+/// Two tenants over `ConcurrencyLimit(1)`: acme's token endpoint hangs. Its request waits for
+/// its token without holding the one permit, so globex's requests go through at once.
+#[tokio::test(start_paused = true)]
+async fn a_tenant_waiting_for_its_token_holds_no_permit_below() {
+    let tenants: TenantCache<String> = TenantCache::builder()
+        .tenant(
+            "acme".to_string(),
+            tokenward::grant::from_fn(|| std::future::pending()),
+        )
+        .tenant(
+            "globex".to_string(),
+            tokenward::grant::from_fn(|| async {
+                tokenward::Token::builder("globex-token")
+                    .expires_in(Duration::from_secs(3600))
+                    .build()
+            }),
+        )
+        .build();
+    let echo = tower::service_fn(|req: Req| async move {
+        Ok::<_, BoxError>(response(200).map(|_| bearer(&req)))
+    });
+    let client = tower::ServiceBuilder::new()
+        .layer(AuthLayer::tenants(tenants))
+        .concurrency_limit(1)
+        .service(echo);
+    let with_tenant = |org: &str| {
+        let mut req = request("x");
+        req.extensions_mut().insert(Tenant(org.to_string()));
+        req
+    };
+
+    let stuck = tokio::spawn(client.clone().oneshot(with_tenant("acme")));
+    tokio::task::yield_now().await;
+    for _ in 0..3 {
+        let start = tokio::time::Instant::now();
+        let response = tokio::time::timeout(
+            Duration::from_secs(1),
+            client.clone().oneshot(with_tenant("globex")),
+        )
+        .await
+        .expect("globex was held up behind acme's hanging token endpoint")
+        .unwrap();
+        assert_eq!(response.body(), "Bearer globex-token");
+        assert_eq!(tokio::time::Instant::now(), start, "at once");
+    }
+    assert!(!stuck.is_finished(), "acme still waits for its token");
+    stuck.abort();
+}
+
+/// A request in flight when its tenant is removed: its 401 is not answered with a new token
+/// fetched with the removed tenant's credentials.
+#[tokio::test(start_paused = true)]
+async fn a_request_for_a_removed_tenant_is_not_resent_with_a_new_token() {
+    let (cache, calls) = counting_cache();
+    let tenants: TenantCache<String> = TenantCache::new();
+    tenants.insert_cache("acme".to_string(), cache);
+    let (mock, mut handle) = mock::pair::<Req, Res>();
+    let service = AuthLayer::tenants(tenants.clone()).layer(mock);
+    let mut req = request("x");
+    req.extensions_mut().insert(Tenant("acme".to_string()));
+    let call = tokio::spawn(service.oneshot(req));
+    let (seen, reply) = next(&mut handle).await;
+    assert_eq!(bearer(&seen), "Bearer tok-1");
+
+    assert!(tenants.remove("acme"));
+    reply.send_response(invalid_token());
+    let error = call.await.unwrap().unwrap_err();
+    match error.downcast_ref::<AuthError>() {
+        Some(AuthError::Token(tokenward::Error::TenantRemoved { tenant })) => {
+            assert_eq!(tenant, "acme")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "no new token");
+    nothing_more(&mut handle).await;
+}

@@ -265,8 +265,8 @@ struct State {
     last_error: Option<Error>,
     /// The refresh-ahead timer of the cached token.
     ahead: Option<AbortHandle>,
-    /// Set when a [`TenantCache`](crate::TenantCache) removed or replaced this cache's tenant.
-    retired: bool,
+    /// The tenant, once a [`TenantCache`](crate::TenantCache) removed or replaced it.
+    retired: Option<String>,
 }
 
 impl Drop for Inner {
@@ -458,9 +458,9 @@ impl TokenCache {
 
     /// The tenant this cache served was removed or replaced: drop the token, and fetch no
     /// other (reads fail with [`Error::TenantRemoved`]).
-    pub(crate) fn retire(&self) {
+    pub(crate) fn retire(&self, tenant: String) {
         let mut st = self.inner.lock_state();
-        st.retired = true;
+        st.retired = Some(tenant);
         if let Some(timer) = st.ahead.take() {
             timer.abort();
         }
@@ -527,9 +527,9 @@ impl Inner {
     /// the caller looked, or start a refresh (outside a 429 window).
     fn join_or_start(self: &Arc<Self>, now: Instant, force: bool) -> Result<Joined, Error> {
         let mut st = self.lock_state();
-        if st.retired {
+        if let Some(tenant) = &st.retired {
             return Err(Error::TenantRemoved {
-                tenant: self.name.to_string(),
+                tenant: tenant.clone(),
             });
         }
         if let Some(rx) = live_flight(&mut st) {
@@ -564,7 +564,7 @@ impl Inner {
             return;
         }
         let mut st = self.lock_state();
-        if st.retired || live_flight(&mut st).is_some() {
+        if st.retired.is_some() || live_flight(&mut st).is_some() {
             return;
         }
         if matches!(&st.rate_limited, Some((until, _)) if now < *until) {
@@ -657,7 +657,7 @@ impl Inner {
 
     /// Makes `token` the cached one, and sets its refresh-ahead timer.
     fn install(self: &Arc<Self>, st: &mut State, token: Token, now: Instant) {
-        if st.retired {
+        if st.retired.is_some() {
             return;
         }
         let schedule = Schedule::compute(token.lifetime(), &self.config.timing, rand::random());

@@ -380,11 +380,12 @@ where
     /// deadline, backoff or timing). Idle eviction applies to it too.
     pub fn insert_cache(&self, tenant: K, cache: TokenCache) -> Option<TokenCache> {
         let generation = self.shared.generation.load(Ordering::Relaxed);
+        let name = tenant.to_string();
         let old = self
             .shared
             .update(|map| map.insert(tenant, new_tenant(cache, generation)));
         old.map(|old| {
-            old.cache.retire();
+            old.cache.retire(name);
             old.cache.clone()
         })
     }
@@ -395,14 +396,14 @@ where
     pub fn remove<Q>(&self, tenant: &Q) -> bool
     where
         K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Eq + fmt::Display + ?Sized,
     {
         if !self.contains(tenant) {
             return false;
         }
         match self.shared.update(|map| map.remove(tenant)) {
             Some(old) => {
-                old.cache.retire();
+                old.cache.retire(tenant.to_string());
                 true
             }
             None => false,

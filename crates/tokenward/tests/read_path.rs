@@ -1,0 +1,237 @@
+//! The read path is correct by itself: every read checks the token against the clock, on
+//! any runtime, after the one that filled the cache is gone, and from a thread with none;
+//! refresh-ahead only makes refreshes earlier.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Scripted, Step, pass, settle};
+use tokenward::grant::from_fn;
+use tokenward::{RefreshAhead, TenantCache, Token, TokenCache};
+use tokio::runtime::{Builder, Runtime};
+use tokio::time::Instant;
+
+fn paused() -> Runtime {
+    Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap()
+}
+
+fn real_time() -> Runtime {
+    Builder::new_current_thread().enable_time().build().unwrap()
+}
+
+#[test]
+fn a_cache_filled_on_a_dropped_runtime_never_serves_its_expired_token() {
+    let source = Scripted::new(Duration::from_secs(1));
+    let cache = TokenCache::new(source.clone());
+    let setup = paused();
+    let old = setup.block_on(cache.header()).unwrap();
+    assert_eq!(old, "Bearer token-1");
+    drop(setup); // a setup runtime, a test fixture, a block_on helper
+
+    paused().block_on(async {
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(cache.try_header().is_none(), "expired: not served");
+        assert_eq!(cache.header().await.unwrap(), "Bearer token-2");
+    });
+    assert_eq!(source.calls(), 2);
+}
+
+#[test]
+fn a_cache_filled_on_an_idle_runtime_never_serves_its_expired_token() {
+    let source = Scripted::new(Duration::from_secs(1));
+    let cache = TokenCache::new(source.clone());
+    // Alive, but nothing drives it: its timers never fire.
+    let idle = real_time();
+    let old = idle.block_on(cache.header()).unwrap();
+
+    paused().block_on(async {
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let new = cache.header().await.unwrap();
+        assert_ne!(new, old, "the expired token is never handed out");
+        assert_eq!(new, "Bearer token-2");
+    });
+    drop(idle);
+}
+
+#[test]
+fn a_blocked_current_thread_runtime_reads_past_expiry_get_a_new_token() {
+    let source = Scripted::new(Duration::from_secs(1));
+    let cache = TokenCache::new(source.clone());
+    real_time().block_on(async {
+        let old = cache.header().await.unwrap();
+        // Synchronous code blocks the runtime past the token's expiry: no timer can run.
+        std::thread::sleep(Duration::from_millis(1_100));
+        assert!(cache.try_header().is_none());
+        let new = cache.header().await.unwrap();
+        assert_ne!(new, old);
+        assert!(Instant::now() < cache.token().await.unwrap().expires_at());
+    });
+}
+
+#[test]
+fn try_header_from_a_thread_without_a_runtime() {
+    let source = Scripted::new(Duration::from_secs(1));
+    let cache = TokenCache::new(source.clone());
+    real_time().block_on(cache.header()).unwrap();
+    let reader = cache.clone();
+    let (fresh, expired) = std::thread::spawn(move || {
+        let fresh = reader.try_header();
+        std::thread::sleep(Duration::from_millis(1_100));
+        (fresh, reader.try_header())
+    })
+    .join()
+    .unwrap();
+    assert_eq!(
+        fresh.unwrap(),
+        "Bearer token-1",
+        "usable: served, no runtime needed"
+    );
+    assert!(expired.is_none(), "expired: never served");
+    assert_eq!(source.calls(), 1, "no runtime, no refresh");
+}
+
+/// 64 tasks read in a loop for 20 s of 2 s tokens from an endpoint that takes 20 ms: no
+/// token handed out is past its expiry, and after the first token nobody waits.
+#[tokio::test(start_paused = true)]
+async fn looping_callers_with_short_tokens_never_wait_and_never_get_an_expired_token() {
+    let source = Scripted::new(Duration::from_secs(2));
+    source.otherwise(Step::Delay(Duration::from_millis(20)));
+    let cache = TokenCache::new(source.clone());
+    cache.header().await.unwrap();
+    let end = Instant::now() + Duration::from_secs(20);
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let cache = cache.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(i)).await;
+                let mut longest = Duration::ZERO;
+                let mut reads = 0u32;
+                while Instant::now() < end {
+                    let before = Instant::now();
+                    let token = cache.token().await.unwrap();
+                    let now = Instant::now();
+                    assert!(now < token.expires_at(), "an expired token was handed out");
+                    longest = longest.max(now - before);
+                    reads += 1;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                (longest, reads)
+            })
+        })
+        .collect();
+    for task in tasks {
+        let (longest, reads) = task.await.unwrap();
+        assert_eq!(longest, Duration::ZERO, "no caller waited on the endpoint");
+        assert!(reads > 1_000);
+    }
+    // A refresh every 0.8 × 2 s less up to 5 % jitter: at most 20 / 1.52 + the first.
+    let calls = source.calls();
+    assert!((12..=14).contains(&calls), "token calls: {calls}");
+}
+
+/// A 1 s token nobody reads is refreshed ahead, so the burst after the quiet period finds a
+/// fresh token: 10,000 callers at 1.5 s, no token call among them, nobody waits.
+#[tokio::test(start_paused = true)]
+async fn an_idle_cache_refreshes_ahead_so_a_burst_never_waits() {
+    let source = Scripted::new(Duration::from_secs(1));
+    source.otherwise(Step::Delay(Duration::from_millis(20)));
+    let cache = TokenCache::new(source.clone());
+    cache.header().await.unwrap();
+    assert_eq!(source.calls(), 1);
+
+    // Nobody reads; at 0.8 s the timer refreshes. (Time moves in steps, so that what is due
+    // runs when it is due.)
+    for _ in 0..15 {
+        pass(Duration::from_millis(100)).await;
+    }
+    assert_eq!(source.calls(), 2, "refreshed ahead, with no reader");
+
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..10_000)
+        .map(|_| {
+            let cache = cache.clone();
+            tokio::spawn(async move { cache.header().await.unwrap() })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), "Bearer token-2");
+    }
+    assert_eq!(Instant::now(), start, "nobody waited for the endpoint");
+    assert_eq!(source.calls(), 2, "no token call in the burst");
+}
+
+#[tokio::test(start_paused = true)]
+async fn on_demand_caches_do_not_refresh_ahead() {
+    let source = Scripted::new(Duration::from_secs(10));
+    let cache = TokenCache::builder(source.clone())
+        .refresh_ahead(RefreshAhead::OnDemand)
+        .build();
+    cache.header().await.unwrap();
+    pass(Duration::from_secs(20)).await;
+    assert_eq!(source.calls(), 1);
+    assert!(cache.try_header().is_none());
+    cache.header().await.unwrap();
+    assert_eq!(source.calls(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn tenants_refresh_ahead_only_while_read() {
+    let (read, idle) = (
+        Scripted::new(Duration::from_secs(10)),
+        Scripted::new(Duration::from_secs(10)),
+    );
+    let tenants: TenantCache<&str> = TenantCache::builder()
+        .tenant("read", read.clone())
+        .tenant("idle", idle.clone())
+        .build();
+    tenants.header("read").await.unwrap();
+    tenants.header("idle").await.unwrap();
+    pass(Duration::from_secs(1)).await;
+    tenants.header("read").await.unwrap(); // read during its token's lifetime
+    pass(Duration::from_secs(8)).await; // past refresh_at (8 s)
+    assert_eq!(read.calls(), 2, "read: refreshed ahead");
+    assert_eq!(idle.calls(), 1, "idle: no background call");
+    // The new token was not read: no further refresh ahead.
+    pass(Duration::from_secs(30)).await;
+    assert_eq!(read.calls(), 2);
+    assert_eq!(idle.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_refresh_ahead_timer_never_keeps_a_dropped_cache_alive() {
+    let marker = Arc::new(());
+    let held = Arc::clone(&marker);
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = Arc::clone(&calls);
+    let cache = TokenCache::new(from_fn(move || {
+        let _held = &held;
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async {
+            Token::builder("t")
+                .expires_in(Duration::from_secs(10))
+                .build()
+        }
+    }));
+    cache.header().await.unwrap();
+    settle().await;
+    assert_eq!(Arc::strong_count(&marker), 2, "the cache's source holds it");
+    drop(cache);
+    settle().await;
+    assert_eq!(
+        Arc::strong_count(&marker),
+        1,
+        "dropped with the last handle"
+    );
+    pass(Duration::from_secs(60)).await;
+    assert_eq!(
+        calls.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "no refresh after the drop"
+    );
+}
