@@ -4,8 +4,10 @@
 //!             call()
 //!   usable token │ none ──► Waiting (the cache's single flight; boxed, slow path only)
 //!                ▼             │ header
-//!             Sending ◄────────┘   (tower::util::Oneshot: the inner service's readiness is
-//!                │                  driven only once the token is there)
+//!   Calling (the ready         ▼
+//!   inner service)          Sending (a clone through tower::util::Oneshot: its readiness
+//!                │             │     is driven only once the token is there)
+//!                ├─────────────┘
 //!                │ 401 invalid_token (tokenward::Rejection), body replayable
 //!                ▼
 //!            Renewing (TokenCache::replace_rejected: invalidate by value, next token; boxed)
@@ -14,7 +16,7 @@
 //!            Resending (Oneshot again) ──► the response, as is
 //! ```
 //!
-//! A request that cannot be resent stops at `Sending`: its 401 is returned after the token
+//! A request that cannot be resent stops there: its 401 is returned after the token
 //! is invalidated (by value, with the header the future kept).
 //!
 //! A usable token and a response that is not a 401 `invalid_token` take the first arrow
@@ -77,8 +79,10 @@ pin_project! {
         pending: Option<Request<B>>,
         // A copy of the request for one resend, if its body can be copied.
         copy: Option<Request<B>>,
-        // A clone of the inner service for the next send.
+        // A clone of the inner service for the resend.
         service: Option<S>,
+        // A clone of the inner service for the first send, while the request waits.
+        first: Option<S>,
         rejection: Rejection,
     }
 }
@@ -90,7 +94,10 @@ pin_project! {
         S: Service<Request<B>>,
     {
         Failed { error: Option<AuthError> },
+        // The first send on the fast path: the service `poll_ready` made ready, called.
+        Calling { #[pin] future: S::Future },
         Waiting { wait: Wait<HeaderValue> },
+        // The first send after waiting for the token: a clone, its readiness driven now.
         Sending { #[pin] future: Oneshot<S, Request<B>> },
         Renewing { wait: Wait<Option<HeaderValue>>, response: Option<S::Response> },
         Resending { #[pin] future: Oneshot<S, Request<B>> },
@@ -110,55 +117,50 @@ where
             pending: None,
             copy: None,
             service: None,
+            first: None,
             rejection: Rejection::new(),
         }
     }
 
-    /// Sends `request` with `cache`'s token through `service` (once the token is there).
+    /// Sends `request` with `cache`'s token: through `ready` (which `poll_ready` made
+    /// ready) if the token is usable now; otherwise through a clone of it once the token is
+    /// there, so that the wait holds nothing of the service below.
     pub(crate) fn new(
         cache: TokenCache,
         mut request: Request<B>,
         copy: Option<Request<B>>,
-        service: S,
+        ready: &mut S,
         rejection: Rejection,
     ) -> Self {
-        let mut future = ResponseFuture {
-            state: State::Failed { error: None },
-            cache: None,
-            sent: None,
-            pending: None,
-            copy,
-            service: None,
-            rejection,
-        };
-        match cache.try_header() {
+        // A clone for the resend, if there is a copy to resend.
+        let service = copy.as_ref().map(|_| ready.clone());
+        let (state, sent, pending) = match cache.try_header() {
             Some(header) => {
                 request.headers_mut().insert(AUTHORIZATION, header.clone());
-                let first = future.keep_for_resend(service);
-                future.state = State::Sending {
-                    future: Oneshot::new(first, request),
-                };
-                future.sent = Some(header);
+                let future = ready.call(request);
+                (State::Calling { future }, Some(header), None)
             }
             None => {
                 let waiting = cache.clone();
-                future.state = State::Waiting {
-                    wait: Box::pin(async move { waiting.header().await }),
-                };
-                future.pending = Some(request);
-                future.service = Some(service);
+                let wait = Box::pin(async move { waiting.header().await });
+                (
+                    State::Waiting { wait },
+                    None,
+                    Some((request, ready.clone())),
+                )
             }
+        };
+        let (pending, first) = pending.unzip();
+        ResponseFuture {
+            state,
+            cache: Some(cache),
+            sent,
+            pending,
+            copy,
+            service,
+            first,
+            rejection,
         }
-        future.cache = Some(cache);
-        future
-    }
-
-    /// The service for this send; a clone of it is kept if there is a copy to resend.
-    fn keep_for_resend(&mut self, service: S) -> S {
-        if self.copy.is_some() {
-            self.service = Some(service.clone());
-        }
-        service
     }
 }
 
@@ -175,35 +177,9 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
-            match this.state.as_mut().project() {
-                StateProj::Sending { future } => {
-                    let response = ready!(future.poll(cx)).map_err(Into::into)?;
-                    if !this
-                        .rejection
-                        .rejects(response.status(), response.headers())
-                    {
-                        return Poll::Ready(Ok(response));
-                    }
-                    let (Some(cache), Some(sent)) = (this.cache.as_ref(), this.sent.take()) else {
-                        return Poll::Ready(Ok(response));
-                    };
-                    if this.copy.is_none() {
-                        let dropped = cache.invalidate(&sent);
-                        tracing::debug!(
-                            invalidated = dropped,
-                            "401 invalid_token: the request cannot be resent (its body cannot be \
-                             copied), so the response is returned; the next request carries a \
-                             new token"
-                        );
-                        return Poll::Ready(Ok(response));
-                    }
-                    tracing::debug!("401 invalid_token: getting a new token to resend once");
-                    let cache = cache.clone();
-                    this.state.set(State::Renewing {
-                        wait: Box::pin(async move { cache.replace_rejected(&sent).await }),
-                        response: Some(response),
-                    });
-                }
+            let result = match this.state.as_mut().project() {
+                StateProj::Calling { future } => ready!(future.poll(cx)),
+                StateProj::Sending { future } => ready!(future.poll(cx)),
                 StateProj::Renewing { wait, response } => {
                     let next = match ready!(wait.as_mut().poll(cx)) {
                         Ok(next) => next,
@@ -220,6 +196,7 @@ where
                     this.state.set(State::Resending {
                         future: Oneshot::new(service, request),
                     });
+                    continue;
                 }
                 // A second 401 is the caller's: returned as is.
                 StateProj::Resending { future } => return future.poll(cx).map_err(Into::into),
@@ -231,19 +208,43 @@ where
                     let mut request = this.pending.take().expect(POLLED_AFTER_COMPLETION);
                     request.headers_mut().insert(AUTHORIZATION, header.clone());
                     *this.sent = Some(header);
-                    let service = this.service.take().expect(POLLED_AFTER_COMPLETION);
-                    if this.copy.is_some() {
-                        *this.service = Some(service.clone());
-                    }
+                    let service = this.first.take().expect(POLLED_AFTER_COMPLETION);
                     this.state.set(State::Sending {
                         future: Oneshot::new(service, request),
                     });
+                    continue;
                 }
                 StateProj::Failed { error } => {
                     let error = error.take().expect(POLLED_AFTER_COMPLETION);
                     return Poll::Ready(Err(error.into()));
                 }
+            };
+            // The answer to the first send.
+            let response = result.map_err(Into::into)?;
+            if !this
+                .rejection
+                .rejects(response.status(), response.headers())
+            {
+                return Poll::Ready(Ok(response));
             }
+            let (Some(cache), Some(sent)) = (this.cache.as_ref(), this.sent.take()) else {
+                return Poll::Ready(Ok(response));
+            };
+            if this.copy.is_none() {
+                let dropped = cache.invalidate(&sent);
+                tracing::debug!(
+                    invalidated = dropped,
+                    "401 invalid_token: the request cannot be resent (its body cannot be \
+                     copied), so the response is returned; the next request carries a new token"
+                );
+                return Poll::Ready(Ok(response));
+            }
+            tracing::debug!("401 invalid_token: getting a new token to resend once");
+            let cache = cache.clone();
+            this.state.set(State::Renewing {
+                wait: Box::pin(async move { cache.replace_rejected(&sent).await }),
+                response: Some(response),
+            });
         }
     }
 }
@@ -255,6 +256,7 @@ where
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
             State::Failed { .. } => "Failed",
+            State::Calling { .. } => "Calling",
             State::Waiting { .. } => "Waiting",
             State::Sending { .. } => "Sending",
             State::Renewing { .. } => "Renewing",

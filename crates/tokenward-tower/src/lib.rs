@@ -12,11 +12,11 @@
 //! * **Sets `Authorization`** to the [`TokenCache`](tokenward::TokenCache)'s pre-built header
 //!   value (marked sensitive: never logged by `Debug`, never indexed by HTTP/2 HPACK),
 //!   replacing any the request had, then calls the inner service.
-//! * **The token first, then the inner service.** [`Auth`] is always ready; each request
-//!   gets its token, then drives its own clone of the inner service through
-//!   [`tower::util::Oneshot`]. A request waiting for a token (a hanging token endpoint, a
-//!   tenant's slow refresh) never holds a `ConcurrencyLimit` permit or a `Buffer` slot below,
-//!   so other requests (other tenants) go through meanwhile.
+//! * **A request waiting for its token holds nothing below.** With a usable token the request
+//!   goes to the service `poll_ready` made ready. Without one it leaves that service (and its
+//!   `ConcurrencyLimit` permit or `Buffer` slot) to the next request, waits for its token,
+//!   then drives the readiness of a clone through [`tower::util::Oneshot`]. A hanging token
+//!   endpoint (a tenant's slow refresh) never holds up other requests (other tenants).
 //! * **Usable token** (fresh or stale): read at once from the cache (an atomic load, a clock
 //!   read, a reference count); the future is a `pin_project_lite` state machine and nothing
 //!   is boxed.
@@ -147,9 +147,9 @@
 //! # Costs
 //!
 //! Per request on the fast path (a usable token, no 401): a read of the cache, the header
-//! value's reference count, a clone of the inner service (two when the request can be
-//! resent: one for the resend), and, for a request that can be resent, the copy of the
-//! request made before the first send (a header-map clone when it has headers). Use
+//! value's reference count, and, for a request that can be resent, a clone of the inner
+//! service and the copy of the request for the resend, made before the first send (a
+//! header-map clone when it has headers). Use
 //! [`NeverReplay`](replay::NeverReplay) to make no copy. The figures are in the repository's
 //! `BENCHMARKS.md`.
 #![forbid(unsafe_code)]

@@ -123,10 +123,11 @@ impl<S, C: Clone, R: Clone> Layer<S> for AuthLayer<C, R> {
 /// Errors are [`BoxError`]: the layer's own are [`AuthError`](crate::AuthError)s, the inner
 /// service's pass through unchanged. See the [crate docs](crate).
 ///
-/// `poll_ready` is always ready: each request first gets its token, then drives the
-/// readiness of its own clone of the inner service (through [`tower::util::Oneshot`]), so a
-/// request waiting for a token never holds a permit of a `ConcurrencyLimit` or a slot of a
-/// `Buffer` below.
+/// `poll_ready` is the inner service's. A request whose token is usable at once is sent
+/// through the service `poll_ready` made ready; one that must wait for its token leaves that
+/// service (and the permit or slot it holds) to the next request, and once its token is
+/// there drives a clone's readiness through [`tower::util::Oneshot`]. So a request waiting
+/// for a token never holds a permit of a `ConcurrencyLimit` or a slot of a `Buffer` below.
 #[derive(Debug, Clone)]
 pub struct Auth<S, C = TokenCache, R = CloneableBodies> {
     inner: S,
@@ -180,11 +181,9 @@ where
     type Error = BoxError;
     type Future = ResponseFuture<S, B>;
 
-    /// Always ready: the inner service's readiness is driven by each request's future, once
-    /// its token is there.
     #[inline]
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
@@ -195,6 +194,6 @@ where
         // The copy for one resend is made before the first send: the inner service consumes
         // the request.
         let copy = try_clone_request(&self.replay, &request);
-        ResponseFuture::new(cache, request, copy, self.inner.clone(), self.rejection)
+        ResponseFuture::new(cache, request, copy, &mut self.inner, self.rejection)
     }
 }

@@ -1,6 +1,8 @@
 //! Storm: 10,000 concurrent callers across a token expiry. Reports token calls and the p50 /
 //! p99 latency of `header()` for reads while the token is fresh, inside the refresh (stale)
-//! window, and past expiry (callers wait for the one refresh), all in one run.
+//! window, and past expiry (callers wait for the one refresh), all in one run. Then, with the
+//! default configuration: 10,000 callers after an idle period longer than the token's life
+//! (refresh-ahead), and 64 callers looping for 20 s over 2 s tokens.
 //!
 //! Run: `cargo bench -p tokenward --bench storm` (a plain harness; it prints a table).
 #![allow(missing_docs)]
@@ -114,5 +116,90 @@ fn main() {
             );
         }
         println!("(token endpoint latency {FETCH:?}; a stale read never waits for it)");
+
+        idle_burst().await;
+        looping().await;
     });
+}
+
+/// A counting source of `lifetime` tokens, each call taking `FETCH`.
+fn source(lifetime: Duration) -> (TokenCache, Arc<AtomicUsize>) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&calls);
+    let cache = TokenCache::new(from_fn(move || {
+        let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+        async move {
+            tokio::time::sleep(FETCH).await;
+            Token::builder(format!("token-{n}"))
+                .expires_in(lifetime)
+                .build()
+        }
+    }));
+    (cache, calls)
+}
+
+/// Default configuration, 1 s tokens: one read, nobody reads for 1.5 s, then 10,000 callers.
+async fn idle_burst() {
+    let (cache, calls) = source(Duration::from_secs(1));
+    cache.header().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = calls.load(Ordering::SeqCst);
+    let burst = storm(&cache).await;
+    let during = calls.load(Ordering::SeqCst) - before;
+    println!();
+    println!(
+        "| after an idle 1.5 s (1 s tokens, default config) | token calls while idle | in the burst | p50 | p99 |"
+    );
+    println!("|---|---|---|---|---|");
+    println!(
+        "| {CALLERS} callers | {} | {during} | {:.1} µs | {:.1} µs |",
+        before - 1,
+        percentile(&burst, 0.5).as_secs_f64() * 1e6,
+        percentile(&burst, 0.99).as_secs_f64() * 1e6,
+    );
+}
+
+/// Default configuration, 2 s tokens: 64 tasks read in a loop (a read, then a 1 ms sleep)
+/// for 20 s; every token is checked against its expiry.
+async fn looping() {
+    const RUN: Duration = Duration::from_secs(20);
+    let (cache, calls) = source(Duration::from_secs(2));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let cache = cache.clone();
+            tokio::spawn(async move {
+                let (mut longest, mut expired, mut reads) = (Duration::ZERO, 0u64, 0u64);
+                while start.elapsed() < RUN {
+                    let begin = Instant::now();
+                    let token = cache.token().await.unwrap();
+                    if reads > 0 {
+                        longest = longest.max(begin.elapsed());
+                    }
+                    expired += u64::from(tokio::time::Instant::now() >= token.expires_at());
+                    reads += 1;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                (longest, expired, reads)
+            })
+        })
+        .collect();
+    let (mut longest, mut expired, mut reads) = (Duration::ZERO, 0, 0);
+    for task in tasks {
+        let (l, e, r) = task.await.unwrap();
+        longest = longest.max(l);
+        expired += e;
+        reads += r;
+    }
+    println!();
+    println!(
+        "| 64 looping callers, 2 s tokens, 20 s, default config | token calls | reads | expired tokens handed out | longest read after the first | ÷ endpoint latency |"
+    );
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| | {} | {reads} | {expired} | {:.1} µs | {:.3}× |",
+        calls.load(Ordering::SeqCst),
+        longest.as_secs_f64() * 1e6,
+        longest.as_secs_f64() / FETCH.as_secs_f64(),
+    );
 }

@@ -745,7 +745,7 @@ async fn run_flight(inner: Arc<Inner>, tx: watch::Sender<Option<Outcome>>) {
         finished: false,
     };
     let deadline = inner.config.refresh_deadline;
-    let outcome = match tokio::time::timeout(deadline, inner.fetch_with_retries()).await {
+    let mut outcome = match tokio::time::timeout(deadline, inner.fetch_with_retries()).await {
         Ok(outcome) => outcome,
         Err(_) => Err(Error::Timeout(deadline)),
     };
@@ -765,6 +765,12 @@ async fn run_flight(inner: Arc<Inner>, tx: watch::Sender<Option<Outcome>>) {
         st.flight = None;
         inner.refreshing.store(false, Ordering::Relaxed);
         guard.finished = true;
+        // Retired while the refresh ran: its token is not handed out either.
+        if let (Some(tenant), Ok(_)) = (&st.retired, &outcome) {
+            outcome = Err(Error::TenantRemoved {
+                tenant: tenant.clone(),
+            });
+        }
     }
     // Waiters are told the window the cache really keeps (Retry-After, capped).
     let outcome = outcome.map_err(|e| match e {

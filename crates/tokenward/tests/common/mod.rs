@@ -144,7 +144,7 @@ pub async fn settle() {
 }
 
 /// Moves paused time forward and lets the runtime run what became due (its timers first):
-/// the cache's phase flags are moved by timer tasks, as in production.
+/// refresh-ahead timers and background refreshes, as in production.
 pub async fn pass(d: Duration) {
     tokio::time::advance(d).await;
     settle().await;
