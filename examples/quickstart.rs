@@ -34,7 +34,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let running = server.listen().await?;
 
     // The cache: refresh at half the lifetime (jittered), stop using a token 0.5 s before
-    // it expires. Production defaults are 0.8 and 30 s; a 4 s token wants smaller margins.
+    // it expires (margins are capped at a tenth of the lifetime: 0.4 s here). Production
+    // defaults are 0.8 and 30 s; the demo refreshes earlier to show more refreshes.
     let grant = ClientCredentials::builder(running.token_url(), "demo-client")
         .client_secret("demo-secret")
         .scope("jobs.read")

@@ -244,7 +244,9 @@ impl fmt::Debug for AuthMiddleware {
                 d.field("tenants", tenants).field("tenant", tenant)
             }
         };
-        d.field("resend", &self.resend).finish()
+        d.field("resend", &self.resend)
+            .field("rejection", &self.rejection)
+            .finish()
     }
 }
 

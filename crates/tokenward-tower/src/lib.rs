@@ -13,10 +13,10 @@
 //!   value (marked sensitive: never logged by `Debug`, never indexed by HTTP/2 HPACK),
 //!   replacing any the request had, then calls the inner service.
 //! * **A request waiting for its token holds nothing below.** With a usable token the request
-//!   goes to the service `poll_ready` made ready. Without one it leaves that service (and its
-//!   `ConcurrencyLimit` permit or `Buffer` slot) to the next request, waits for its token,
-//!   then drives the readiness of a clone through [`tower::util::Oneshot`]. A hanging token
-//!   endpoint (a tenant's slow refresh) never holds up other requests (other tenants).
+//!   goes to the service `poll_ready` made ready. Without one it gives that reservation back
+//!   (a `ConcurrencyLimit` permit, a `Buffer` slot), waits for its token, then drives the
+//!   readiness of a clone through [`tower::util::Oneshot`]. A hanging token endpoint (a
+//!   tenant's slow refresh) never holds up other requests (other tenants).
 //! * **Usable token** (fresh or stale): read at once from the cache (an atomic load, a clock
 //!   read, a reference count); the future is a `pin_project_lite` state machine and nothing
 //!   is boxed.

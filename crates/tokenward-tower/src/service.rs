@@ -124,10 +124,11 @@ impl<S, C: Clone, R: Clone> Layer<S> for AuthLayer<C, R> {
 /// service's pass through unchanged. See the [crate docs](crate).
 ///
 /// `poll_ready` is the inner service's. A request whose token is usable at once is sent
-/// through the service `poll_ready` made ready; one that must wait for its token leaves that
-/// service (and the permit or slot it holds) to the next request, and once its token is
-/// there drives a clone's readiness through [`tower::util::Oneshot`]. So a request waiting
-/// for a token never holds a permit of a `ConcurrencyLimit` or a slot of a `Buffer` below.
+/// through the service `poll_ready` made ready; one that must wait for its token gives that
+/// reservation back (the ready service, with the permit or slot it holds, is dropped and an
+/// un-ready clone takes its place), and once its token is there drives a clone's readiness
+/// through [`tower::util::Oneshot`]. So a request waiting for a token never holds a permit
+/// of a `ConcurrencyLimit` or a slot of a `Buffer` below.
 #[derive(Debug, Clone)]
 pub struct Auth<S, C = TokenCache, R = CloneableBodies> {
     inner: S,

@@ -830,3 +830,28 @@ async fn a_request_for_a_removed_tenant_is_not_resent_with_a_new_token() {
     assert_eq!(calls.load(Ordering::SeqCst), 1, "no new token");
     nothing_more(&mut handle).await;
 }
+
+/// One service used again and again (`ready().await` then `call`) over `ConcurrencyLimit(1)`,
+/// with no usable token: the request that waits for its token gives the permit back, so its
+/// own send (through a clone) and the next request get it.
+#[tokio::test(start_paused = true)]
+async fn a_reused_service_gives_its_permit_back_while_a_request_waits_for_its_token() {
+    let (cache, calls) = counting_cache_with(Duration::from_millis(50));
+    let echo = tower::service_fn(|req: Req| async move {
+        Ok::<_, BoxError>(response(200).map(|_| bearer(&req)))
+    });
+    let mut client = tower::ServiceBuilder::new()
+        .layer(AuthLayer::new(cache))
+        .concurrency_limit(1)
+        .service(echo);
+    let first = client.ready().await.unwrap().call(request("a"));
+    let response = tokio::time::timeout(Duration::from_secs(5), first)
+        .await
+        .expect("the request waited for the permit its own service held")
+        .unwrap();
+    assert_eq!(response.body(), "Bearer tok-1");
+    // The service is used again: still works, and the token is now cached.
+    let second = client.ready().await.unwrap().call(request("b"));
+    assert_eq!(second.await.unwrap().body(), "Bearer tok-1");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}

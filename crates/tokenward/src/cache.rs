@@ -101,8 +101,9 @@ pub enum RefreshAhead {
     /// period finds a fresh token. The default of a [`TokenCache`].
     #[default]
     Eager,
-    /// At `refresh_at`, if the token was read since it was obtained: an idle cache makes no
-    /// calls. The default of a [`TenantCache`](crate::TenantCache)'s tenants.
+    /// At `refresh_at`, if the token was read since it was obtained (the caller whose wait
+    /// fetched it does not count): an idle cache makes no calls. The default of a
+    /// [`TenantCache`](crate::TenantCache)'s tenants.
     IfRead,
     /// Only when a read finds the token stale.
     OnDemand,
@@ -165,7 +166,7 @@ impl TokenCacheBuilder {
         self
     }
 
-    /// Random share of the lifetime taken off the refresh point (0.05).
+    /// Up to this share of the refresh point is taken off it at random (0.05).
     pub fn refresh_jitter(mut self, jitter: f64) -> Self {
         self.config.timing.refresh_jitter = jitter;
         self
@@ -253,10 +254,19 @@ struct Inner {
 
 type Outcome = Result<Token, Error>;
 
+/// A refresh in flight: its result channel, which one it is, and when it started.
+struct Flight {
+    rx: watch::Receiver<Option<Outcome>>,
+    id: u64,
+    started: Instant,
+}
+
 #[derive(Default)]
 struct State {
     /// The refresh in flight, if any.
-    flight: Option<watch::Receiver<Option<Outcome>>>,
+    flight: Option<Flight>,
+    /// The id of the next flight.
+    next_flight: u64,
     /// A 429 window: no request until then.
     rate_limited: Option<(Instant, Option<Box<EndpointError>>)>,
     /// No background refresh before then (after a failed one).
@@ -299,6 +309,10 @@ struct Entry {
     /// Whether a caller read it (for [`RefreshAhead::IfRead`]).
     read: AtomicBool,
 }
+
+/// How long after its deadline a refresh that has not reported is taken for dead (its task
+/// is not being run: its runtime is blocked, idle or gone).
+const FLIGHT_GRACE: Duration = Duration::from_secs(1);
 
 impl Entry {
     fn phase_at(&self, now: Instant) -> Phase {
@@ -456,8 +470,14 @@ impl TokenCache {
         dropped
     }
 
+    /// Whether both handles are the same cache.
+    pub(crate) fn same(&self, other: &TokenCache) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     /// The tenant this cache served was removed or replaced: drop the token, and fetch no
-    /// other (reads fail with [`Error::TenantRemoved`]).
+    /// other (reads fail with [`Error::TenantRemoved`]). A refresh in flight runs to its end
+    /// (a rotated refresh token is never lost), but its token is handed to nobody.
     pub(crate) fn retire(&self, tenant: String) {
         let mut st = self.inner.lock_state();
         st.retired = Some(tenant);
@@ -506,16 +526,21 @@ impl TokenCache {
         }
         match self.inner.join_or_start(Instant::now(), force)? {
             Joined::Ready(token) => Ok(token),
-            Joined::Wait(rx) => wait(rx).await,
+            Joined::Wait(rx) => wait(rx, self.inner.config.refresh_deadline).await,
         }
     }
 }
 
-async fn wait(mut rx: watch::Receiver<Option<Outcome>>) -> Outcome {
+/// Waits for the refresh's outcome, at most its deadline and a grace: a refresh whose task is
+/// not being run (its runtime blocked, idle or gone) never holds a caller longer.
+async fn wait(mut rx: watch::Receiver<Option<Outcome>>, deadline: Duration) -> Outcome {
     // An error here means the refresh task ended without sending (panic, runtime shutdown).
-    let _ = rx.wait_for(Option::is_some).await;
-    let outcome = rx.borrow().clone();
-    outcome.unwrap_or(Err(Error::RefreshAborted))
+    let waited = tokio::time::timeout(deadline + FLIGHT_GRACE, rx.wait_for(Option::is_some));
+    match waited.await {
+        Ok(Ok(outcome)) => outcome.clone().unwrap_or(Err(Error::RefreshAborted)),
+        Ok(Err(_)) => Err(Error::RefreshAborted),
+        Err(_) => Err(Error::Timeout(deadline)),
+    }
 }
 
 impl Inner {
@@ -532,7 +557,7 @@ impl Inner {
                 tenant: tenant.clone(),
             });
         }
-        if let Some(rx) = live_flight(&mut st) {
+        if let Some(rx) = self.live_flight(&mut st, now) {
             return Ok(Joined::Wait(rx));
         }
         if !force
@@ -551,7 +576,7 @@ impl Inner {
             st.rate_limited = None;
         }
         let reason = if force { "forced" } else { "expired" };
-        Ok(Joined::Wait(self.start_flight(&mut st, reason)))
+        Ok(Joined::Wait(self.start_flight(&mut st, now, reason)))
     }
 
     /// The stale path (and the refresh-ahead timer): make sure one background refresh runs,
@@ -560,11 +585,13 @@ impl Inner {
     #[cold]
     #[inline(never)]
     fn start_background(self: &Arc<Self>, now: Instant) {
-        if self.refreshing.load(Ordering::Relaxed) {
+        // Outside a runtime no refresh can start: the stale token is still served.
+        if self.refreshing.load(Ordering::Relaxed) || tokio::runtime::Handle::try_current().is_err()
+        {
             return;
         }
         let mut st = self.lock_state();
-        if st.retired.is_some() || live_flight(&mut st).is_some() {
+        if st.retired.is_some() || self.live_flight(&mut st, now).is_some() {
             return;
         }
         if matches!(&st.rate_limited, Some((until, _)) if now < *until) {
@@ -573,22 +600,52 @@ impl Inner {
         if matches!(st.background_not_before, Some(t) if now < t) {
             return;
         }
-        // Outside a runtime no refresh can start: the stale token is still served.
-        drop(self.start_flight(&mut st, "stale"));
+        drop(self.start_flight(&mut st, now, "stale"));
+    }
+
+    /// The refresh in flight, forgetting one whose task died without a result or that is
+    /// past its deadline without a word (its task is not being run).
+    fn live_flight(
+        &self,
+        st: &mut State,
+        now: Instant,
+    ) -> Option<watch::Receiver<Option<Outcome>>> {
+        let flight = st.flight.as_ref()?;
+        let limit = self.config.refresh_deadline + FLIGHT_GRACE;
+        if flight.rx.has_changed().is_ok() && now < flight.started + limit {
+            return Some(flight.rx.clone());
+        }
+        if flight.rx.has_changed().is_ok() {
+            tracing::warn!(
+                cache = %self.name,
+                "a token refresh is past its deadline without a result (its runtime is not \
+                 running it); starting another"
+            );
+        }
+        st.flight = None;
+        self.refreshing.store(false, Ordering::Relaxed);
+        None
     }
 
     fn start_flight(
         self: &Arc<Self>,
         st: &mut State,
+        now: Instant,
         reason: &'static str,
     ) -> watch::Receiver<Option<Outcome>> {
         let (tx, rx) = watch::channel(None);
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
-                st.flight = Some(rx.clone());
+                let id = st.next_flight;
+                st.next_flight += 1;
+                st.flight = Some(Flight {
+                    rx: rx.clone(),
+                    id,
+                    started: now,
+                });
                 self.refreshing.store(true, Ordering::Relaxed);
                 let span = tracing::info_span!("tokenward.refresh", cache = %self.name, reason);
-                runtime.spawn(run_flight(Arc::clone(self), tx).instrument(span));
+                runtime.spawn(run_flight(Arc::clone(self), tx, id).instrument(span));
             }
             Err(_) => {
                 tx.send_replace(Some(Err(Error::Config(
@@ -623,8 +680,9 @@ impl Inner {
         }
     }
 
-    /// Failure bookkeeping: count it, open a 429 window, cool the background path down.
-    fn record_failure(&self, st: &mut State, error: &Error, now: Instant) {
+    /// Failure bookkeeping: count it, open a 429 window, cool the background path down, and
+    /// (refreshing ahead) try again when the cool-down ends.
+    fn record_failure(self: &Arc<Self>, st: &mut State, error: &Error, now: Instant) {
         st.consecutive_failures = st.consecutive_failures.saturating_add(1);
         let cool_down = self
             .config
@@ -642,11 +700,13 @@ impl Inner {
         }
         st.background_not_before = Some(not_before);
         st.last_error = Some(error.clone());
-        let usable = self
-            .current
-            .load()
+        let current = self.current.load_full();
+        let usable = current
             .as_ref()
             .is_some_and(|e| e.phase_at(now) != Phase::Expired);
+        if let Some(entry) = current.filter(|e| not_before < e.usable_until) {
+            self.arm_refresh_ahead(st, &entry, not_before);
+        }
         tracing::warn!(
             error = %error,
             usable_token_kept = usable,
@@ -668,15 +728,8 @@ impl Inner {
             token,
             read: AtomicBool::new(false),
         });
-        if let Some(timer) = st.ahead.take() {
-            timer.abort();
-        }
-        if self.config.refresh_ahead != RefreshAhead::OnDemand
-            && entry.refresh_at > now
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
-        {
-            let timer = refresh_ahead(Arc::downgrade(self), Arc::downgrade(&entry));
-            st.ahead = Some(runtime.spawn(timer).abort_handle());
+        if entry.refresh_at > now {
+            self.arm_refresh_ahead(st, &entry, entry.refresh_at);
         }
         tracing::info!(
             lifetime_secs = entry.token.lifetime().as_secs(),
@@ -687,12 +740,24 @@ impl Inner {
     }
 }
 
-/// Refreshes `entry` at its `refresh_at` if it is still the cached one (and, for
+impl Inner {
+    /// Sets the refresh-ahead timer (replacing the one before) to refresh `entry` at `at`.
+    fn arm_refresh_ahead(self: &Arc<Self>, st: &mut State, entry: &Arc<Entry>, at: Instant) {
+        if let Some(timer) = st.ahead.take() {
+            timer.abort();
+        }
+        if self.config.refresh_ahead != RefreshAhead::OnDemand
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let timer = refresh_ahead(Arc::downgrade(self), Arc::downgrade(entry), at);
+            st.ahead = Some(runtime.spawn(timer).abort_handle());
+        }
+    }
+}
+
+/// Refreshes `entry` at `at` if it is still the cached one (and, for
 /// [`RefreshAhead::IfRead`], was read). Holds both weakly: a dropped cache ends it.
-async fn refresh_ahead(cache: Weak<Inner>, entry: Weak<Entry>) {
-    let Some(at) = entry.upgrade().map(|e| e.refresh_at) else {
-        return;
-    };
+async fn refresh_ahead(cache: Weak<Inner>, entry: Weak<Entry>, at: Instant) {
     tokio::time::sleep_until(at).await;
     let (Some(inner), Some(entry)) = (cache.upgrade(), entry.upgrade()) else {
         return;
@@ -707,23 +772,12 @@ async fn refresh_ahead(cache: Weak<Inner>, entry: Weak<Entry>) {
     }
 }
 
-/// The refresh in flight, forgetting one whose task died without a result.
-fn live_flight(st: &mut State) -> Option<watch::Receiver<Option<Outcome>>> {
-    match &st.flight {
-        Some(rx) if rx.has_changed().is_ok() => Some(rx.clone()),
-        Some(_) => {
-            st.flight = None;
-            None
-        }
-        None => None,
-    }
-}
-
 /// Clears the flight if its task ends without finishing (a panicking source, a runtime
 /// shutting down): waiters then see [`Error::RefreshAborted`] and the next caller starts
 /// a new refresh.
 struct FlightGuard {
     inner: Arc<Inner>,
+    id: u64,
     finished: bool,
 }
 
@@ -733,15 +787,23 @@ impl Drop for FlightGuard {
             let mut st = self.inner.lock_state();
             self.inner
                 .record_failure(&mut st, &Error::RefreshAborted, Instant::now());
-            st.flight = None;
-            self.inner.refreshing.store(false, Ordering::Relaxed);
+            end_flight(&self.inner, &mut st, self.id);
         }
     }
 }
 
-async fn run_flight(inner: Arc<Inner>, tx: watch::Sender<Option<Outcome>>) {
+/// The flight `id` is over: forget it, unless a newer one has replaced it.
+fn end_flight(inner: &Inner, st: &mut State, id: u64) {
+    if st.flight.as_ref().is_some_and(|f| f.id == id) {
+        st.flight = None;
+        inner.refreshing.store(false, Ordering::Relaxed);
+    }
+}
+
+async fn run_flight(inner: Arc<Inner>, tx: watch::Sender<Option<Outcome>>, id: u64) {
     let mut guard = FlightGuard {
         inner: Arc::clone(&inner),
+        id,
         finished: false,
     };
     let deadline = inner.config.refresh_deadline;
@@ -762,8 +824,7 @@ async fn run_flight(inner: Arc<Inner>, tx: watch::Sender<Option<Outcome>>) {
             }
             Err(error) => inner.record_failure(&mut st, error, now),
         }
-        st.flight = None;
-        inner.refreshing.store(false, Ordering::Relaxed);
+        end_flight(&inner, &mut st, id);
         guard.finished = true;
         // Retired while the refresh ran: its token is not handed out either.
         if let (Some(tenant), Ok(_)) = (&st.retired, &outcome) {

@@ -381,11 +381,15 @@ where
     pub fn insert_cache(&self, tenant: K, cache: TokenCache) -> Option<TokenCache> {
         let generation = self.shared.generation.load(Ordering::Relaxed);
         let name = tenant.to_string();
+        let new = cache.clone();
         let old = self
             .shared
             .update(|map| map.insert(tenant, new_tenant(cache, generation)));
         old.map(|old| {
-            old.cache.retire(name);
+            // Inserting the cache the tenant already has changes nothing.
+            if !old.cache.same(&new) {
+                old.cache.retire(name);
+            }
             old.cache.clone()
         })
     }
@@ -464,7 +468,8 @@ where
 
     /// The cache of the tenant that the request's [`Tenant<K>`] extension names:
     /// [`Error::MissingTenant`] without one, [`Error::UnknownTenant`] for a tenant with no
-    /// credentials. What the tower layer and the reqwest middleware call.
+    /// credentials. What the reqwest middleware calls; the tower layer reads the same
+    /// extension.
     pub fn for_request(&self, extensions: &http::Extensions) -> Result<TokenCache, Error> {
         match extensions.get::<Tenant<K>>() {
             Some(Tenant(key)) => self.get(key),
@@ -635,6 +640,25 @@ mod tests {
         assert!(dbg.contains("\"acme\": Fresh"), "{dbg}");
         assert!(dbg.contains("\"globex\": Empty"), "{dbg}");
         assert!(!dbg.contains("sekrit"), "{dbg}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn replacing_retires_the_old_cache_but_not_the_same_one() {
+        let tenants = TenantCache::new();
+        let cache = TokenCache::new(issuing("a"));
+        tenants.insert_cache("acme", cache.clone());
+        assert!(tenants.insert_cache("acme", cache.clone()).is_some());
+        assert_eq!(
+            tenants.header("acme").await.unwrap(),
+            "Bearer a",
+            "same cache: kept"
+        );
+        let old = tenants.insert("acme", issuing("b")).unwrap();
+        assert_eq!(tenants.header("acme").await.unwrap(), "Bearer b");
+        assert!(matches!(
+            old.header().await,
+            Err(Error::TenantRemoved { tenant }) if tenant == "acme"
+        ));
     }
 
     #[test]

@@ -235,3 +235,62 @@ async fn the_refresh_ahead_timer_never_keeps_a_dropped_cache_alive() {
         "no refresh after the drop"
     );
 }
+
+/// A refresh started on a runtime that is then never driven again (a `block_on` helper that
+/// gave up): callers on other runtimes are not held by it beyond its deadline; they start
+/// their own refresh.
+#[test]
+fn a_refresh_stranded_on_an_undriven_runtime_does_not_hold_other_callers() {
+    let source = Scripted::new(Duration::from_secs(3600));
+    source.then([Step::Delay(Duration::from_secs(60))]);
+    let cache = TokenCache::builder(source.clone())
+        .refresh_deadline(Duration::from_secs(5))
+        .build();
+    let stranded = paused();
+    stranded.block_on(async {
+        // The caller gives up at once; the refresh it started stays on this runtime.
+        let gave_up = tokio::time::timeout(Duration::from_millis(1), cache.header()).await;
+        assert!(gave_up.is_err());
+    });
+    assert!(cache.status().refreshing);
+
+    paused().block_on(async {
+        let start = Instant::now();
+        let header = tokio::time::timeout(Duration::from_secs(60), cache.header())
+            .await
+            .expect("held by a refresh nobody runs");
+        // The first caller waits out the stranded refresh's deadline and grace...
+        assert!(header.is_err(), "{header:?}");
+        assert!(Instant::now() - start <= Duration::from_secs(6));
+        // ... and the next one starts a refresh of its own, on this runtime.
+        assert_eq!(cache.header().await.unwrap(), "Bearer token-1");
+    });
+    assert_eq!(source.calls(), 2);
+    drop(stranded);
+}
+
+/// A refresh ahead that fails is tried again when its cool-down ends, still ahead of the
+/// expiry, with nobody reading.
+#[tokio::test(start_paused = true)]
+async fn a_failed_refresh_ahead_is_tried_again_before_the_expiry() {
+    let source = Scripted::new(Duration::from_secs(10));
+    // One attempt per refresh, so the failure ends the refresh (and opens a cool-down
+    // under 1 s); fresh until 8 s, served until 9 s.
+    let cache = TokenCache::builder(source.clone())
+        .refresh_jitter(0.0)
+        .max_attempts(1)
+        .build();
+    cache.header().await.unwrap();
+    source.then([Step::Fail(common::server_error(500))]);
+    // Nobody reads.
+    for _ in 0..89 {
+        pass(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        source.calls(),
+        3,
+        "the first token, the failed refresh, the retry"
+    );
+    assert_eq!(cache.status().consecutive_failures, 0);
+    assert_eq!(cache.try_header().unwrap(), "Bearer token-2");
+}
