@@ -761,7 +761,7 @@ async fn a_tenant_waiting_for_its_token_holds_no_permit_below() {
     let tenants: TenantCache<String> = TenantCache::builder()
         .tenant(
             "acme".to_string(),
-            tokenward::grant::from_fn(|| std::future::pending()),
+            tokenward::grant::from_fn(std::future::pending),
         )
         .tenant(
             "globex".to_string(),
