@@ -151,10 +151,16 @@ type TowerBody = Either<
     StreamBody<futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>>,
 >;
 
-async fn through_tower(row: Row) -> Outcome {
+/// The resource of a row, a cache, its token calls, and the token it holds before the request.
+async fn setup(row: Row) -> (Resource, TokenCache, Arc<AtomicUsize>, HeaderValue) {
     let resource = resource(row.first).await;
     let (cache, calls) = cache(row.same_token);
     let first = cache.header().await.unwrap();
+    (resource, cache, calls, first)
+}
+
+async fn through_tower(row: Row) -> Outcome {
+    let (resource, cache, calls, first) = setup(row).await;
     let hyper = Client::builder(TokioExecutor::new()).build_http::<TowerBody>();
     let client = AuthLayer::new(cache.clone())
         .retry_bare_401(row.bare_401)
@@ -167,20 +173,12 @@ async fn through_tower(row: Row) -> Outcome {
         Either::Left(Full::new(Bytes::from_static(b"payload")))
     };
     let request = Request::post(&resource.url).body(body).unwrap();
-    let response = client.oneshot(request).await.unwrap();
-    outcome(
-        &resource,
-        &calls,
-        response.status().as_u16(),
-        &cache,
-        &first,
-    )
+    let status = client.oneshot(request).await.unwrap().status();
+    outcome(&resource, &calls, status.as_u16(), &cache, &first)
 }
 
 async fn through_reqwest(row: Row) -> Outcome {
-    let resource = resource(row.first).await;
-    let (cache, calls) = cache(row.same_token);
-    let first = cache.header().await.unwrap();
+    let (resource, cache, calls, first) = setup(row).await;
     let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
         .with(AuthMiddleware::new(cache.clone()).retry_bare_401(row.bare_401))
         .build();
@@ -189,14 +187,14 @@ async fn through_reqwest(row: Row) -> Outcome {
     } else {
         reqwest::Body::from("payload")
     };
-    let response = client.post(&resource.url).body(body).send().await.unwrap();
-    outcome(
-        &resource,
-        &calls,
-        response.status().as_u16(),
-        &cache,
-        &first,
-    )
+    let status = client
+        .post(&resource.url)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    outcome(&resource, &calls, status.as_u16(), &cache, &first)
 }
 
 fn outcome(

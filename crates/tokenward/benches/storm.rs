@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tokenward::{Token, TokenCache, grant::from_fn};
+use tokenward::{Token, TokenCache, TokenCacheBuilder, grant::from_fn};
 
 const CALLERS: usize = 10_000;
 /// The token endpoint's latency.
@@ -51,23 +51,14 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let calls = Arc::new(AtomicUsize::new(0));
-        let counter = Arc::clone(&calls);
         // Lifetime 4 s; with the settings below fresh until 2 s, stale until 3.5 s.
-        let cache = TokenCache::builder(from_fn(move || {
-            let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
-            async move {
-                tokio::time::sleep(FETCH).await;
-                Token::builder(format!("token-{n}"))
-                    .expires_in(Duration::from_secs(4))
-                    .build()
-            }
-        }))
-        .refresh_fraction(0.5)
-        .refresh_jitter(0.0)
-        .clock_skew(Duration::from_millis(500))
-        .min_refresh_lead(Duration::ZERO)
-        .build();
+        let (builder, calls) = source(Duration::from_secs(4));
+        let cache = builder
+            .refresh_fraction(0.5)
+            .refresh_jitter(0.0)
+            .clock_skew(Duration::from_millis(500))
+            .min_refresh_lead(Duration::ZERO)
+            .build();
 
         cache.header().await.unwrap();
         let start = Instant::now();
@@ -122,11 +113,11 @@ fn main() {
     });
 }
 
-/// A counting source of `lifetime` tokens, each call taking `FETCH`.
-fn source(lifetime: Duration) -> (TokenCache, Arc<AtomicUsize>) {
+/// A cache builder over a counting source of `lifetime` tokens, each call taking `FETCH`.
+fn source(lifetime: Duration) -> (TokenCacheBuilder, Arc<AtomicUsize>) {
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&calls);
-    let cache = TokenCache::new(from_fn(move || {
+    let builder = TokenCache::builder(from_fn(move || {
         let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
         async move {
             tokio::time::sleep(FETCH).await;
@@ -135,12 +126,13 @@ fn source(lifetime: Duration) -> (TokenCache, Arc<AtomicUsize>) {
                 .build()
         }
     }));
-    (cache, calls)
+    (builder, calls)
 }
 
 /// Default configuration, 1 s tokens: one read, nobody reads for 1.5 s, then 10,000 callers.
 async fn idle_burst() {
-    let (cache, calls) = source(Duration::from_secs(1));
+    let (builder, calls) = source(Duration::from_secs(1));
+    let cache = builder.build();
     cache.header().await.unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let before = calls.load(Ordering::SeqCst);
@@ -163,7 +155,8 @@ async fn idle_burst() {
 /// for 20 s; every token is checked against its expiry.
 async fn looping() {
     const RUN: Duration = Duration::from_secs(20);
-    let (cache, calls) = source(Duration::from_secs(2));
+    let (builder, calls) = source(Duration::from_secs(2));
+    let cache = builder.build();
     let start = Instant::now();
     let tasks: Vec<_> = (0..64)
         .map(|_| {
