@@ -758,10 +758,15 @@ async fn layer_and_service_are_clone_and_debug_with_accessors() {
 /// its token without holding the one permit, so globex's requests go through at once.
 #[tokio::test(start_paused = true)]
 async fn a_tenant_waiting_for_its_token_holds_no_permit_below() {
+    let acme_calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = acme_calls.clone();
     let tenants: TenantCache<String> = TenantCache::builder()
         .tenant(
             "acme".to_string(),
-            tokenward::grant::from_fn(std::future::pending),
+            tokenward::grant::from_fn(move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+                std::future::pending()
+            }),
         )
         .tenant(
             "globex".to_string(),
@@ -786,7 +791,9 @@ async fn a_tenant_waiting_for_its_token_holds_no_permit_below() {
     };
 
     let stuck = tokio::spawn(client.clone().oneshot(with_tenant("acme")));
-    tokio::task::yield_now().await;
+    while acme_calls.load(Ordering::SeqCst) == 0 {
+        tokio::task::yield_now().await;
+    }
     for _ in 0..3 {
         let start = tokio::time::Instant::now();
         let response = tokio::time::timeout(

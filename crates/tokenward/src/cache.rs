@@ -91,7 +91,7 @@ use crate::classify::{Failure, classify};
 use crate::error::{EndpointError, Error};
 use crate::grant::TokenSource;
 use crate::timing::{Backoff, Schedule, TimingConfig};
-use crate::token::Token;
+use crate::token::{Token, checked_add as later};
 
 /// When a [`TokenCache`] refreshes a token that nobody reads in its stale window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -123,6 +123,9 @@ pub struct CacheConfig {
     pub backoff: Backoff,
     /// Cap on a `Retry-After` from a 429. Default 60 s.
     pub max_retry_after: Duration,
+    /// The shortest 429 window, whatever `Retry-After` says (`0`, a date in the past, none):
+    /// doubled for each consecutive 429, up to `max_retry_after`. Default 1 s.
+    pub min_retry_after: Duration,
     /// Cool-down between failed *background* refreshes while a usable token is cached.
     /// Default 1 s doubling to 60 s, full jitter.
     pub background_backoff: Backoff,
@@ -139,6 +142,7 @@ impl Default for CacheConfig {
             max_attempts: crate::classify::DEFAULT_MAX_ATTEMPTS,
             backoff: Backoff::default(),
             max_retry_after: Duration::from_secs(60),
+            min_retry_after: Duration::from_secs(1),
             background_backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
             refresh_ahead: RefreshAhead::Eager,
         }
@@ -209,6 +213,12 @@ impl TokenCacheBuilder {
         self
     }
 
+    /// The shortest 429 window (1 s), doubled for each consecutive 429.
+    pub fn min_retry_after(mut self, floor: Duration) -> Self {
+        self.config.min_retry_after = floor;
+        self
+    }
+
     /// Whether a token nobody reads is refreshed at `refresh_at` ([`RefreshAhead::Eager`]).
     pub fn refresh_ahead(mut self, mode: RefreshAhead) -> Self {
         self.config.refresh_ahead = mode;
@@ -230,7 +240,6 @@ impl TokenCacheBuilder {
                 name: self.name,
                 current: ArcSwapOption::empty(),
                 state: Mutex::new(State::default()),
-                refreshing: AtomicBool::new(false),
             }),
         }
     }
@@ -248,8 +257,6 @@ struct Inner {
     name: Arc<str>,
     current: ArcSwapOption<Entry>,
     state: Mutex<State>,
-    /// A hint for the stale path, so stale reads do not take the lock while a refresh runs.
-    refreshing: AtomicBool,
 }
 
 type Outcome = Result<Token, Error>;
@@ -272,6 +279,8 @@ struct State {
     /// No background refresh before then (after a failed one).
     background_not_before: Option<Instant>,
     consecutive_failures: u32,
+    /// 429s in a row, for the growing floor of the window.
+    consecutive_rate_limits: u32,
     last_error: Option<Error>,
     /// The refresh-ahead timer of the cached token.
     ahead: Option<AbortHandle>,
@@ -314,6 +323,9 @@ struct Entry {
 /// is not being run: its runtime is blocked, idle or gone).
 const FLIGHT_GRACE: Duration = Duration::from_secs(1);
 
+/// The soonest a failed refresh ahead is tried again, whatever the cool-down says.
+const MIN_REARM: Duration = Duration::from_millis(100);
+
 impl Entry {
     fn phase_at(&self, now: Instant) -> Phase {
         if now >= self.usable_until {
@@ -328,7 +340,8 @@ impl Entry {
 
 enum Joined {
     Ready(Token),
-    Wait(watch::Receiver<Option<Outcome>>),
+    /// Wait for this refresh, until then at most.
+    Wait(watch::Receiver<Option<Outcome>>, Instant),
 }
 
 impl TokenCache {
@@ -470,6 +483,11 @@ impl TokenCache {
         dropped
     }
 
+    /// A retired cache serves a tenant again (it was inserted into a `TenantCache`).
+    pub(crate) fn revive(&self) {
+        self.inner.lock_state().retired = None;
+    }
+
     /// Whether both handles are the same cache.
     pub(crate) fn same(&self, other: &TokenCache) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)
@@ -524,22 +542,40 @@ impl TokenCache {
         if !force && let Some(token) = self.read(Token::clone) {
             return Ok(token);
         }
-        match self.inner.join_or_start(Instant::now(), force)? {
-            Joined::Ready(token) => Ok(token),
-            Joined::Wait(rx) => wait(rx, self.inner.config.refresh_deadline).await,
+        // A refresh that overruns its limit is not being run (its runtime is blocked, idle
+        // or gone): the caller then joins or starts another, once.
+        for _ in 0..2 {
+            match self.inner.join_or_start(Instant::now(), force)? {
+                Joined::Ready(token) => return Ok(token),
+                Joined::Wait(rx, until) => {
+                    if let Some(outcome) = wait(rx, until).await {
+                        return outcome;
+                    }
+                }
+            }
         }
+        Err(Error::Timeout(self.inner.config.refresh_deadline))
     }
 }
 
-/// Waits for the refresh's outcome, at most its deadline and a grace: a refresh whose task is
-/// not being run (its runtime blocked, idle or gone) never holds a caller longer.
-async fn wait(mut rx: watch::Receiver<Option<Outcome>>, deadline: Duration) -> Outcome {
-    // An error here means the refresh task ended without sending (panic, runtime shutdown).
-    let waited = tokio::time::timeout(deadline + FLIGHT_GRACE, rx.wait_for(Option::is_some));
-    match waited.await {
-        Ok(Ok(outcome)) => outcome.clone().unwrap_or(Err(Error::RefreshAborted)),
-        Ok(Err(_)) => Err(Error::RefreshAborted),
-        Err(_) => Err(Error::Timeout(deadline)),
+/// The refresh's outcome, or `None` if it has none by `until`.
+async fn wait(mut rx: watch::Receiver<Option<Outcome>>, until: Instant) -> Option<Outcome> {
+    if let Some(outcome) = rx.borrow().clone() {
+        return Some(outcome);
+    }
+    // An error means the refresh task ended without sending (panic, runtime shutdown).
+    let aborted = || Some(Err(Error::RefreshAborted));
+    if tokio::runtime::Handle::try_current().is_err() {
+        // No timer here: the refresh runs on another runtime, and has its own deadline.
+        return match rx.wait_for(Option::is_some).await {
+            Ok(outcome) => outcome.clone().or_else(aborted),
+            Err(_) => aborted(),
+        };
+    }
+    match tokio::time::timeout_at(until, rx.wait_for(Option::is_some)).await {
+        Ok(Ok(outcome)) => outcome.clone().or_else(aborted),
+        Ok(Err(_)) => aborted(),
+        Err(_) => None,
     }
 }
 
@@ -557,8 +593,8 @@ impl Inner {
                 tenant: tenant.clone(),
             });
         }
-        if let Some(rx) = self.live_flight(&mut st, now) {
-            return Ok(Joined::Wait(rx));
+        if let Some(joined) = self.live_flight(&mut st, now) {
+            return Ok(joined);
         }
         if !force
             && let Some(entry) = self.current.load_full()
@@ -576,7 +612,8 @@ impl Inner {
             st.rate_limited = None;
         }
         let reason = if force { "forced" } else { "expired" };
-        Ok(Joined::Wait(self.start_flight(&mut st, now, reason)))
+        let rx = self.start_flight(&mut st, now, reason);
+        Ok(Joined::Wait(rx, later(now, self.flight_limit())))
     }
 
     /// The stale path (and the refresh-ahead timer): make sure one background refresh runs,
@@ -586,8 +623,7 @@ impl Inner {
     #[inline(never)]
     fn start_background(self: &Arc<Self>, now: Instant) {
         // Outside a runtime no refresh can start: the stale token is still served.
-        if self.refreshing.load(Ordering::Relaxed) || tokio::runtime::Handle::try_current().is_err()
-        {
+        if tokio::runtime::Handle::try_current().is_err() {
             return;
         }
         let mut st = self.lock_state();
@@ -605,15 +641,11 @@ impl Inner {
 
     /// The refresh in flight, forgetting one whose task died without a result or that is
     /// past its deadline without a word (its task is not being run).
-    fn live_flight(
-        &self,
-        st: &mut State,
-        now: Instant,
-    ) -> Option<watch::Receiver<Option<Outcome>>> {
+    fn live_flight(&self, st: &mut State, now: Instant) -> Option<Joined> {
         let flight = st.flight.as_ref()?;
-        let limit = self.config.refresh_deadline + FLIGHT_GRACE;
-        if flight.rx.has_changed().is_ok() && now < flight.started + limit {
-            return Some(flight.rx.clone());
+        let until = later(flight.started, self.flight_limit());
+        if flight.rx.has_changed().is_ok() && now < until {
+            return Some(Joined::Wait(flight.rx.clone(), until));
         }
         if flight.rx.has_changed().is_ok() {
             tracing::warn!(
@@ -623,8 +655,12 @@ impl Inner {
             );
         }
         st.flight = None;
-        self.refreshing.store(false, Ordering::Relaxed);
         None
+    }
+
+    /// How long a refresh may take before it is taken for dead: its deadline and a grace.
+    fn flight_limit(&self) -> Duration {
+        self.config.refresh_deadline.saturating_add(FLIGHT_GRACE)
     }
 
     fn start_flight(
@@ -643,7 +679,6 @@ impl Inner {
                     id,
                     started: now,
                 });
-                self.refreshing.store(true, Ordering::Relaxed);
                 let span = tracing::info_span!("tokenward.refresh", cache = %self.name, reason);
                 runtime.spawn(run_flight(Arc::clone(self), tx, id).instrument(span));
             }
@@ -682,21 +717,33 @@ impl Inner {
 
     /// Failure bookkeeping: count it, open a 429 window, cool the background path down, and
     /// (refreshing ahead) try again when the cool-down ends.
-    fn record_failure(self: &Arc<Self>, st: &mut State, error: &Error, now: Instant) {
+    fn record_failure(self: &Arc<Self>, st: &mut State, error: &Error, now: Instant, rearm: bool) {
         st.consecutive_failures = st.consecutive_failures.saturating_add(1);
         let cool_down = self
             .config
             .background_backoff
             .delay_random(st.consecutive_failures - 1);
-        let mut not_before = now + cool_down;
+        let mut not_before = later(now, cool_down);
         if let Error::RateLimited {
             retry_after,
             response,
         } = error
         {
-            let until = now + (*retry_after).min(self.config.max_retry_after);
+            // Never less than a floor that doubles with each 429 in a row: `Retry-After: 0`
+            // or a date in the past does not send every caller straight back.
+            st.consecutive_rate_limits = st.consecutive_rate_limits.saturating_add(1);
+            let cap = self.config.max_retry_after;
+            let floor = Backoff::new(
+                self.config.min_retry_after,
+                cap.max(self.config.min_retry_after),
+            )
+            .ceiling(st.consecutive_rate_limits - 1);
+            let window = (*retry_after).min(cap).max(floor);
+            let until = later(now, window);
             st.rate_limited = Some((until, response.clone()));
             not_before = not_before.max(until);
+        } else {
+            st.consecutive_rate_limits = 0;
         }
         st.background_not_before = Some(not_before);
         st.last_error = Some(error.clone());
@@ -704,8 +751,13 @@ impl Inner {
         let usable = current
             .as_ref()
             .is_some_and(|e| e.phase_at(now) != Phase::Expired);
-        if let Some(entry) = current.filter(|e| not_before < e.usable_until) {
-            self.arm_refresh_ahead(st, &entry, not_before);
+        // Refreshing ahead, try again after the cool-down (not before `refresh_at`, nor less
+        // than a moment from now); not after a failure that only a new configuration fixes.
+        if rearm && error.is_retryable() {
+            let at = not_before.max(later(now, MIN_REARM));
+            if let Some(entry) = current.filter(|e| at < e.usable_until) {
+                self.arm_refresh_ahead(st, &entry, at.max(entry.refresh_at));
+            }
         }
         tracing::warn!(
             error = %error,
@@ -785,19 +837,19 @@ impl Drop for FlightGuard {
     fn drop(&mut self) {
         if !self.finished {
             let mut st = self.inner.lock_state();
-            self.inner
-                .record_failure(&mut st, &Error::RefreshAborted, Instant::now());
-            end_flight(&self.inner, &mut st, self.id);
+            // Its runtime may be shutting down: no timer is armed from here.
+            if is_current(&st, self.id) {
+                self.inner
+                    .record_failure(&mut st, &Error::RefreshAborted, Instant::now(), false);
+                st.flight = None;
+            }
         }
     }
 }
 
-/// The flight `id` is over: forget it, unless a newer one has replaced it.
-fn end_flight(inner: &Inner, st: &mut State, id: u64) {
-    if st.flight.as_ref().is_some_and(|f| f.id == id) {
-        st.flight = None;
-        inner.refreshing.store(false, Ordering::Relaxed);
-    }
+/// Whether `id` is the refresh in flight (not one forgotten since, for overrunning).
+fn is_current(st: &State, id: u64) -> bool {
+    st.flight.as_ref().is_some_and(|f| f.id == id)
 }
 
 async fn run_flight(inner: Arc<Inner>, tx: watch::Sender<Option<Outcome>>, id: u64) {
@@ -812,20 +864,30 @@ async fn run_flight(inner: Arc<Inner>, tx: watch::Sender<Option<Outcome>>, id: u
         Err(_) => Err(Error::Timeout(deadline)),
     };
     let now = Instant::now();
+    let window;
     {
         let mut st = inner.lock_state();
-        match &outcome {
-            Ok(token) => {
-                inner.install(&mut st, token.clone(), now);
-                st.consecutive_failures = 0;
-                st.background_not_before = None;
-                st.rate_limited = None;
-                st.last_error = None;
+        // A refresh forgotten for overrunning reports to its own waiters only: the one that
+        // replaced it keeps the cache's bookkeeping.
+        if is_current(&st, id) {
+            match &outcome {
+                Ok(token) => {
+                    inner.install(&mut st, token.clone(), now);
+                    st.consecutive_failures = 0;
+                    st.consecutive_rate_limits = 0;
+                    st.background_not_before = None;
+                    st.rate_limited = None;
+                    st.last_error = None;
+                }
+                Err(error) => inner.record_failure(&mut st, error, now, true),
             }
-            Err(error) => inner.record_failure(&mut st, error, now),
+            st.flight = None;
         }
-        end_flight(&inner, &mut st, id);
         guard.finished = true;
+        window = st
+            .rate_limited
+            .as_ref()
+            .map(|(until, _)| until.saturating_duration_since(now));
         // Retired while the refresh ran: its token is not handed out either.
         if let (Some(tenant), Ok(_)) = (&st.retired, &outcome) {
             outcome = Err(Error::TenantRemoved {
@@ -833,13 +895,13 @@ async fn run_flight(inner: Arc<Inner>, tx: watch::Sender<Option<Outcome>>, id: u
             });
         }
     }
-    // Waiters are told the window the cache really keeps (Retry-After, capped).
+    // Waiters are told the window the cache really keeps (Retry-After, capped, floored).
     let outcome = outcome.map_err(|e| match e {
         Error::RateLimited {
             retry_after,
             response,
         } => Error::RateLimited {
-            retry_after: retry_after.min(inner.config.max_retry_after),
+            retry_after: window.unwrap_or(retry_after),
             response,
         },
         other => other,

@@ -377,10 +377,13 @@ where
     }
 
     /// Like [`insert`](Self::insert), with a cache the caller configured (its own
-    /// deadline, backoff or timing). Idle eviction applies to it too.
+    /// deadline, backoff or timing). Idle eviction applies to it too. A cache serves one
+    /// tenant: removing or replacing that tenant retires it (inserting it again revives it).
     pub fn insert_cache(&self, tenant: K, cache: TokenCache) -> Option<TokenCache> {
         let generation = self.shared.generation.load(Ordering::Relaxed);
         let name = tenant.to_string();
+        // A cache retired from an earlier tenant serves again here.
+        cache.revive();
         let new = cache.clone();
         let old = self
             .shared

@@ -83,7 +83,7 @@ impl Schedule {
         let tenth = lifetime / 10;
 
         let usable_for = lifetime - cfg.clock_skew.min(tenth);
-        let proportional = lifetime.mul_f64(fraction * (1.0 - jitter * sample));
+        let proportional = scale(lifetime, fraction * (1.0 - jitter * sample));
         let by_lead = lifetime - cfg.min_refresh_lead.min(lifetime / 5);
         let refresh_after = proportional.min(by_lead).min(usable_for - tenth);
         Schedule {
@@ -91,6 +91,14 @@ impl Schedule {
             usable_for,
         }
     }
+}
+
+/// `d * factor` for a factor in `[0, 1]`, never more than `d` and never a panic (`Duration`'s
+/// own `mul_f64` panics when `d` is near `Duration::MAX`).
+fn scale(d: Duration, factor: f64) -> Duration {
+    Duration::try_from_secs_f64(d.as_secs_f64() * factor)
+        .unwrap_or(d)
+        .min(d)
 }
 
 fn clamp_f64(v: f64, lo: f64, hi: f64) -> f64 {
@@ -119,7 +127,7 @@ impl Backoff {
 
     /// The delay before retry `retry` for a uniform `sample` in `[0, 1)`.
     pub fn delay(&self, retry: u32, sample: f64) -> Duration {
-        self.ceiling(retry).mul_f64(clamp_f64(sample, 0.0, 1.0))
+        scale(self.ceiling(retry), clamp_f64(sample, 0.0, 1.0))
     }
 
     /// The delay before retry `retry`, drawn from the thread-local RNG.
@@ -245,6 +253,26 @@ mod tests {
             prop_assert!(Duration::ZERO < s.refresh_after && s.refresh_after < s.usable_for && s.usable_for <= lifetime);
             prop_assert!(s.usable_for - s.refresh_after >= lifetime / 10);
             prop_assert!(s.refresh_after >= lifetime.mul_f64(0.8 * 0.95) - Duration::from_nanos(2));
+        }
+
+        /// Zero and maximum durations, fractions beyond their bounds: no panic, and the
+        /// ordering still holds.
+        #[test]
+        fn extreme_inputs_never_panic(
+            lifetime in prop_oneof![Just(Duration::ZERO), Just(Duration::MAX), (0u64..u64::MAX).prop_map(Duration::from_nanos)],
+            skew in prop_oneof![Just(Duration::ZERO), Just(Duration::MAX)],
+            lead in prop_oneof![Just(Duration::ZERO), Just(Duration::MAX)],
+            fraction in prop_oneof![Just(f64::NAN), Just(f64::INFINITY), Just(-1.0), Just(2.0), 0.0f64..1.0],
+            sample in prop_oneof![Just(f64::NAN), Just(1.0), Just(0.999_999_999_999), 0.0f64..1.0],
+            retry in 0u32..u32::MAX,
+        ) {
+            let cfg = TimingConfig { refresh_fraction: fraction, refresh_jitter: fraction, min_refresh_lead: lead, clock_skew: skew };
+            let s = Schedule::compute(lifetime, &cfg, sample);
+            prop_assert!(s.refresh_after <= s.usable_for && s.usable_for <= lifetime);
+            let b = Backoff::new(Duration::MAX, Duration::MAX);
+            prop_assert!(b.delay(retry, sample) <= Duration::MAX);
+            let b = Backoff::new(lifetime, skew);
+            prop_assert!(b.delay(retry, sample) <= skew);
         }
 
         #[test]

@@ -216,9 +216,12 @@ impl Token {
     }
 }
 
-fn checked_add(at: Instant, d: Duration) -> Instant {
+/// `at + d`, or a year after `at` when that overflows: configured and received durations
+/// (`Duration::MAX` included) never panic where they meet an instant.
+pub(crate) fn checked_add(at: Instant, d: Duration) -> Instant {
     at.checked_add(d)
-        .unwrap_or_else(|| at + Duration::from_secs(365 * 24 * 3600))
+        .or_else(|| at.checked_add(Duration::from_secs(365 * 24 * 3600)))
+        .unwrap_or(at)
 }
 
 /// How absent or absurd `expires_in` values are handled.

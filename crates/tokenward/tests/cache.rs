@@ -498,3 +498,122 @@ async fn a_panicking_source_fails_its_waiters_and_the_cache_recovers() {
     assert_eq!(header(&cache).await, "Bearer token-2");
     assert_eq!(source.calls(), 4);
 }
+
+/// `Retry-After: 0` (or a date in the past) still opens a window, and consecutive 429s
+/// double it: 16 callers reading for 3 s make a handful of calls, not hundreds.
+#[tokio::test(start_paused = true)]
+async fn retry_after_zero_opens_a_window_that_grows_with_each_429() {
+    let source = Scripted::new(TTL);
+    source.otherwise(Step::Fail(rate_limited(0)));
+    let cache = cache(&source);
+    let end = Instant::now() + Duration::from_secs(3);
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let cache = cache.clone();
+            tokio::spawn(async move {
+                let mut errors = Vec::new();
+                while Instant::now() < end {
+                    errors.push(cache.header().await.unwrap_err());
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                errors
+            })
+        })
+        .collect();
+    for task in tasks {
+        for error in task.await.unwrap() {
+            assert!(matches!(error, Error::RateLimited { .. }), "{error:?}");
+            let left = error.retry_after().unwrap();
+            assert!(
+                left > Duration::ZERO && left <= Duration::from_secs(2),
+                "{left:?}"
+            );
+        }
+    }
+    // Windows of 1 s, then 2 s: calls at 0 s and 1 s (the next one is due at 3 s).
+    assert_eq!(source.calls(), 2, "token calls in 3 s");
+    // A success resets the floor.
+    advance(Duration::from_secs(1)).await;
+    source.otherwise(Step::Ok);
+    assert_eq!(header(&cache).await, "Bearer token-1");
+}
+
+/// Extreme configurations and answers (zero and maximum durations, fractions beyond their
+/// bounds, a `Retry-After` of `u64::MAX` seconds honoured uncapped): nothing panics, no
+/// refresh task dies, and the cache keeps answering.
+#[test]
+fn extreme_durations_and_fractions_never_panic() {
+    use proptest::prelude::*;
+    use tokenward::CacheConfig;
+
+    let duration = prop_oneof![
+        Just(Duration::ZERO),
+        Just(Duration::from_nanos(1)),
+        Just(Duration::MAX),
+        (0u64..7_200_000).prop_map(Duration::from_millis),
+    ];
+    let fraction = prop_oneof![
+        Just(f64::NAN),
+        Just(f64::NEG_INFINITY),
+        Just(-1.0),
+        Just(0.0),
+        Just(1.0),
+        Just(2.0),
+        Just(f64::INFINITY),
+        0.0f64..1.0,
+    ];
+    let config = (
+        (
+            fraction.clone(),
+            fraction,
+            duration.clone(),
+            duration.clone(),
+        ),
+        (
+            duration.clone(),
+            duration.clone(),
+            duration.clone(),
+            duration,
+        ),
+        (
+            0u32..6,
+            prop_oneof![Just(0u64), Just(u64::MAX), 0u64..100_000],
+        ),
+    );
+    proptest!(ProptestConfig::with_cases(64), |(
+        ((fraction, jitter, skew, lead), (deadline, max_retry, min_retry, backoff), (attempts, retry_secs)) in config
+    )| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let mut cfg = CacheConfig::default();
+            cfg.timing.refresh_fraction = fraction;
+            cfg.timing.refresh_jitter = jitter;
+            cfg.timing.clock_skew = skew;
+            cfg.timing.min_refresh_lead = lead;
+            cfg.refresh_deadline = deadline;
+            cfg.max_retry_after = max_retry;
+            cfg.min_retry_after = min_retry;
+            cfg.max_attempts = attempts;
+            cfg.backoff = Backoff::new(backoff, backoff);
+            cfg.background_backoff = Backoff::new(backoff, Duration::MAX);
+            let source = Scripted::new(TTL);
+            source.then([
+                Step::Fail(rate_limited(retry_secs)),
+                Step::Fail(server_error(503)),
+            ]);
+            let cache = TokenCache::builder(source.clone()).config(cfg).build();
+            for _ in 0..4 {
+                let read = tokio::time::timeout(Duration::from_secs(3600), cache.header()).await;
+                if let Ok(Err(error)) = read {
+                    assert!(!matches!(error, Error::RefreshAborted), "a refresh task died");
+                }
+                let _ = cache.status();
+                advance(Duration::from_secs(61)).await;
+            }
+        });
+    });
+}
