@@ -630,6 +630,16 @@ impl Inner {
         if st.retired.is_some() || self.live_flight(&mut st, now).is_some() {
             return;
         }
+        // A refresh may have ended (and installed a fresh token) while this caller waited
+        // for the lock.
+        if self
+            .current
+            .load()
+            .as_ref()
+            .is_some_and(|e| now < e.refresh_at)
+        {
+            return;
+        }
         if matches!(&st.rate_limited, Some((until, _)) if now < *until) {
             return;
         }
