@@ -182,8 +182,10 @@ impl AuthorizationCode {
     ///
     /// In this order:
     /// * the `state` must be `request`'s (compared in constant time), else
-    ///   [`Error::Config`] naming a state mismatch (possible CSRF), and the token endpoint is
-    ///   not called. An `error` callback without any `state` is reported as its error;
+    ///   [`Error::StateMismatch`] (possible CSRF), and the token endpoint is not called. An
+    ///   `error` callback without any `state` is reported as its error;
+    /// * with an issuer configured (the builder's `issuer`), the callback's `iss`
+    ///   must be it, else [`Error::IssuerMismatch`], and the token endpoint is not called;
     /// * an `error` (`access_denied`, `invalid_scope`, ...) becomes [`Error::Endpoint`] with
     ///   status 400 and the callback's [`OAuthError`];
     /// * the code is exchanged with the verifier. `invalid_grant` (a code used twice, expired,
@@ -197,26 +199,9 @@ impl AuthorizationCode {
         match &callback.state {
             Some(state) => request.check_state(state)?,
             None if callback.error.is_some() => {}
-            None => {
-                return Err(Error::Config(
-                    "state mismatch: the callback carries no state, so it cannot be tied to this \
-                     authorization request (possible CSRF)"
-                        .into(),
-                ));
-            }
+            None => return Err(Error::StateMismatch),
         }
-        if let Some(expected) = &self.issuer
-            && callback.iss.as_deref() != Some(expected.as_str())
-        {
-            return Err(Error::Config(
-                format!(
-                    "issuer mismatch: the callback's iss is {:?}, expected {expected:?} \
-                     (RFC 9207; possible mix-up attack): the code was not exchanged",
-                    callback.iss
-                )
-                .into(),
-            ));
-        }
+        self.check_issuer(callback.iss.as_deref())?;
         if let Some(error) = callback.error {
             return Err(Error::Endpoint(Box::new(EndpointError {
                 status: StatusCode::BAD_REQUEST,
@@ -238,16 +223,31 @@ impl AuthorizationCode {
         self.redeem(&request, &code).await
     }
 
-    /// Completes `request` with a `code` and `state` taken from the callback by other means.
-    /// The `state` is checked first, as in [`exchange`](Self::exchange).
+    /// Completes `request` with a `code`, `state` and issuer (`iss`, RFC 9207) taken from the
+    /// callback by other means. They are checked first, as in [`exchange`](Self::exchange):
+    /// with an issuer configured (the builder's `issuer`), an `iss` of `None`
+    /// is refused.
     pub async fn exchange_code(
         &self,
         request: AuthorizationRequest,
         code: &str,
         state: &str,
+        iss: Option<&str>,
     ) -> Result<Token, Error> {
         request.check_state(state)?;
+        self.check_issuer(iss)?;
         self.redeem(&request, code).await
+    }
+
+    /// With an issuer configured, the callback's `iss` must be it.
+    fn check_issuer(&self, iss: Option<&str>) -> Result<(), Error> {
+        match &self.issuer {
+            Some(expected) if iss != Some(expected.as_str()) => Err(Error::IssuerMismatch {
+                expected: expected.clone(),
+                received: iss.map(str::to_owned),
+            }),
+            _ => Ok(()),
+        }
     }
 
     async fn redeem(&self, request: &AuthorizationRequest, code: &str) -> Result<Token, Error> {
@@ -394,11 +394,7 @@ impl AuthorizationRequest {
         if constant_time_eq(returned.as_bytes(), self.state.expose_secret().as_bytes()) {
             Ok(())
         } else {
-            Err(Error::Config(
-                "state mismatch: the callback does not belong to this authorization request \
-                 (possible CSRF)"
-                    .into(),
-            ))
+            Err(Error::StateMismatch)
         }
     }
 }

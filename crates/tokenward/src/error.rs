@@ -180,6 +180,25 @@ pub enum Error {
         tenant: String,
     },
 
+    /// The authorization callback's `state` is missing or is not the one of the request it
+    /// is completed with (possible CSRF). The code was not exchanged.
+    #[error(
+        "state mismatch: the callback does not belong to this authorization request (possible CSRF); the code was not exchanged"
+    )]
+    StateMismatch,
+
+    /// The authorization callback's issuer (`iss`, RFC 9207) is missing or is not the
+    /// configured one (possible mix-up attack). The code was not exchanged.
+    #[error(
+        "issuer mismatch: the callback's iss is {received:?}, expected {expected:?} (RFC 9207; possible mix-up attack): the code was not exchanged"
+    )]
+    IssuerMismatch {
+        /// The configured issuer.
+        expected: String,
+        /// The callback's `iss`, if it had one.
+        received: Option<String>,
+    },
+
     /// The token store failed to load or persist the grant.
     #[error("token store: {0}")]
     Store(#[from] crate::store::StoreError),
@@ -205,7 +224,9 @@ impl Error {
             | Error::UnknownTenant { .. }
             | Error::MissingTenant
             | Error::TenantMismatch { .. }
-            | Error::TenantRemoved { .. } => false,
+            | Error::TenantRemoved { .. }
+            | Error::StateMismatch
+            | Error::IssuerMismatch { .. } => false,
         }
     }
 

@@ -230,7 +230,7 @@ async fn a_state_mismatch_is_refused_before_the_token_endpoint() {
         .exchange(second, &callback_for_first)
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Config(_)), "{err:?}");
+    assert!(matches!(err, Error::StateMismatch), "{err:?}");
     assert!(err.to_string().contains("state mismatch"), "{err}");
     assert!(err.to_string().contains("CSRF"), "{err}");
     assert!(!err.is_retryable());
@@ -240,18 +240,21 @@ async fn a_state_mismatch_is_refused_before_the_token_endpoint() {
         .exchange(flow.authorize(), &format!("code={code}"))
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("state mismatch"), "{err}");
+    assert!(matches!(err, Error::StateMismatch), "{err:?}");
     let err = flow
-        .exchange_code(flow.authorize(), &code, "forged")
+        .exchange_code(flow.authorize(), &code, "forged", None)
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("state mismatch"), "{err}");
+    assert!(matches!(err, Error::StateMismatch), "{err:?}");
     assert!(!err.to_string().contains(&code));
     assert_eq!(server.token_calls(), 0, "the token endpoint was not called");
 
     // The real pair still works: nothing was spent.
     let state = first.state().to_owned();
-    let token = flow.exchange_code(first, &code, &state).await.unwrap();
+    let token = flow
+        .exchange_code(first, &code, &state, None)
+        .await
+        .unwrap();
     assert!(token.refresh_token().is_some());
     assert_eq!(server.token_calls(), 1);
 }
@@ -380,7 +383,7 @@ async fn a_callback_without_code_or_with_repeats_is_refused() {
     let flow = web_flow(&server);
     let request = flow.authorize();
     let err = flow.exchange(request, "state=whatever").await.unwrap_err();
-    assert!(matches!(err, Error::Config(_)), "{err:?}");
+    assert!(matches!(err, Error::StateMismatch), "{err:?}");
     let request = flow.authorize();
     let state = request.state().to_owned();
     let err = flow
@@ -841,7 +844,35 @@ async fn with_an_issuer_configured_the_callback_iss_must_match_rfc_9207() {
             assert_eq!(server.token_calls(), calls + 1);
         } else {
             let err = result.unwrap_err();
+            assert!(
+                matches!(&err, Error::IssuerMismatch { expected, .. } if expected == "https://as.example.com"),
+                "{err:?}"
+            );
             assert!(err.to_string().contains("issuer mismatch"), "{err}");
+            assert_eq!(server.token_calls(), calls, "the code was not exchanged");
+        }
+    }
+    // exchange_code checks the issuer too: none, or another, is refused before the exchange.
+    for (iss, accepted) in [
+        (Some("https://as.example.com"), true),
+        (Some("https://evil.example.com"), false),
+        (None, false),
+    ] {
+        let request = flow.authorize();
+        let state = request.state().to_owned();
+        let callback = server.approve(request.url()).unwrap();
+        let code = query_param(&format!("?{callback}"), "code").unwrap();
+        let calls = server.token_calls();
+        let result = flow.exchange_code(request, &code, &state, iss).await;
+        if accepted {
+            result.unwrap();
+            assert_eq!(server.token_calls(), calls + 1);
+        } else {
+            let err = result.unwrap_err();
+            assert!(
+                matches!(&err, Error::IssuerMismatch { received, .. } if received.as_deref() == iss),
+                "{err:?}"
+            );
             assert_eq!(server.token_calls(), calls, "the code was not exchanged");
         }
     }
