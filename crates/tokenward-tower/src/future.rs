@@ -75,14 +75,10 @@ pin_project! {
         cache: Option<TokenCache>,
         // The header sent, to invalidate by value and to compare with the next one.
         sent: Option<HeaderValue>,
-        // The request, while it waits for its token.
-        pending: Option<Request<B>>,
         // A copy of the request for one resend, if its body can be copied.
         copy: Option<Request<B>>,
         // A clone of the inner service for the resend.
         service: Option<S>,
-        // A clone of the inner service for the first send, while the request waits.
-        first: Option<S>,
         rejection: Rejection,
     }
 }
@@ -96,7 +92,8 @@ pin_project! {
         Failed { error: Option<AuthError> },
         // The first send on the fast path: the service `poll_ready` made ready, called.
         Calling { #[pin] future: S::Future },
-        Waiting { wait: Wait<HeaderValue> },
+        // The request and a clone of the inner service wait for the token.
+        Waiting { wait: Wait<HeaderValue>, request: Option<Request<B>>, service: Option<S> },
         // The first send after waiting for the token: a clone, its readiness driven now.
         Sending { #[pin] future: Oneshot<S, Request<B>> },
         Renewing { wait: Wait<Option<HeaderValue>>, response: Option<S::Response> },
@@ -114,10 +111,8 @@ where
             state: State::Failed { error: Some(error) },
             cache: None,
             sent: None,
-            pending: None,
             copy: None,
             service: None,
-            first: None,
             rejection: Rejection::new(),
         }
     }
@@ -134,11 +129,11 @@ where
     ) -> Self {
         // A clone for the resend, if there is a copy to resend.
         let service = copy.as_ref().map(|_| ready.clone());
-        let (state, sent, pending) = match cache.try_header() {
+        let (state, sent) = match cache.try_header() {
             Some(header) => {
                 request.headers_mut().insert(AUTHORIZATION, header.clone());
                 let future = ready.call(request);
-                (State::Calling { future }, Some(header), None)
+                (State::Calling { future }, Some(header))
             }
             None => {
                 // Give the reservation back: the service `poll_ready` made ready (and the
@@ -148,22 +143,20 @@ where
                 drop(std::mem::replace(ready, unready));
                 let waiting = cache.clone();
                 let wait = Box::pin(async move { waiting.header().await });
-                (
-                    State::Waiting { wait },
-                    None,
-                    Some((request, ready.clone())),
-                )
+                let waiting = State::Waiting {
+                    wait,
+                    request: Some(request),
+                    service: Some(ready.clone()),
+                };
+                (waiting, None)
             }
         };
-        let (pending, first) = pending.unzip();
         ResponseFuture {
             state,
             cache: Some(cache),
             sent,
-            pending,
             copy,
             service,
-            first,
             rejection,
         }
     }
@@ -205,15 +198,19 @@ where
                 }
                 // A second 401 is the caller's: returned as is.
                 StateProj::Resending { future } => return future.poll(cx).map_err(Into::into),
-                StateProj::Waiting { wait } => {
+                StateProj::Waiting {
+                    wait,
+                    request,
+                    service,
+                } => {
                     let header = match ready!(wait.as_mut().poll(cx)) {
                         Ok(header) => header,
                         Err(error) => return Poll::Ready(Err(AuthError::from(error).into())),
                     };
-                    let mut request = this.pending.take().expect(POLLED_AFTER_COMPLETION);
+                    let mut request = request.take().expect(POLLED_AFTER_COMPLETION);
                     request.headers_mut().insert(AUTHORIZATION, header.clone());
                     *this.sent = Some(header);
-                    let service = this.first.take().expect(POLLED_AFTER_COMPLETION);
+                    let service = service.take().expect(POLLED_AFTER_COMPLETION);
                     this.state.set(State::Sending {
                         future: Oneshot::new(service, request),
                     });

@@ -215,12 +215,7 @@ impl Endpoint {
 /// error, through the shared [`classify`](crate::classify()).
 pub(crate) fn error_from_response(response: RawResponse) -> Error {
     let oauth: Option<OAuthError> = serde_json::from_slice(&response.body).ok();
-    // A 2xx carrying an error object is classified as the error it carries.
-    let as_status = if response.status.is_success() {
-        StatusCode::BAD_REQUEST
-    } else {
-        response.status
-    };
+    let as_status = classify::error_status(response.status);
     let failure =
         classify::classify(as_status, &response.headers, Some(&response.body)).map(|c| c.failure);
     let mut headers = response.headers;

@@ -319,14 +319,8 @@ impl EndpointError {
     /// 500, 502, 503, 504, or the codes `temporarily_unavailable` / `server_error` (in any
     /// case). Not 501 or 505: the same request fails the same way.
     pub fn is_transient(&self) -> bool {
-        // A 2xx carrying an error object is classified as the error it carries.
-        let status = if self.status.is_success() {
-            StatusCode::BAD_REQUEST
-        } else {
-            self.status
-        };
         matches!(
-            crate::classify::classify_code(status, &self.headers, self.error_code()),
+            crate::classify::classify_code(self.status, &self.headers, self.error_code()),
             Some(crate::classify::Action::Backoff { .. })
         )
     }

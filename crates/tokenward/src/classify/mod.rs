@@ -317,13 +317,24 @@ pub fn classify_at(
     failure(status, headers, body, now).map(Classification::from)
 }
 
+/// The status a token endpoint's response is classified under: a 2xx carrying an error
+/// object is classified as the error it carries (as a 400).
+pub(crate) fn error_status(status: StatusCode) -> StatusCode {
+    if status.is_success() {
+        StatusCode::BAD_REQUEST
+    } else {
+        status
+    }
+}
+
 /// The action for a token endpoint's error response whose body was already parsed: the
-/// same rules as [`classify`], with the error code given.
+/// same rules as [`classify`], with the error code given (see [`error_status`]).
 pub(crate) fn classify_code(
     status: StatusCode,
     headers: &HeaderMap,
     code: Option<&str>,
 ) -> Option<Action> {
+    let status = error_status(status);
     let details = || match code {
         Some(code) => Details {
             code: Some(code.to_owned()),
