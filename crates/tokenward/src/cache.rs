@@ -33,14 +33,21 @@
 //!
 //! # Failures
 //!
-//! * A failed refresh never replaces a usable token: stale callers keep getting it, and the
-//!   next background attempt waits for an exponential, jittered cool-down.
+//! * A failed refresh never replaces a usable token: stale callers keep getting it.
 //! * 5xx, 408, `temporarily_unavailable`, connect errors and timeouts are retried inside the
 //!   refresh with full-jitter exponential backoff, at most 4 attempts.
-//! * 429 opens a window of `Retry-After` (capped, default 60 s): no request is made in it;
-//!   callers without a usable token fail fast with [`Error::RateLimited`].
-//! * `invalid_grant` ([`Error::ReauthorizationRequired`]) and `invalid_client`
-//!   ([`Error::InvalidClient`]) are not retried.
+//! * After a failed refresh the cache cools down: no request is made until the cool-down
+//!   ends. Callers without a usable token get [`Error::CoolingDown`] at once, holding the
+//!   failure and the time left. It grows with consecutive failures (default 1 s doubling to
+//!   60 s, full jitter) and a success resets it.
+//! * 429 opens a window of `Retry-After` (capped, default 60 s; at least 1 s, doubling with
+//!   consecutive 429s): callers without a usable token fail fast with [`Error::RateLimited`].
+//! * A failure only a new configuration fixes — `invalid_client` ([`Error::InvalidClient`]),
+//!   `invalid_grant` ([`Error::ReauthorizationRequired`]), no or a decayed refresh token,
+//!   missing scopes — is not retried, and is held: no request until the source's
+//!   configuration changes (a rotated client secret, a new refresh token stored: see
+//!   [`TokenSource::revision`]), a [`force_refresh`](TokenCache::force_refresh), or
+//!   [`CacheConfig::hold`] (default 5 minutes) passes.
 //!
 //! # A token the server rejected
 //!
@@ -88,7 +95,7 @@ use tokio::time::Instant;
 use tracing::Instrument as _;
 
 use crate::classify::{Failure, classify};
-use crate::error::{EndpointError, Error};
+use crate::error::Error;
 use crate::grant::TokenSource;
 use crate::timing::{Backoff, Schedule, TimingConfig};
 use crate::token::{Token, checked_add as later};
@@ -126,9 +133,17 @@ pub struct CacheConfig {
     /// The shortest 429 window, whatever `Retry-After` says (`0`, a date in the past, none):
     /// doubled for each consecutive 429, up to `max_retry_after`. Default 1 s.
     pub min_retry_after: Duration,
-    /// Cool-down between failed *background* refreshes while a usable token is cached.
-    /// Default 1 s doubling to 60 s, full jitter.
-    pub background_backoff: Backoff,
+    /// The cool-down after a failed refresh: no request is made until it ends. Callers with
+    /// a usable token keep getting it; callers without one get [`Error::CoolingDown`] at
+    /// once. Grows with consecutive failures; a success resets it. Default 1 s doubling to
+    /// 60 s, full jitter.
+    pub cool_down: Backoff,
+    /// How long a failure that only a new configuration fixes (`invalid_client`,
+    /// `invalid_grant`, a missing or decayed refresh token, missing scopes) is held: no
+    /// request until the source's configuration changes (see
+    /// [`TokenSource::revision`](crate::TokenSource::revision)), a
+    /// [`force_refresh`](TokenCache::force_refresh), or this long. Default 5 minutes.
+    pub hold: Duration,
     /// Whether a token nobody reads is refreshed at `refresh_at`. Default
     /// [`RefreshAhead::Eager`].
     pub refresh_ahead: RefreshAhead,
@@ -143,7 +158,8 @@ impl Default for CacheConfig {
             backoff: Backoff::default(),
             max_retry_after: Duration::from_secs(60),
             min_retry_after: Duration::from_secs(1),
-            background_backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
+            cool_down: Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
+            hold: Duration::from_secs(300),
             refresh_ahead: RefreshAhead::Eager,
         }
     }
@@ -219,6 +235,18 @@ impl TokenCacheBuilder {
         self
     }
 
+    /// The cool-down after a failed refresh (1 s doubling to 60 s, full jitter).
+    pub fn cool_down(mut self, backoff: Backoff) -> Self {
+        self.config.cool_down = backoff;
+        self
+    }
+
+    /// How long a failure that only a new configuration fixes is held (5 minutes).
+    pub fn hold(mut self, hold: Duration) -> Self {
+        self.config.hold = hold;
+        self
+    }
+
     /// Whether a token nobody reads is refreshed at `refresh_at` ([`RefreshAhead::Eager`]).
     pub fn refresh_ahead(mut self, mode: RefreshAhead) -> Self {
         self.config.refresh_ahead = mode;
@@ -274,10 +302,8 @@ struct State {
     flight: Option<Flight>,
     /// The id of the next flight.
     next_flight: u64,
-    /// A 429 window: no request until then.
-    rate_limited: Option<(Instant, Option<Box<EndpointError>>)>,
-    /// No background refresh before then (after a failed one).
-    background_not_before: Option<Instant>,
+    /// After a failed refresh: no request until it ends.
+    cool_down: Option<CoolDown>,
     consecutive_failures: u32,
     /// 429s in a row, for the growing floor of the window.
     consecutive_rate_limits: u32,
@@ -286,6 +312,41 @@ struct State {
     ahead: Option<AbortHandle>,
     /// The tenant, once a [`TenantCache`](crate::TenantCache) removed or replaced it.
     retired: Option<String>,
+}
+
+/// After a failed refresh, no request is made until `until`; callers without a usable token
+/// get the failure at once.
+struct CoolDown {
+    until: Instant,
+    error: Error,
+    /// For a failure only a new configuration fixes: the source's revision it failed with.
+    /// Another revision ends the hold.
+    held: Option<u64>,
+}
+
+impl CoolDown {
+    fn active(&self, now: Instant, source: &dyn TokenSource) -> bool {
+        now < self.until && self.held.is_none_or(|revision| revision == source.revision())
+    }
+
+    fn is_rate_limit(&self) -> bool {
+        matches!(self.error, Error::RateLimited { .. })
+    }
+
+    /// What a caller without a usable token gets in it: the failure, with the time left.
+    fn error(&self, now: Instant) -> Error {
+        let left = self.until.saturating_duration_since(now);
+        match &self.error {
+            Error::RateLimited { response, .. } => Error::RateLimited {
+                retry_after: left,
+                response: response.clone(),
+            },
+            error => Error::CoolingDown {
+                retry_in: left,
+                error: Box::new(error.clone()),
+            },
+        }
+    }
 }
 
 impl Drop for Inner {
@@ -407,7 +468,8 @@ impl TokenCache {
     }
 
     /// Gets a new token now, whatever the cached one's state: joins the refresh in flight or
-    /// starts one. Still respects a 429 window ([`Error::RateLimited`]).
+    /// starts one, also in a cool-down or a held failure. Still respects a 429 window
+    /// ([`Error::RateLimited`]).
     pub async fn force_refresh(&self) -> Result<Token, Error> {
         self.acquire(true).await
     }
@@ -522,10 +584,16 @@ impl TokenCache {
                 .map(|e| e.token.expires_at().saturating_duration_since(now)),
             refreshing: st.flight.is_some(),
             rate_limited_for: st
-                .rate_limited
+                .cool_down
                 .as_ref()
-                .map(|(until, _)| until.saturating_duration_since(now))
+                .filter(|c| c.is_rate_limit())
+                .map(|c| c.until.saturating_duration_since(now))
                 .filter(|d| !d.is_zero()),
+            cooling_down_for: st
+                .cool_down
+                .as_ref()
+                .filter(|c| c.active(now, &*self.inner.source))
+                .map(|c| c.until.saturating_duration_since(now)),
             consecutive_failures: st.consecutive_failures,
             last_error: st.last_error.clone(),
         }
@@ -602,14 +670,12 @@ impl Inner {
         {
             return Ok(Joined::Ready(entry.token.clone()));
         }
-        if let Some((until, response)) = &st.rate_limited {
-            if now < *until {
-                return Err(Error::RateLimited {
-                    retry_after: *until - now,
-                    response: response.clone(),
-                });
-            }
-            st.rate_limited = None;
+        // A forced refresh ends a cool-down (a hold included), but not a 429 window.
+        if let Some(cool_down) = &st.cool_down
+            && cool_down.active(now, &*self.source)
+            && (!force || cool_down.is_rate_limit())
+        {
+            return Err(cool_down.error(now));
         }
         let reason = if force { "forced" } else { "expired" };
         let rx = self.start_flight(&mut st, now, reason);
@@ -617,8 +683,7 @@ impl Inner {
     }
 
     /// The stale path (and the refresh-ahead timer): make sure one background refresh runs,
-    /// unless a refresh is in flight, a 429 window is open, or a failed background refresh
-    /// is cooling down.
+    /// unless a refresh is in flight or a failed one is cooling down.
     #[cold]
     #[inline(never)]
     fn start_background(self: &Arc<Self>, now: Instant) {
@@ -640,10 +705,11 @@ impl Inner {
         {
             return;
         }
-        if matches!(&st.rate_limited, Some((until, _)) if now < *until) {
-            return;
-        }
-        if matches!(st.background_not_before, Some(t) if now < t) {
+        if st
+            .cool_down
+            .as_ref()
+            .is_some_and(|c| c.active(now, &*self.source))
+        {
             return;
         }
         drop(self.start_flight(&mut st, now, "stale"));
@@ -725,20 +791,19 @@ impl Inner {
         }
     }
 
-    /// Failure bookkeeping: count it, open a 429 window, cool the background path down, and
-    /// (refreshing ahead) try again when the cool-down ends.
-    fn record_failure(self: &Arc<Self>, st: &mut State, error: &Error, now: Instant, rearm: bool) {
+    /// Failure bookkeeping: count it, open the cool-down, and (refreshing ahead) try again
+    /// when it ends. `revision` is the source's when the refresh started.
+    fn record_failure(
+        self: &Arc<Self>,
+        st: &mut State,
+        error: &Error,
+        now: Instant,
+        rearm: bool,
+        revision: u64,
+    ) {
         st.consecutive_failures = st.consecutive_failures.saturating_add(1);
-        let cool_down = self
-            .config
-            .background_backoff
-            .delay_random(st.consecutive_failures - 1);
-        let mut not_before = later(now, cool_down);
-        if let Error::RateLimited {
-            retry_after,
-            response,
-        } = error
-        {
+        let mut held = None;
+        let length = if let Error::RateLimited { retry_after, .. } = error {
             // Never less than a floor that doubles with each 429 in a row: `Retry-After: 0`
             // or a date in the past does not send every caller straight back.
             st.consecutive_rate_limits = st.consecutive_rate_limits.saturating_add(1);
@@ -748,14 +813,23 @@ impl Inner {
                 cap.max(self.config.min_retry_after),
             )
             .ceiling(st.consecutive_rate_limits - 1);
-            let window = (*retry_after).min(cap).max(floor);
-            let until = later(now, window);
-            st.rate_limited = Some((until, response.clone()));
-            not_before = not_before.max(until);
+            (*retry_after).min(cap).max(floor)
+        } else if error.needs_new_configuration() {
+            st.consecutive_rate_limits = 0;
+            held = Some(revision);
+            self.config.hold
         } else {
             st.consecutive_rate_limits = 0;
-        }
-        st.background_not_before = Some(not_before);
+            self.config
+                .cool_down
+                .delay_random(st.consecutive_failures - 1)
+        };
+        let until = later(now, length);
+        st.cool_down = Some(CoolDown {
+            until,
+            error: error.clone(),
+            held,
+        });
         st.last_error = Some(error.clone());
         let current = self.current.load_full();
         let usable = current
@@ -764,7 +838,7 @@ impl Inner {
         // Refreshing ahead, try again after the cool-down (not before `refresh_at`, nor less
         // than a moment from now); not after a failure that only a new configuration fixes.
         if rearm && error.is_retryable() {
-            let at = not_before.max(later(now, MIN_REARM));
+            let at = until.max(later(now, MIN_REARM));
             if let Some(entry) = current.filter(|e| at < e.usable_until) {
                 self.arm_refresh_ahead(st, &entry, at.max(entry.refresh_at));
             }
@@ -773,6 +847,8 @@ impl Inner {
             error = %error,
             usable_token_kept = usable,
             consecutive_failures = st.consecutive_failures,
+            no_request_for_ms = length.as_millis() as u64,
+            held_until_reconfigured = held.is_some(),
             "token refresh failed"
         );
     }
@@ -849,8 +925,9 @@ impl Drop for FlightGuard {
             let mut st = self.inner.lock_state();
             // Its runtime may be shutting down: no timer is armed from here.
             if is_current(&st, self.id) {
+                let now = Instant::now();
                 self.inner
-                    .record_failure(&mut st, &Error::RefreshAborted, Instant::now(), false);
+                    .record_failure(&mut st, &Error::RefreshAborted, now, false, 0);
                 st.flight = None;
             }
         }
@@ -869,6 +946,7 @@ async fn run_flight(inner: Arc<Inner>, tx: watch::Sender<Option<Outcome>>, id: u
         finished: false,
     };
     let deadline = inner.config.refresh_deadline;
+    let revision = inner.source.revision();
     let mut outcome = match tokio::time::timeout(deadline, inner.fetch_with_retries()).await {
         Ok(outcome) => outcome,
         Err(_) => Err(Error::Timeout(deadline)),
@@ -885,19 +963,19 @@ async fn run_flight(inner: Arc<Inner>, tx: watch::Sender<Option<Outcome>>, id: u
                     inner.install(&mut st, token.clone(), now);
                     st.consecutive_failures = 0;
                     st.consecutive_rate_limits = 0;
-                    st.background_not_before = None;
-                    st.rate_limited = None;
+                    st.cool_down = None;
                     st.last_error = None;
                 }
-                Err(error) => inner.record_failure(&mut st, error, now, true),
+                Err(error) => inner.record_failure(&mut st, error, now, true, revision),
             }
             st.flight = None;
         }
         guard.finished = true;
         window = st
-            .rate_limited
+            .cool_down
             .as_ref()
-            .map(|(until, _)| until.saturating_duration_since(now));
+            .filter(|c| c.is_rate_limit())
+            .map(|c| c.until.saturating_duration_since(now));
         // Retired while the refresh ran: its token is not handed out either.
         if let (Some(tenant), Ok(_)) = (&st.retired, &outcome) {
             outcome = Err(Error::TenantRemoved {
@@ -984,6 +1062,9 @@ pub struct CacheStatus {
     pub refreshing: bool,
     /// Time left in a 429 window.
     pub rate_limited_for: Option<Duration>,
+    /// Time left in the cool-down after a failed refresh (a 429 window included): no
+    /// request is made before then. For a held failure, the time left of the hold.
+    pub cooling_down_for: Option<Duration>,
     /// Failed refreshes since the last success.
     pub consecutive_failures: u32,
     /// The last refresh error, until a refresh succeeds.

@@ -50,6 +50,25 @@ pub enum Error {
         response: Option<Box<EndpointError>>,
     },
 
+    /// A refresh failed a moment ago and the cache is cooling down: no request is made to the
+    /// token endpoint until `retry_in` has passed. `error` is that failure.
+    ///
+    /// The cool-down grows with consecutive failures and ends with a success. A failure
+    /// that only a new configuration fixes (`invalid_client`, `invalid_grant`, missing
+    /// scopes) is held until the configuration changes (a rotated client secret, a new
+    /// refresh token), a [`force_refresh`](crate::TokenCache::force_refresh), or the hold's
+    /// cap; `retry_in` is then the time left of the cap. The questions asked of an error
+    /// ([`is_retryable`](Error::is_retryable), [`is_reauthorization_required`](Error::is_reauthorization_required),
+    /// [`status`](Error::status), ...) are answered for `error`; [`cause`](Error::cause)
+    /// gives it.
+    #[error("{error} (the last refresh failed; no new request for {}s)", retry_in.as_secs_f64().ceil())]
+    CoolingDown {
+        /// Time left until the cache calls the token endpoint again.
+        retry_in: Duration,
+        /// The failure that started the cool-down.
+        error: Box<Error>,
+    },
+
     /// The grant (refresh token, authorization code) is no longer valid: `invalid_grant`.
     /// Retrying cannot help; the user or an organisation admin must authorize again.
     #[error(
@@ -209,6 +228,7 @@ impl Error {
     /// `temporarily_unavailable` and 429.
     pub fn is_retryable(&self) -> bool {
         match self {
+            Error::CoolingDown { error, .. } => error.is_retryable(),
             Error::RateLimited { .. } => true,
             Error::Endpoint(e) => e.is_transient(),
             Error::Transport(_) | Error::Timeout(_) | Error::RefreshAborted => true,
@@ -233,7 +253,41 @@ impl Error {
     /// Whether a refresh should try again *at once, within the same refresh* (with backoff):
     /// the transient failures, but not 429, which has its own window.
     pub(crate) fn is_transient(&self) -> bool {
-        !matches!(self, Error::RateLimited { .. } | Error::Store(_)) && self.is_retryable()
+        !matches!(
+            self,
+            Error::RateLimited { .. } | Error::Store(_) | Error::CoolingDown { .. }
+        ) && self.is_retryable()
+    }
+
+    /// Whether only a new configuration fixes this: the cache holds it (makes no request)
+    /// until the source's configuration changes.
+    pub(crate) fn needs_new_configuration(&self) -> bool {
+        matches!(
+            self,
+            Error::InvalidClient(_) | Error::InsufficientScope { .. }
+        ) || self.is_reauthorization_required()
+    }
+
+    /// The failure itself: for [`Error::CoolingDown`], the refresh failure it holds; for
+    /// anything else, `self`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tokenward::Error;
+    ///
+    /// let held = Error::CoolingDown {
+    ///     retry_in: Duration::from_secs(30),
+    ///     error: Box::new(Error::NoRefreshToken),
+    /// };
+    /// assert!(matches!(held.cause(), Error::NoRefreshToken));
+    /// assert!(held.is_reauthorization_required());
+    /// assert_eq!(held.retry_after(), Some(Duration::from_secs(30)));
+    /// ```
+    pub fn cause(&self) -> &Error {
+        match self {
+            Error::CoolingDown { error, .. } => error.cause(),
+            other => other,
+        }
     }
 
     /// `true` for `invalid_grant`: the user or an admin must authorize again.
@@ -241,24 +295,26 @@ impl Error {
     /// Also `true` when no refresh token is stored and when the refresh token decayed.
     pub fn is_reauthorization_required(&self) -> bool {
         matches!(
-            self,
+            self.cause(),
             Error::ReauthorizationRequired(_)
                 | Error::NoRefreshToken
                 | Error::RefreshTokenDecayed { .. }
         )
     }
 
-    /// How long to wait before the next attempt, when the endpoint said so (429).
+    /// How long until the cache calls the token endpoint again: the 429 window, or the
+    /// cool-down after a failed refresh.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Error::RateLimited { retry_after, .. } => Some(*retry_after),
+            Error::CoolingDown { retry_in, .. } => Some(*retry_in),
             _ => None,
         }
     }
 
     /// The token endpoint's error response, when there was one.
     pub fn endpoint_error(&self) -> Option<&EndpointError> {
-        match self {
+        match self.cause() {
             Error::RateLimited { response, .. } => response.as_deref(),
             Error::ReauthorizationRequired(e) | Error::InvalidClient(e) | Error::Endpoint(e) => {
                 Some(e)
@@ -269,7 +325,7 @@ impl Error {
 
     /// The HTTP status of the token endpoint's response, when there was one.
     pub fn status(&self) -> Option<StatusCode> {
-        match self {
+        match self.cause() {
             Error::InvalidResponse { status, .. } => Some(*status),
             _ => self.endpoint_error().map(|e| e.status),
         }

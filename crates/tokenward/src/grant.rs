@@ -55,17 +55,35 @@ pub type FetchFuture<'a> = Pin<Box<dyn Future<Output = Result<Token, Error>> + S
 pub trait TokenSource: fmt::Debug + Send + Sync + 'static {
     /// Makes one attempt to obtain a token.
     fn fetch(&self) -> FetchFuture<'_>;
+
+    /// A number that changes whenever the source's configuration changes: a rotated client
+    /// secret, a new refresh token stored. The cache holds a failure that only a new
+    /// configuration fixes (`invalid_client`, `invalid_grant`) until it changes, so it is
+    /// read on every call that meets such a hold: make it cheap. The default, `0`, never
+    /// changes: the hold ends with its cap (see [`CacheConfig::hold`](crate::CacheConfig::hold))
+    /// or a [`force_refresh`](crate::TokenCache::force_refresh).
+    fn revision(&self) -> u64 {
+        0
+    }
 }
 
 impl<T: TokenSource + ?Sized> TokenSource for Arc<T> {
     fn fetch(&self) -> FetchFuture<'_> {
         (**self).fetch()
     }
+
+    fn revision(&self) -> u64 {
+        (**self).revision()
+    }
 }
 
 impl<T: TokenSource + ?Sized> TokenSource for Box<T> {
     fn fetch(&self) -> FetchFuture<'_> {
         (**self).fetch()
+    }
+
+    fn revision(&self) -> u64 {
+        (**self).revision()
     }
 }
 
@@ -362,5 +380,9 @@ impl TokenSource for ClientCredentials {
             self.config.check_scopes(token.scope())?;
             Ok(token)
         })
+    }
+
+    fn revision(&self) -> u64 {
+        self.config.endpoint.secret.revision()
     }
 }

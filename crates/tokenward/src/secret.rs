@@ -50,6 +50,8 @@ pub struct ClientSecret {
 pub(crate) struct SecretState {
     pub(crate) current: Option<SecretString>,
     pub(crate) previous: Option<(SecretString, Instant)>,
+    /// How many times the secret was replaced.
+    pub(crate) revision: u64,
 }
 
 impl ClientSecret {
@@ -58,6 +60,7 @@ impl ClientSecret {
             state: Arc::new(ArcSwap::from_pointee(SecretState {
                 current: secret,
                 previous: None,
+                revision: 0,
             })),
         }
     }
@@ -84,6 +87,7 @@ impl ClientSecret {
             SecretState {
                 current: Some(new.clone()),
                 previous,
+                revision: old.revision.wrapping_add(1),
             }
         });
         tracing::info!(overlap_secs = overlap.as_secs(), "client secret rotated");
@@ -94,12 +98,18 @@ impl ClientSecret {
         self.state.rcu(|old| SecretState {
             current: old.current.clone(),
             previous: None,
+            revision: old.revision,
         });
     }
 
     /// Whether the previous secret is still a fallback.
     pub fn in_overlap(&self) -> bool {
         self.previous_in_window().is_some()
+    }
+
+    /// Changes with every [`rotate`](Self::rotate) (and reload).
+    pub(crate) fn revision(&self) -> u64 {
+        self.state.load().revision
     }
 
     pub(crate) fn previous_in_window(&self) -> Option<SecretString> {

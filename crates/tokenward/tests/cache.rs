@@ -219,7 +219,7 @@ async fn background_retries_cool_down_instead_of_hammering() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn every_waiter_gets_the_same_error_and_the_next_call_retries() {
+async fn every_waiter_gets_the_same_error_and_later_callers_get_it_at_once() {
     let source = Scripted::new(TTL);
     let cache = cache(&source);
     source.then([Step::DelayThenFail(
@@ -241,8 +241,19 @@ async fn every_waiter_gets_the_same_error_and_the_next_call_retries() {
         1,
         "invalid_client is not retried, and shared by all waiters"
     );
-    // The failure is not remembered: the next call makes a new attempt.
-    assert_eq!(header(&cache).await, "Bearer token-1");
+    // The failure is held: later callers get it at once, and no request is made.
+    let err = cache.header().await.unwrap_err();
+    assert!(
+        matches!(err.cause(), Error::InvalidClient(_)),
+        "{err:?}"
+    );
+    assert!(matches!(err, Error::CoolingDown { .. }), "{err:?}");
+    assert_eq!(source.calls(), 1);
+    // A forced refresh ends the hold.
+    assert_eq!(
+        cache.force_refresh().await.unwrap().header_value(),
+        "Bearer token-1"
+    );
     assert_eq!(source.calls(), 2);
 }
 
@@ -388,7 +399,12 @@ async fn a_hanging_endpoint_hits_the_refresh_deadline() {
     );
     assert_eq!(Instant::now() - start, Duration::from_secs(7));
     assert!(err.is_retryable());
-    // The next call tries again.
+    // The next call, in the cool-down (under 1 s), is told so; after it, a new attempt.
+    let err = cache.header().await.unwrap_err();
+    assert!(matches!(err.cause(), Error::Timeout(_)), "{err:?}");
+    assert!(err.retry_after().unwrap() <= Duration::from_secs(1), "{err:?}");
+    assert_eq!(source.calls(), 1);
+    advance(Duration::from_secs(1)).await;
     assert_eq!(header(&cache).await, "Bearer token-1");
     assert_eq!(source.calls(), 2);
 }
@@ -472,10 +488,11 @@ async fn a_panicking_source_fails_its_waiters_and_the_cache_recovers() {
     assert!(matches!(a, Err(Error::RefreshAborted)), "{a:?}");
     assert!(matches!(b, Err(Error::RefreshAborted)), "{b:?}");
     assert!(!cache.status().refreshing);
+    advance(Duration::from_secs(1)).await; // past the cool-down (under 1 s)
     assert_eq!(
         header(&cache).await,
         "Bearer token-1",
-        "the next call starts a new refresh"
+        "the next call after the cool-down starts a new refresh"
     );
 
     // A panic in a background refresh neither wedges the stale path nor hot-loops it.
@@ -599,7 +616,7 @@ fn extreme_durations_and_fractions_never_panic() {
             cfg.min_retry_after = min_retry;
             cfg.max_attempts = attempts;
             cfg.backoff = Backoff::new(backoff, backoff);
-            cfg.background_backoff = Backoff::new(backoff, Duration::MAX);
+            cfg.cool_down = Backoff::new(backoff, Duration::MAX);
             let source = Scripted::new(TTL);
             source.then([
                 Step::Fail(rate_limited(retry_secs)),

@@ -162,9 +162,11 @@ async fn wrong_secret_is_invalid_client_not_retried_and_keeps_the_response() {
         "the other headers are kept as sent"
     );
 
-    // The failure is not remembered: the next caller asks again (and fails again).
-    assert!(matches!(cache.token().await, Err(Error::InvalidClient(_))));
-    assert_eq!(server.token_calls(), 2);
+    // The failure is held: the next caller gets it at once, and no request is made.
+    let again = cache.token().await.unwrap_err();
+    assert!(matches!(again.cause(), Error::InvalidClient(_)), "{again:?}");
+    assert_eq!(again.status(), Some(StatusCode::UNAUTHORIZED));
+    assert_eq!(server.token_calls(), 1);
 }
 
 // -------------------------------------------------------------------------------------------
@@ -428,7 +430,9 @@ async fn server_errors_are_retried_four_times_then_reported() {
         assert_eq!(server.token_calls(), 4, "{status}: exactly 4 attempts");
         assert!(cache.cached().is_none());
 
-        // The queue is empty: the next caller starts a new refresh, which succeeds.
+        // The queue is empty: after the cool-down (under 1 s), the next caller starts a new
+        // refresh, which succeeds.
+        tokio::time::advance(Duration::from_secs(1)).await;
         cache.token().await.unwrap();
         assert_eq!(server.token_calls(), 5, "{status}");
     }
@@ -479,14 +483,17 @@ async fn invalid_grant_and_invalid_client_faults_are_not_retried() {
     let err = cache.token().await.unwrap_err();
     assert!(err.is_reauthorization_required(), "{err:?}");
     assert_eq!(server.token_calls(), 1);
+    // Held: the next caller gets it at once; a forced refresh asks again.
+    assert!(cache.token().await.unwrap_err().is_reauthorization_required());
+    assert_eq!(server.token_calls(), 1);
 
     server.push_fault(Fault::InvalidClient);
-    let err = cache.token().await.unwrap_err();
+    let err = cache.force_refresh().await.unwrap_err();
     assert!(matches!(err, Error::InvalidClient(_)), "{err:?}");
     assert_eq!(err.status(), Some(StatusCode::UNAUTHORIZED));
     assert_eq!(server.token_calls(), 2);
 
-    cache.token().await.unwrap();
+    cache.force_refresh().await.unwrap();
     assert_eq!(server.token_calls(), 3);
 }
 
@@ -506,6 +513,7 @@ async fn a_hanging_endpoint_times_out_at_the_refresh_deadline() {
     assert_eq!(server.token_calls(), 1);
     assert!(err.is_retryable());
 
+    tokio::time::advance(Duration::from_secs(1)).await; // past the cool-down
     let started = Instant::now();
     cache.token().await.unwrap();
     assert_eq!(started.elapsed(), Duration::ZERO);
@@ -544,6 +552,7 @@ async fn a_200_with_an_html_body_is_an_invalid_response_not_retried() {
     assert_eq!(server.token_calls(), 1);
     assert!(cache.cached().is_none());
 
+    tokio::time::advance(Duration::from_secs(1)).await; // past the cool-down
     cache.token().await.unwrap();
     assert_eq!(server.token_calls(), 2);
 }
@@ -567,6 +576,7 @@ async fn a_200_carrying_an_error_object_is_never_a_token() {
     assert!(cache.cached().is_none());
 
     // Once: retried, and the token comes from the real answer.
+    tokio::time::advance(Duration::from_secs(1)).await; // past the cool-down
     server.push_fault(Fault::ErrorBody200);
     let token = cache.token().await.unwrap();
     assert_eq!(server.token_calls(), 6);
@@ -662,6 +672,7 @@ async fn a_slowly_dripped_body_is_read_within_the_deadline_or_times_out() {
     assert_eq!(started.elapsed(), short);
     assert_eq!(server.token_calls(), 2);
 
+    tokio::time::advance(Duration::from_secs(1)).await; // past the cool-down
     cache.token().await.unwrap();
     assert_eq!(server.token_calls(), 3);
 }

@@ -102,7 +102,8 @@ async fn no_secret_in_logs_debug_or_errors() {
         }
         let header = cache.header().await.unwrap();
         assert!(cache.invalidate(&header));
-        let token = cache.token().await.unwrap();
+        // The invalid_client is held: a forced refresh asks again.
+        let token = cache.force_refresh().await.unwrap();
         secrets.push(token.access_token().expose_secret().to_owned());
         shown.push(format!("{token:?}"));
     }

@@ -134,6 +134,7 @@ async fn a_failed_write_fails_closed_and_the_next_attempt_persists_the_kept_toke
     assert_eq!(stored_rt(&store), seed, "the store still has the old one");
 
     store.fail_writes(None);
+    tokio::time::advance(Duration::from_secs(1)).await; // past the cool-down
     cache.token().await.unwrap();
     assert_eq!(server.counters().refresh_reuse_detected, 0);
     assert_eq!(

@@ -302,7 +302,7 @@ async fn a_failed_refresh_ahead_is_tried_again_before_the_expiry() {
     // One attempt per refresh, so the failure ends the refresh (and opens a cool-down under
     // 0.4 s); fresh until 8 s, served until 9 s.
     let mut config = CacheConfig::default();
-    config.background_backoff = Backoff::new(Duration::from_millis(400), Duration::from_secs(1));
+    config.cool_down = Backoff::new(Duration::from_millis(400), Duration::from_secs(1));
     let cache = TokenCache::builder(source.clone())
         .config(config)
         .refresh_jitter(0.0)

@@ -479,4 +479,11 @@ impl TokenSource for RefreshTokenGrant {
     fn fetch(&self) -> FetchFuture<'_> {
         Box::pin(self.refresh())
     }
+
+    /// Changes when the client secret is rotated or the stored grant is replaced.
+    fn revision(&self) -> u64 {
+        let secret = self.inner.config.endpoint.secret.revision();
+        let stored = self.inner.store.as_ref().map_or(0, |s| s.revision());
+        secret.rotate_left(32) ^ stored
+    }
 }

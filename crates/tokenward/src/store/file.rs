@@ -71,6 +71,24 @@ impl TokenStore for FileStore {
         let expected = expected.cloned();
         Box::pin(async move { blocking(move || cas(&path, expected.as_ref(), &new)).await })
     }
+
+    /// The file's modification time, size and inode, folded into a number (`0` when it
+    /// cannot be read): every replacement of the file changes it.
+    fn revision(&self) -> u64 {
+        let Ok(meta) = fs::metadata(&*self.path) else {
+            return 0;
+        };
+        let modified = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos() as u64);
+        #[cfg(unix)]
+        let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+        #[cfg(not(unix))]
+        let inode = 0;
+        modified ^ meta.len().rotate_left(48) ^ inode.rotate_left(24)
+    }
 }
 
 async fn blocking<T: Send + 'static>(

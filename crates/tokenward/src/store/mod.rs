@@ -133,6 +133,15 @@ pub trait TokenStore: fmt::Debug + Send + Sync + 'static {
         expected: Option<&'a SecretString>,
         new: StoredGrant,
     ) -> StoreFuture<'a, CasOutcome>;
+
+    /// A number that changes whenever the stored grant may have changed (a new refresh
+    /// token stored by this process or another), read without waiting. A
+    /// [`TokenCache`](crate::TokenCache) holding an `invalid_grant` failure compares it to
+    /// retry at once when a new grant is stored. The default, `0`, never changes: the hold
+    /// then ends with its cap (or a forced refresh).
+    fn revision(&self) -> u64 {
+        0
+    }
 }
 
 impl<T: TokenStore + ?Sized> TokenStore for Arc<T> {
@@ -146,6 +155,10 @@ impl<T: TokenStore + ?Sized> TokenStore for Arc<T> {
         new: StoredGrant,
     ) -> StoreFuture<'a, CasOutcome> {
         (**self).compare_and_swap(expected, new)
+    }
+
+    fn revision(&self) -> u64 {
+        (**self).revision()
     }
 }
 
@@ -278,6 +291,10 @@ impl TokenStore for MemoryStore {
             }
         };
         Box::pin(async move { outcome })
+    }
+
+    fn revision(&self) -> u64 {
+        self.lock().writes
     }
 }
 
