@@ -95,12 +95,31 @@ pub enum Fault {
         /// The pause between two chunks (tokio time).
         interval: Duration,
     },
+    /// The request is served as usual — a refresh token is rotated, a code is spent — and
+    /// then its answer is altered or lost on the way back, as a buggy server or a gateway
+    /// does it. Only a successful answer is altered.
+    AfterServing(Alter),
+}
+
+/// How [`Fault::AfterServing`] alters a served answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Alter {
+    /// The `access_token` field is removed (the rest, a new refresh token included, is kept).
+    NoAccessToken,
+    /// The `token_type` is this instead.
+    TokenType(String),
+    /// The access token gets a space: it cannot be sent in an `Authorization` header.
+    UnsendableAccessToken,
+    /// The whole answer is replaced by this status with an HTML body: a gateway that lost
+    /// the response (502, 504). The code must be in `100..=999`.
+    Status(u16),
 }
 
 impl Fault {
     pub(crate) fn validate(&self) {
         match self {
-            Fault::Status(code) => assert!(
+            Fault::Status(code) | Fault::AfterServing(Alter::Status(code)) => assert!(
                 (100..=999).contains(code),
                 "tokenward-testkit: Fault::Status({code}) is not an HTTP status code (100..=999)"
             ),

@@ -110,7 +110,7 @@ mod token;
 
 pub use client::InProcessClient;
 pub use counters::Counters;
-pub use fault::{Endpoint, Fault};
+pub use fault::{Alter, Endpoint, Fault};
 pub use listen::RunningServer;
 pub use record::{AuthMethod, TokenRequestRecord};
 pub use server::{ExpiresIn, FakeServer, FakeServerBuilder};

@@ -16,7 +16,7 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
-use crate::fault::{Control, DripBody, Endpoint, Fault};
+use crate::fault::{Alter, Control, DripBody, Endpoint, Fault};
 use crate::record::{AuthMethod, TokenRequestRecord};
 use crate::server::{ExpiresIn, Inner, Shared, parse_scope};
 
@@ -308,6 +308,7 @@ pub(crate) async fn serve_form(
             "server_error",
             "an error object sent with status 200",
         ),
+        Some(Fault::AfterServing(alter)) => altered(handle(shared, request), &alter),
         Some(Fault::SlowDrip { chunk, interval }) => {
             let reply = handle(shared, request);
             count(&reply);
@@ -317,6 +318,34 @@ pub(crate) async fn serve_form(
     };
     count(&reply);
     reply.into_response()
+}
+
+/// A served answer, altered on the way back.
+fn altered(reply: Reply, alter: &Alter) -> Reply {
+    if !reply.status.is_success() {
+        return reply;
+    }
+    if let Alter::Status(code) = alter {
+        return html_status(StatusCode::from_u16(*code).unwrap_or(StatusCode::BAD_GATEWAY));
+    }
+    let Ok(Value::Object(mut body)) = serde_json::from_slice::<Value>(&reply.body) else {
+        return reply;
+    };
+    match alter {
+        Alter::NoAccessToken => {
+            body.remove("access_token");
+        }
+        Alter::TokenType(token_type) => {
+            body.insert("token_type".into(), Value::String(token_type.clone()));
+        }
+        Alter::UnsendableAccessToken => {
+            if let Some(Value::String(token)) = body.get_mut("access_token") {
+                token.insert(token.len() / 2, ' ');
+            }
+        }
+        Alter::Status(_) => {}
+    }
+    Reply::json(reply.status, &Value::Object(body))
 }
 
 /// `status` with a small HTML body, as a proxy or load balancer sends it.

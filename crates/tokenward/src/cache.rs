@@ -326,7 +326,10 @@ struct CoolDown {
 
 impl CoolDown {
     fn active(&self, now: Instant, source: &dyn TokenSource) -> bool {
-        now < self.until && self.held.is_none_or(|revision| revision == source.revision())
+        now < self.until
+            && self
+                .held
+                .is_none_or(|revision| revision == source.revision())
     }
 
     fn is_rate_limit(&self) -> bool {
@@ -774,7 +777,9 @@ impl Inner {
             tracing::debug!(attempt, "requesting a token");
             match self.source.fetch().await {
                 Ok(token) => return Ok(token),
-                Err(e) if e.is_transient() && attempt < max_attempts => {
+                Err(e)
+                    if e.is_transient() && attempt < max_attempts && self.source.may_repeat(&e) =>
+                {
                     let delay = self.config.backoff.delay_random(attempt - 1);
                     tracing::warn!(
                         attempt,

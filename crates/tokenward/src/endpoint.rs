@@ -30,6 +30,23 @@ pub enum ClientAuth {
     None,
 }
 
+/// A failed token request, and the refresh token a refused 2xx body carried: the server
+/// may have rotated, and the new refresh token must not be lost.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    pub(crate) error: Error,
+    pub(crate) refresh_token: Option<SecretString>,
+}
+
+impl From<Error> for Refusal {
+    fn from(error: Error) -> Self {
+        Refusal {
+            error,
+            refresh_token: None,
+        }
+    }
+}
+
 /// Default limit on endpoint response bodies.
 pub(crate) const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
@@ -168,12 +185,18 @@ impl Endpoint {
         params: &[(&str, &str)],
         requested_scope: Option<&str>,
         fallback: bool,
-    ) -> Result<Token, Error> {
+    ) -> Result<Token, Refusal> {
         let current = self.secret.load().current.clone();
         let result = self
             .request_token_with(params, requested_scope, current.as_ref())
             .await;
-        if let (Err(Error::InvalidClient(_)), true) = (&result, fallback)
+        if let (
+            Err(Refusal {
+                error: Error::InvalidClient(_),
+                ..
+            }),
+            true,
+        ) = (&result, fallback)
             && let Some(previous) = self.secret.previous_in_window()
         {
             tracing::warn!(
@@ -192,9 +215,10 @@ impl Endpoint {
         params: &[(&str, &str)],
         requested_scope: Option<&str>,
         secret: Option<&SecretString>,
-    ) -> Result<Token, Error> {
+    ) -> Result<Token, Refusal> {
         let sent_at = Instant::now();
         let response = self.post_form_with(params, secret).await?;
+        let mut refresh_token = None;
         if response.status.is_success() {
             match parse_token_response(
                 response.status,
@@ -204,10 +228,22 @@ impl Endpoint {
                 requested_scope,
             )? {
                 Parsed::Token(token) => return Ok(token),
-                Parsed::Error => {}
+                Parsed::Error { refresh_token: r } => refresh_token = r,
+                Parsed::Refused {
+                    error,
+                    refresh_token,
+                } => {
+                    return Err(Refusal {
+                        error,
+                        refresh_token: Some(refresh_token),
+                    });
+                }
             }
         }
-        Err(error_from_response(response))
+        Err(Refusal {
+            error: error_from_response(response),
+            refresh_token,
+        })
     }
 }
 

@@ -259,6 +259,21 @@ impl Error {
         ) && self.is_retryable()
     }
 
+    /// Whether the request provably had no effect at the server: it was never sent (a
+    /// connect error), or the authorization server answered with an OAuth error object (it
+    /// issued nothing). A timeout, a broken connection or a 5xx page from a gateway may
+    /// come after the server acted.
+    pub(crate) fn had_no_effect(&self) -> bool {
+        match self {
+            Error::Transport(t) => t.kind() == TransportErrorKind::Connect,
+            Error::Endpoint(e)
+            | Error::RateLimited {
+                response: Some(e), ..
+            } => e.oauth.is_some(),
+            _ => false,
+        }
+    }
+
     /// Whether only a new configuration fixes this: the cache holds it (makes no request)
     /// until the source's configuration changes.
     pub(crate) fn needs_new_configuration(&self) -> bool {

@@ -35,7 +35,9 @@ mod refresh;
 
 pub use self::refresh::{ForRefreshToken, PersistFailure, RefreshTokenGrant};
 pub use crate::endpoint::ClientAuth;
-use crate::endpoint::{DEFAULT_MAX_RESPONSE_BYTES, Endpoint, default_http_client, parse_url};
+use crate::endpoint::{
+    DEFAULT_MAX_RESPONSE_BYTES, Endpoint, Refusal, default_http_client, parse_url,
+};
 use crate::error::{EndpointError, Error};
 use crate::scope::ScopeSet;
 use crate::secret::ClientSecret;
@@ -65,6 +67,16 @@ pub trait TokenSource: fmt::Debug + Send + Sync + 'static {
     fn revision(&self) -> u64 {
         0
     }
+
+    /// Whether the cache may make another attempt, within the same refresh, after the
+    /// transient failure `error`. The default says yes. A source whose request must not be
+    /// repeated when it may have reached the server (a rotating refresh token:
+    /// [`RefreshTokenGrant`]) says no for such failures; the next refresh, after the
+    /// cool-down, tries again.
+    fn may_repeat(&self, error: &Error) -> bool {
+        let _ = error;
+        true
+    }
 }
 
 impl<T: TokenSource + ?Sized> TokenSource for Arc<T> {
@@ -75,6 +87,10 @@ impl<T: TokenSource + ?Sized> TokenSource for Arc<T> {
     fn revision(&self) -> u64 {
         (**self).revision()
     }
+
+    fn may_repeat(&self, error: &Error) -> bool {
+        (**self).may_repeat(error)
+    }
 }
 
 impl<T: TokenSource + ?Sized> TokenSource for Box<T> {
@@ -84,6 +100,10 @@ impl<T: TokenSource + ?Sized> TokenSource for Box<T> {
 
     fn revision(&self) -> u64 {
         (**self).revision()
+    }
+
+    fn may_repeat(&self, error: &Error) -> bool {
+        (**self).may_repeat(error)
     }
 }
 
@@ -278,7 +298,9 @@ pub(crate) struct GrantConfig {
 
 impl GrantConfig {
     pub(crate) async fn request(&self, grant_params: &[(&str, &str)]) -> Result<Token, Error> {
-        self.request_with(grant_params, true).await
+        self.request_with(grant_params, true)
+            .await
+            .map_err(|refusal| refusal.error)
     }
 
     /// Refuses a token whose granted scopes (`granted`, or when unknown the requested ones)
@@ -297,11 +319,12 @@ impl GrantConfig {
     }
 
     /// With `fallback` false, only the current client secret is tried (for verification).
+    /// A refused 2xx answer keeps the refresh token it carried.
     pub(crate) async fn request_with(
         &self,
         grant_params: &[(&str, &str)],
         fallback: bool,
-    ) -> Result<Token, Error> {
+    ) -> Result<Token, Refusal> {
         let mut params: Vec<(&str, &str)> = grant_params.to_vec();
         if let Some(scope) = &self.scope {
             params.push(("scope", scope));
@@ -350,7 +373,8 @@ impl ClientCredentials {
         let token = self
             .config
             .request_with(&[("grant_type", "client_credentials")], false)
-            .await?;
+            .await
+            .map_err(|refusal| refusal.error)?;
         if let Some(url) = check_url {
             let request = http::Request::get(url)
                 .header(http::header::AUTHORIZATION, token.header_value().clone())

@@ -320,18 +320,28 @@ pub fn parse_response(
         requested_scope,
     )? {
         Parsed::Token(token) => Ok(token),
-        Parsed::Error => Err(Error::invalid_response(
+        Parsed::Error { .. } => Err(Error::invalid_response(
             StatusCode::OK,
             "the body is an OAuth error object, not a token",
         )),
+        Parsed::Refused { error, .. } => Err(error),
     }
 }
 
 /// What a successful-looking body turned out to be.
 pub(crate) enum Parsed {
     Token(Token),
-    /// A 2xx whose body is an OAuth error object.
-    Error,
+    /// A 2xx whose body is an OAuth error object (and the refresh token it carried, if any).
+    Error {
+        refresh_token: Option<SecretString>,
+    },
+    /// A 2xx token response refused for what it holds (no `access_token`, an unsupported
+    /// `token_type`, an access token that cannot be sent), with the refresh token it
+    /// carried: the server may have rotated, so it must not be lost.
+    Refused {
+        error: Error,
+        refresh_token: SecretString,
+    },
 }
 
 /// Parses a 2xx token response body.
@@ -346,7 +356,7 @@ pub(crate) fn parse_token_response(
     requested_scope: Option<&str>,
 ) -> Result<Parsed, Error> {
     // Never put serde's message in the error: it can quote the input.
-    let raw: RawTokenResponse = match serde_json::from_slice(body) {
+    let mut raw: RawTokenResponse = match serde_json::from_slice(body) {
         Ok(raw) => raw,
         Err(e) if e.is_syntax() || e.is_eof() => {
             return Err(Error::invalid_response(status, "the body is not JSON"));
@@ -358,9 +368,41 @@ pub(crate) fn parse_token_response(
             ));
         }
     };
+    // A refresh token in the body is kept whatever else is wrong with it.
+    let refresh_token = raw.refresh_token.take().filter(|r| !r.is_empty());
     if raw.error.is_some() {
-        return Ok(Parsed::Error);
+        return Ok(Parsed::Error {
+            refresh_token: refresh_token.map(SecretString::from),
+        });
     }
+    match assemble_response(
+        raw,
+        refresh_token.clone(),
+        status,
+        issued_at,
+        lifetimes,
+        requested_scope,
+    ) {
+        Ok(token) => Ok(Parsed::Token(token)),
+        Err(error) => match refresh_token {
+            Some(refresh_token) => Ok(Parsed::Refused {
+                error,
+                refresh_token: SecretString::from(refresh_token),
+            }),
+            None => Err(error),
+        },
+    }
+}
+
+/// The token in a 2xx body that is not an error object.
+fn assemble_response(
+    raw: RawTokenResponse,
+    refresh_token: Option<String>,
+    status: StatusCode,
+    issued_at: Instant,
+    lifetimes: &Lifetimes,
+    requested_scope: Option<&str>,
+) -> Result<Token, Error> {
     let Some(access_token) = raw.access_token else {
         return Err(Error::invalid_response(
             status,
@@ -398,15 +440,14 @@ pub(crate) fn parse_token_response(
     };
     let lifetime = lifetimes.clamp(lifetime);
     let scope = raw.scope.or_else(|| requested_scope.map(str::to_owned));
-    let token = Token::assemble(
+    Token::assemble(
         access_token,
         issued_at,
         checked_add(issued_at, lifetime),
         scope,
-        raw.refresh_token,
+        refresh_token,
         status,
-    )?;
-    Ok(Parsed::Token(token))
+    )
 }
 
 #[cfg(test)]
@@ -424,7 +465,8 @@ mod tests {
             Some("req"),
         )? {
             Parsed::Token(t) => Ok(t),
-            Parsed::Error => panic!("unexpected error body"),
+            Parsed::Error { .. } => panic!("unexpected error body"),
+            Parsed::Refused { error, .. } => Err(error),
         }
     }
 
@@ -512,7 +554,7 @@ mod tests {
             None,
         )
         .unwrap();
-        assert!(matches!(r, Parsed::Error));
+        assert!(matches!(r, Parsed::Error { .. }));
     }
 
     #[tokio::test]

@@ -243,10 +243,7 @@ async fn every_waiter_gets_the_same_error_and_later_callers_get_it_at_once() {
     );
     // The failure is held: later callers get it at once, and no request is made.
     let err = cache.header().await.unwrap_err();
-    assert!(
-        matches!(err.cause(), Error::InvalidClient(_)),
-        "{err:?}"
-    );
+    assert!(matches!(err.cause(), Error::InvalidClient(_)), "{err:?}");
     assert!(matches!(err, Error::CoolingDown { .. }), "{err:?}");
     assert_eq!(source.calls(), 1);
     // A forced refresh ends the hold.
@@ -402,7 +399,10 @@ async fn a_hanging_endpoint_hits_the_refresh_deadline() {
     // The next call, in the cool-down (under 1 s), is told so; after it, a new attempt.
     let err = cache.header().await.unwrap_err();
     assert!(matches!(err.cause(), Error::Timeout(_)), "{err:?}");
-    assert!(err.retry_after().unwrap() <= Duration::from_secs(1), "{err:?}");
+    assert!(
+        err.retry_after().unwrap() <= Duration::from_secs(1),
+        "{err:?}"
+    );
     assert_eq!(source.calls(), 1);
     advance(Duration::from_secs(1)).await;
     assert_eq!(header(&cache).await, "Bearer token-1");

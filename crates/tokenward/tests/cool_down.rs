@@ -27,10 +27,7 @@ async fn sixteen_callers(cache: &TokenCache, period: Duration) -> Vec<Result<Str
             tokio::spawn(async move {
                 let mut outcomes = Vec::new();
                 while Instant::now() < end {
-                    let outcome = cache
-                        .header()
-                        .await
-                        .map(|h| h.to_str().unwrap().to_owned());
+                    let outcome = cache.header().await.map(|h| h.to_str().unwrap().to_owned());
                     outcomes.push(outcome);
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
@@ -179,7 +176,11 @@ async fn server_errors_back_off_across_refreshes_and_a_success_resets_it() {
     // Every refresh makes up to 4 attempts; the cool-downs between refreshes (jittered
     // below 1 s, 2 s, 4 s, ...) answer most callers at once.
     assert_eq!(calls % 4, 0, "whole refreshes of 4 attempts: {calls}");
-    assert!(cooling > outcomes.len() / 2, "{cooling} of {}", outcomes.len());
+    assert!(
+        cooling > outcomes.len() / 2,
+        "{cooling} of {}",
+        outcomes.len()
+    );
     for outcome in &outcomes {
         let err = outcome.as_ref().unwrap_err();
         assert_eq!(err.status().map(|s| s.as_u16()), Some(503), "{err:?}");
@@ -256,7 +257,11 @@ async fn a_held_failure_with_a_usable_token_serves_it_and_stops_background_refre
         assert_eq!(cache.header().await.unwrap(), first);
         pass(Duration::from_millis(20)).await;
     }
-    assert_eq!(server.token_calls(), 2, "one failed background refresh, held");
+    assert_eq!(
+        server.token_calls(),
+        2,
+        "one failed background refresh, held"
+    );
     secret.rotate("second-secret", Duration::ZERO);
     assert_eq!(cache.header().await.unwrap(), first);
     pass(Duration::ZERO).await;

@@ -164,7 +164,10 @@ async fn wrong_secret_is_invalid_client_not_retried_and_keeps_the_response() {
 
     // The failure is held: the next caller gets it at once, and no request is made.
     let again = cache.token().await.unwrap_err();
-    assert!(matches!(again.cause(), Error::InvalidClient(_)), "{again:?}");
+    assert!(
+        matches!(again.cause(), Error::InvalidClient(_)),
+        "{again:?}"
+    );
     assert_eq!(again.status(), Some(StatusCode::UNAUTHORIZED));
     assert_eq!(server.token_calls(), 1);
 }
@@ -484,7 +487,13 @@ async fn invalid_grant_and_invalid_client_faults_are_not_retried() {
     assert!(err.is_reauthorization_required(), "{err:?}");
     assert_eq!(server.token_calls(), 1);
     // Held: the next caller gets it at once; a forced refresh asks again.
-    assert!(cache.token().await.unwrap_err().is_reauthorization_required());
+    assert!(
+        cache
+            .token()
+            .await
+            .unwrap_err()
+            .is_reauthorization_required()
+    );
     assert_eq!(server.token_calls(), 1);
 
     server.push_fault(Fault::InvalidClient);

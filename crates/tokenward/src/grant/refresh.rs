@@ -8,6 +8,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::{FetchFuture, GrantBuilder, GrantConfig, TokenSource};
 use crate::decay::{DecayPolicy, DecayStatus, SystemClock, WallClock};
+use crate::endpoint::Refusal;
 use crate::error::Error;
 use crate::store::{CasOutcome, StoreError, StoredGrant, TokenStore, matches_expected};
 use crate::token::Token;
@@ -33,6 +34,7 @@ pub struct ForRefreshToken {
     persist_failure: PersistFailure,
     decay: DecayPolicy,
     clock: Arc<dyn WallClock>,
+    reuse_grace: Option<Duration>,
 }
 
 impl fmt::Debug for ForRefreshToken {
@@ -61,6 +63,19 @@ impl fmt::Debug for ForRefreshToken {
 ///   arriving), the exchange still records the rotated token, and the next one waits for it
 ///   instead of replaying the old token — which would make the server revoke the grant. An
 ///   exchange is given up after [`exchange_timeout`](GrantBuilder::exchange_timeout).
+/// * **A refused answer keeps its refresh token.** A 2xx answer refused for another reason
+///   (no `access_token`, an unsupported `token_type`, an access token that cannot be sent)
+///   that carries a refresh token is a rotation: the new refresh token is persisted before
+///   the error is reported.
+/// * **Not repeated after an ambiguous failure.** Within one refresh, the exchange is tried
+///   again at once only after failures that provably had no effect at the server: a connect
+///   error (nothing was sent) or an OAuth error answer (nothing was issued). After a
+///   timeout, a broken connection or a gateway's 5xx page the server may have rotated the
+///   refresh token, and an immediate replay would make a server with reuse detection revoke
+///   the grant; the refresh fails, and the next one (after the cache's cool-down) sends it
+///   again. A server with a reuse grace (Okta's grace period, Auth0's reuse interval)
+///   accepts that replay: configure it with [`reuse_grace`](GrantBuilder::reuse_grace) and
+///   such failures are tried again at once within the grace.
 /// * **Decay.** The last successful use is recorded; see [`decay`](crate::decay).
 ///
 /// One grant is refreshed by one cache: the cache's single flight is what keeps a rotated
@@ -95,6 +110,7 @@ struct RefreshInner {
     /// Serialises exchanges: one refresh token in flight at a time.
     exchange: Arc<tokio::sync::Mutex<()>>,
     exchange_timeout: Duration,
+    reuse_grace: Option<Duration>,
 }
 
 #[derive(Default)]
@@ -108,6 +124,8 @@ struct RefreshState {
     last_used: Option<SystemTime>,
     stored_at: Option<SystemTime>,
     scope: Option<String>,
+    /// When the current refresh token was first sent (for the reuse grace).
+    first_sent: Option<(SecretString, tokio::time::Instant)>,
 }
 
 impl RefreshState {
@@ -295,17 +313,48 @@ impl RefreshInner {
             let Some(current) = current else {
                 return Err(Error::NoRefreshToken);
             };
+            {
+                let mut st = self.lock();
+                if st
+                    .first_sent
+                    .as_ref()
+                    .is_none_or(|(sent, _)| sent.expose_secret() != current.expose_secret())
+                {
+                    st.first_sent = Some((current.clone(), tokio::time::Instant::now()));
+                }
+            }
             status.emit();
             if let Some(error) = status.hard_fail_error() {
                 return Err(error);
             }
             let result = self
                 .config
-                .request(&[
-                    ("grant_type", "refresh_token"),
-                    ("refresh_token", current.expose_secret()),
-                ])
+                .request_with(
+                    &[
+                        ("grant_type", "refresh_token"),
+                        ("refresh_token", current.expose_secret()),
+                    ],
+                    true,
+                )
                 .await;
+            let result = match result {
+                Ok(token) => Ok(token),
+                Err(Refusal {
+                    error,
+                    refresh_token: Some(rotated),
+                }) => {
+                    // The server rotated, then the answer was refused for something else:
+                    // the new refresh token is persisted first (replaying the old one
+                    // would make a server with reuse detection revoke the grant).
+                    tracing::warn!(
+                        error = %error,
+                        "the token endpoint rotated the refresh token in a response that was refused; keeping the new refresh token"
+                    );
+                    self.persist_use(current, Some(rotated), None).await?;
+                    return Err(error);
+                }
+                Err(refusal) => Err(refusal.error),
+            };
             match result {
                 Ok(token) => {
                     // Persist first, check scopes second: a scope error must not cost the
@@ -340,8 +389,20 @@ impl RefreshInner {
     /// After a successful exchange with `sent`: record the use, persist a rotation before
     /// returning the token.
     async fn record_success(&self, sent: SecretString, token: Token) -> Result<Token, Error> {
+        self.persist_use(sent, token.refresh_token().cloned(), token.scope())
+            .await
+            .map(|()| token)
+    }
+
+    /// The server accepted `sent`: record the use and persist the rotated refresh token
+    /// (compare-and-swap on the one last persisted) before anything is handed out.
+    async fn persist_use(
+        &self,
+        sent: SecretString,
+        rotated: Option<SecretString>,
+        scope: Option<&str>,
+    ) -> Result<(), Error> {
         let now = self.clock.now();
-        let rotated = token.refresh_token().cloned();
         let next = rotated.clone().unwrap_or_else(|| sent.clone());
         let (grant, persisted) = {
             let mut st = self.lock();
@@ -349,7 +410,7 @@ impl RefreshInner {
             if rotated.is_some() {
                 st.stored_at = Some(now);
             }
-            if let Some(scope) = token.scope() {
+            if let Some(scope) = scope {
                 st.scope = Some(scope.to_owned());
             }
             if self.store.is_none() {
@@ -357,12 +418,12 @@ impl RefreshInner {
                 if rotated.is_some() {
                     tracing::debug!("refresh token rotated");
                 }
-                return Ok(token);
+                return Ok(());
             }
             (st.to_stored(next.clone()), st.persisted.clone())
         };
         let Some(store) = &self.store else {
-            return Ok(token);
+            return Ok(());
         };
         match store.compare_and_swap(persisted.as_ref(), grant).await {
             Ok(CasOutcome::Swapped) => {
@@ -373,7 +434,7 @@ impl RefreshInner {
                 if rotated.is_some() {
                     tracing::debug!("rotated refresh token persisted");
                 }
-                Ok(token)
+                Ok(())
             }
             Ok(CasOutcome::Conflict { current }) => {
                 tracing::warn!(
@@ -382,7 +443,7 @@ impl RefreshInner {
                 if let Some(newer) = current {
                     self.lock().adopt(newer);
                 }
-                Ok(token)
+                Ok(())
             }
             Err(error) if rotated.is_some() => {
                 {
@@ -390,12 +451,12 @@ impl RefreshInner {
                     st.current = Some(next);
                     st.pending = true;
                 }
-                self.on_write_failure(error).map(|()| token)
+                self.on_write_failure(error)
             }
             Err(error) => {
                 // Only the last-used time was not recorded: nothing is lost.
                 tracing::warn!(%error, "could not record the refresh token's last use");
-                Ok(token)
+                Ok(())
             }
         }
     }
@@ -410,6 +471,7 @@ impl ForRefreshToken {
             persist_failure: PersistFailure::default(),
             decay: DecayPolicy::default(),
             clock: Arc::new(SystemClock),
+            reuse_grace: None,
         }
     }
 }
@@ -425,6 +487,17 @@ impl GrantBuilder<ForRefreshToken> {
     /// Persist the grant in `store` (see [`store`](crate::store)).
     pub fn store(mut self, store: impl TokenStore) -> Self {
         self.grant.store = Some(Arc::new(store));
+        self
+    }
+
+    /// The server's reuse grace: how long after a rotation it still accepts the refresh
+    /// token it rotated out (Okta's grace period, Auth0's reuse interval). With it, a
+    /// refresh that failed after the request may have reached the server (a timeout, a
+    /// broken connection, a gateway's 5xx) is tried again at once while within the grace of
+    /// the first send. Without it (the default), only failures that provably had no effect
+    /// are. Set it no longer than the server's.
+    pub fn reuse_grace(mut self, grace: Duration) -> Self {
+        self.grant.reuse_grace = Some(grace);
         self
     }
 
@@ -470,6 +543,7 @@ impl GrantBuilder<ForRefreshToken> {
                 clock: grant.clock,
                 exchange: Arc::new(tokio::sync::Mutex::new(())),
                 exchange_timeout: grant.exchange_timeout,
+                reuse_grace: grant.reuse_grace,
             }),
         })
     }
@@ -485,5 +559,24 @@ impl TokenSource for RefreshTokenGrant {
         let secret = self.inner.config.endpoint.secret.revision();
         let stored = self.inner.store.as_ref().map_or(0, |s| s.revision());
         secret.rotate_left(32) ^ stored
+    }
+
+    /// Yes after a failure that provably had no effect at the server; after one that may
+    /// have come after a rotation, only within the configured reuse grace.
+    fn may_repeat(&self, error: &Error) -> bool {
+        if error.had_no_effect() {
+            return true;
+        }
+        let Some(grace) = self.inner.reuse_grace else {
+            tracing::debug!(
+                error = %error,
+                "not repeating the refresh token exchange at once: the server may have rotated"
+            );
+            return false;
+        };
+        let st = self.inner.lock();
+        st.first_sent
+            .as_ref()
+            .is_some_and(|(_, at)| at.elapsed() < grace)
     }
 }
