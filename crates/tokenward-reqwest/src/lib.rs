@@ -145,10 +145,14 @@ pub fn token_error(err: &reqwest_middleware::Error) -> Option<&tokenward::Error>
     }
 }
 
-/// A URL as the middlewares log it: without its query and fragment, which may carry
-/// credentials (RFC 6750 §2.3 allows an access token in the query) or user data.
+/// A URL as the middlewares log it: without its userinfo, query and fragment, which may carry
+/// credentials (a password, an API key, RFC 6750 §2.3's access token in the query) or user
+/// data.
 pub(crate) fn loggable_url(url: &reqwest::Url) -> reqwest::Url {
     let mut url = url.clone();
+    // Both fail only for URLs that cannot have userinfo.
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
     url.set_query(None);
     url.set_fragment(None);
     url
@@ -176,6 +180,20 @@ mod tests {
     #[test]
     fn logged_urls_have_no_query() {
         let url = reqwest::Url::parse("https://api.example/jobs?access_token=s3cr3t#f").unwrap();
+        assert_eq!(
+            super::loggable_url(&url).as_str(),
+            "https://api.example/jobs"
+        );
+    }
+
+    #[test]
+    fn logged_urls_have_no_userinfo() {
+        let url = reqwest::Url::parse("https://alice:p4ss@api.example:8443/jobs?k=v").unwrap();
+        assert_eq!(
+            super::loggable_url(&url).as_str(),
+            "https://api.example:8443/jobs"
+        );
+        let url = reqwest::Url::parse("https://alice@api.example/jobs").unwrap();
         assert_eq!(
             super::loggable_url(&url).as_str(),
             "https://api.example/jobs"

@@ -245,7 +245,7 @@ impl Middleware for RetryMiddleware {
                 );
                 return outcome;
             };
-            match &outcome {
+            match outcome {
                 Ok(response) => tracing::warn!(
                     status = response.status().as_u16(),
                     url = %crate::loggable_url(response.url()),
@@ -254,15 +254,27 @@ impl Middleware for RetryMiddleware {
                     delay_ms = delay.as_millis() as u64,
                     "retryable response; retrying after the delay"
                 ),
-                Err(error) => tracing::warn!(
-                    error = %error,
-                    attempt = retries + 1,
-                    max_attempts = self.rule.max_attempts,
-                    delay_ms = delay.as_millis() as u64,
-                    "retryable transport error; retrying after the delay"
-                ),
+                Err(error) => {
+                    // reqwest's message quotes the whole URL: log it without, and the URL
+                    // without its credentials and query.
+                    let url = match &error {
+                        Error::Reqwest(e) => e.url().map(crate::loggable_url),
+                        Error::Middleware(_) => None,
+                    };
+                    let error = match error {
+                        Error::Reqwest(e) => Error::Reqwest(e.without_url()),
+                        other => other,
+                    };
+                    tracing::warn!(
+                        error = %error,
+                        url = url.as_ref().map(tracing::field::display),
+                        attempt = retries + 1,
+                        max_attempts = self.rule.max_attempts,
+                        delay_ms = delay.as_millis() as u64,
+                        "retryable transport error; retrying after the delay"
+                    );
+                }
             }
-            drop(outcome);
             self.sleeper.sleep(delay).await;
             *extensions = original.clone();
             req = replay;

@@ -87,6 +87,21 @@ pub enum Fault {
     /// [`TransportError`](tokenward::TransportError) of kind
     /// [`Io`](tokenward::TransportErrorKind::Io).
     ConnectionReset,
+    /// This status with an error object that quotes what the request sent as `param`, as
+    /// careless servers do: `{"error": error, "error_description": "Invalid <param>: <value>",
+    /// "error_uri": "https://as.example/errors?value=<value, form-encoded>"}`. `param` names a
+    /// form parameter (`refresh_token`, `code`, `code_verifier`, `token`, `client_assertion`,
+    /// ...) or `client_secret`, which is also read from the Basic credentials. A parameter
+    /// that was not sent is quoted as empty. To test that a client never shows the secrets a
+    /// server echoes. The code must be in `100..=999`.
+    EchoParam {
+        /// The status, e.g. 400, 401, 500, or 200 for an error object carried by a 200.
+        status: u16,
+        /// The `error` code.
+        error: String,
+        /// The parameter whose value is quoted.
+        param: String,
+    },
     /// A normal (valid) token response whose body is sent `chunk` bytes at a time with
     /// `interval` between chunks.
     SlowDrip {
@@ -119,7 +134,9 @@ pub enum Alter {
 impl Fault {
     pub(crate) fn validate(&self) {
         match self {
-            Fault::Status(code) | Fault::AfterServing(Alter::Status(code)) => assert!(
+            Fault::Status(code)
+            | Fault::AfterServing(Alter::Status(code))
+            | Fault::EchoParam { status: code, .. } => assert!(
                 (100..=999).contains(code),
                 "tokenward-testkit: Fault::Status({code}) is not an HTTP status code (100..=999)"
             ),

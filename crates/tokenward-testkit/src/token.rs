@@ -140,6 +140,15 @@ impl FormRequest {
             .filter(|v| !v.is_empty())
     }
 
+    /// What the request sent as `name`: a form parameter, or `client_secret` from the Basic
+    /// credentials too.
+    fn sent_value(&self, name: &str) -> Option<String> {
+        match (&self.basic, name) {
+            (Some(Ok((_, secret))), "client_secret") => Some(secret.clone()),
+            _ => self.params.get(name).cloned(),
+        }
+    }
+
     fn record(&self) -> TokenRequestRecord {
         let client_id = match &self.basic {
             Some(Ok((id, _))) => id.clone(),
@@ -309,6 +318,27 @@ pub(crate) async fn serve_form(
             "an error object sent with status 200",
         ),
         Some(Fault::AfterServing(alter)) => altered(handle(shared, request), &alter),
+        Some(Fault::EchoParam {
+            status,
+            error,
+            param,
+        }) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+            let value = request
+                .as_ref()
+                .ok()
+                .and_then(|r| r.sent_value(&param))
+                .unwrap_or_default();
+            let encoded: String = form_urlencoded::byte_serialize(value.as_bytes()).collect();
+            Reply::json(
+                status,
+                &json!({
+                    "error": error,
+                    "error_description": format!("Invalid {param}: {value}"),
+                    "error_uri": format!("https://as.example/errors?value={encoded}"),
+                }),
+            )
+        }
         Some(Fault::SlowDrip { chunk, interval }) => {
             let reply = handle(shared, request);
             count(&reply);

@@ -70,6 +70,7 @@ use sha2::{Digest, Sha256};
 use crate::endpoint::parse_url;
 use crate::error::{EndpointError, Error, OAuthError};
 use crate::grant::{GrantBuilder, GrantConfig};
+use crate::redact::{Sent, redact_url};
 use crate::store::{CasOutcome, StoreError, StoredGrant, TokenStore};
 use crate::token::Token;
 
@@ -88,11 +89,21 @@ const RESERVED: &[&str] = &[
 const STORE_ATTEMPTS: usize = 5;
 
 /// Marker for a [`GrantBuilder`] that builds an [`AuthorizationCode`] flow.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ForAuthorizationCode {
     authorize_url: String,
     redirect_uri: String,
     issuer: Option<String>,
+}
+
+impl fmt::Debug for ForAuthorizationCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ForAuthorizationCode")
+            .field("authorize_url", &redact_url(&self.authorize_url))
+            .field("redirect_uri", &redact_url(&self.redirect_uri))
+            .field("issuer", &self.issuer)
+            .finish()
+    }
 }
 
 /// The authorization code flow with PKCE `S256` (RFC 6749 §4.1, RFC 7636).
@@ -104,12 +115,24 @@ pub struct ForAuthorizationCode {
 /// `scope` and [`param`](GrantBuilder::param)s are sent with the token request, as for every
 /// grant; `scope` also goes into the authorization URL. Public clients (no secret) use
 /// [`ClientAuth::None`](crate::ClientAuth::None).
-#[derive(Debug)]
+///
+/// Its `Debug` output shows its URLs without userinfo or query values.
 pub struct AuthorizationCode {
     config: GrantConfig,
     authorize_url: String,
     redirect_uri: String,
     issuer: Option<String>,
+}
+
+impl fmt::Debug for AuthorizationCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthorizationCode")
+            .field("config", &self.config)
+            .field("authorize_url", &redact_url(&self.authorize_url))
+            .field("redirect_uri", &redact_url(&self.redirect_uri))
+            .field("issuer", &self.issuer)
+            .finish()
+    }
 }
 
 impl AuthorizationCode {
@@ -203,14 +226,16 @@ impl AuthorizationCode {
         }
         self.check_issuer(callback.iss.as_deref())?;
         if let Some(error) = callback.error {
+            // The request's `state` went through the authorization server too.
+            let mut sent = Sent::default();
+            sent.secret(request.state());
+            let mut oauth = OAuthError::new(error);
+            oauth.error_description = callback.error_description;
+            oauth.error_uri = callback.error_uri;
             return Err(Error::Endpoint(Box::new(EndpointError {
                 status: StatusCode::BAD_REQUEST,
                 headers: HeaderMap::new(),
-                oauth: Some(OAuthError {
-                    error,
-                    error_description: callback.error_description,
-                    error_uri: callback.error_uri,
-                }),
+                oauth: Some(oauth.redact(&sent)),
             })));
         }
         let Some(code) = callback.code else {
@@ -290,7 +315,7 @@ impl GrantBuilder<ForAuthorizationCode> {
             return Err(Error::Config(
                 format!(
                     "the authorization URL {:?} has a fragment, which RFC 6749 §3.1 forbids",
-                    flow.authorize_url
+                    redact_url(&flow.authorize_url)
                 )
                 .into(),
             ));
@@ -300,7 +325,7 @@ impl GrantBuilder<ForAuthorizationCode> {
                 format!(
                     "the redirect URI {:?} is not an absolute URI without a fragment \
                      (RFC 6749 §3.1.2)",
-                    flow.redirect_uri
+                    redact_url(&flow.redirect_uri)
                 )
                 .into(),
             ));

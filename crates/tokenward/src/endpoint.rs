@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use crate::classify::{self, Failure};
 use crate::error::{EndpointError, Error, OAuthError};
+use crate::redact::{Sent, UrlDebug, redact_url};
 use crate::secret::ClientSecret;
 use crate::token::{Lifetimes, Parsed, Token, parse_token_response};
 use crate::transport::{HttpClient, read_body};
@@ -65,7 +66,7 @@ pub(crate) struct Endpoint {
 impl fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Endpoint")
-            .field("url", &self.url)
+            .field("url", &UrlDebug(&self.url.to_string()))
             .field("client_id", &self.client_id)
             .field("client_secret", &self.secret)
             .field("auth", &self.auth)
@@ -80,15 +81,26 @@ pub(crate) struct RawResponse {
     pub(crate) body: Bytes,
 }
 
+/// Parses an endpoint URL. Errors quote it redacted (no userinfo, no query values), and an
+/// unparsable one not at all: it may be a credential pasted in the wrong place.
 pub(crate) fn parse_url(url: &str) -> Result<Uri, Error> {
-    let uri: Uri = url
-        .parse()
-        .map_err(|_| Error::Config(format!("{url:?} is not a valid URL").into()))?;
+    let not_shown = || {
+        Error::Config(
+            format!(
+                "an endpoint URL ({} characters, not shown: it may hold credentials) is not an \
+                 absolute http(s) URL",
+                url.chars().count()
+            )
+            .into(),
+        )
+    };
+    let uri: Uri = url.parse().map_err(|_| not_shown())?;
     match uri.scheme_str() {
         Some("http" | "https") if uri.host().is_some() => Ok(uri),
-        _ => Err(Error::Config(
-            format!("{url:?} is not an absolute http(s) URL").into(),
+        Some(_) if uri.host().is_some() => Err(Error::Config(
+            format!("{:?} is not an http(s) URL", redact_url(url)).into(),
         )),
+        _ => Err(not_shown()),
     }
 }
 
@@ -240,21 +252,32 @@ impl Endpoint {
                 }
             }
         }
+        let known = self.secret.load();
+        let mut sent = Sent::form(params);
+        sent.client_secret(secret).client_secrets(&known);
         Err(Refusal {
-            error: error_from_response(response),
+            error: error_from_response(response, &sent),
             refresh_token,
         })
     }
 }
 
 /// Maps a token-endpoint error response (or a 2xx carrying an error object) to a typed
-/// error, through the shared [`classify`](crate::classify()).
-pub(crate) fn error_from_response(response: RawResponse) -> Error {
-    let oauth: Option<OAuthError> = serde_json::from_slice(&response.body).ok();
+/// error, through the shared [`classify`](crate::classify()). The secrets the request `sent`
+/// are redacted from the error body, and headers that quote one are marked sensitive.
+pub(crate) fn error_from_response(response: RawResponse, sent: &Sent<'_>) -> Error {
+    let oauth = serde_json::from_slice::<OAuthError>(&response.body)
+        .ok()
+        .map(|oauth| oauth.redact(sent));
     let as_status = classify::error_status(response.status);
     let failure =
         classify::classify(as_status, &response.headers, Some(&response.body)).map(|c| c.failure);
     let mut headers = response.headers;
+    for value in headers.values_mut() {
+        if sent.found_in(&String::from_utf8_lossy(value.as_bytes())) {
+            value.set_sensitive(true);
+        }
+    }
     for name in [http::header::SET_COOKIE, http::header::WWW_AUTHENTICATE] {
         if let http::header::Entry::Occupied(mut e) = headers.entry(name) {
             for v in e.iter_mut() {

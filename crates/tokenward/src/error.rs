@@ -29,6 +29,8 @@ use std::time::Duration;
 
 use http::{HeaderMap, StatusCode};
 
+use crate::redact::Sent;
+
 /// A boxed error, as used by transports.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -421,17 +423,39 @@ impl fmt::Display for EndpointError {
 }
 
 /// The RFC 6749 §5.2 error body.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+///
+/// Some servers quote what they were sent ("Invalid refresh token: …"). tokenward knows every
+/// secret it sent — client secrets, refresh tokens, codes and code verifiers, the tokens it
+/// introspects or revokes, every extra [`param`](crate::grant::GrantBuilder::param) value —
+/// and replaces each occurrence in `error`, `error_description` and `error_uri` with
+/// `[REDACTED]` before the error is built, so `Display`, `Debug` and logs never show them.
+/// The text as the server sent it stays behind
+/// [`unredacted_description`](Self::unredacted_description) and its siblings.
+///
+/// Secrets of 8 bytes or more are replaced wherever they occur; shorter ones where they stand
+/// as a whole word (not touching a letter, digit or `_`), so a short client secret does not
+/// wreck the text. Their form-urlencoded spelling is replaced too.
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
 #[non_exhaustive]
 pub struct OAuthError {
     /// The error code, e.g. `invalid_grant`.
     pub error: String,
-    /// Human-readable text from the server.
+    /// Human-readable text from the server, with the secrets tokenward sent redacted.
     #[serde(default)]
     pub error_description: Option<String>,
-    /// A page about the error.
+    /// A page about the error, with the secrets tokenward sent redacted.
     #[serde(default)]
     pub error_uri: Option<String>,
+    /// The server's text as it came, when secrets were redacted from it.
+    #[serde(skip)]
+    unredacted: Option<Box<Unredacted>>,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+struct Unredacted {
+    error: String,
+    error_description: Option<String>,
+    error_uri: Option<String>,
 }
 
 impl OAuthError {
@@ -441,6 +465,7 @@ impl OAuthError {
             error: error.into(),
             error_description: None,
             error_uri: None,
+            unredacted: None,
         }
     }
 
@@ -448,6 +473,72 @@ impl OAuthError {
     pub fn with_description(mut self, description: impl Into<String>) -> Self {
         self.error_description = Some(description.into());
         self
+    }
+
+    /// Whether tokenward replaced secrets it had sent in this error's text with `[REDACTED]`.
+    pub fn is_redacted(&self) -> bool {
+        self.unredacted.is_some()
+    }
+
+    /// The `error_description` exactly as the server sent it: **it may hold a secret**
+    /// (a refresh token, the client secret) that the server echoed. Never log or show it.
+    pub fn unredacted_description(&self) -> Option<&str> {
+        match &self.unredacted {
+            Some(raw) => raw.error_description.as_deref(),
+            None => self.error_description.as_deref(),
+        }
+    }
+
+    /// The `error_uri` exactly as the server sent it: it may hold a secret. Never log it.
+    pub fn unredacted_uri(&self) -> Option<&str> {
+        match &self.unredacted {
+            Some(raw) => raw.error_uri.as_deref(),
+            None => self.error_uri.as_deref(),
+        }
+    }
+
+    /// The `error` code exactly as the server sent it: it may hold a secret. Never log it.
+    pub fn unredacted_error(&self) -> &str {
+        match &self.unredacted {
+            Some(raw) => &raw.error,
+            None => &self.error,
+        }
+    }
+
+    /// Replaces the secrets of `sent` in the server's text, keeping the original aside.
+    pub(crate) fn redact(mut self, sent: &Sent<'_>) -> Self {
+        let error = sent.scrub(&self.error).into_owned();
+        let scrub = |text: &Option<String>| text.as_deref().map(|t| sent.scrub(t).into_owned());
+        let error_description = scrub(&self.error_description);
+        let error_uri = scrub(&self.error_uri);
+        if error == self.error
+            && error_description == self.error_description
+            && error_uri == self.error_uri
+        {
+            return self;
+        }
+        let raw = Unredacted {
+            error: std::mem::replace(&mut self.error, error),
+            error_description: std::mem::replace(&mut self.error_description, error_description),
+            error_uri: std::mem::replace(&mut self.error_uri, error_uri),
+        };
+        // Redacting twice keeps the first original.
+        self.unredacted.get_or_insert(Box::new(raw));
+        self
+    }
+}
+
+/// Prints the redacted text only.
+impl fmt::Debug for OAuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = f.debug_struct("OAuthError");
+        s.field("error", &self.error)
+            .field("error_description", &self.error_description)
+            .field("error_uri", &self.error_uri);
+        if self.is_redacted() {
+            s.field("redacted", &true);
+        }
+        s.finish()
     }
 }
 
@@ -563,5 +654,47 @@ mod tests {
         let e = Error::InvalidClient(endpoint(401, Some("invalid_client")));
         assert!(e.to_string().contains("check the client id"));
         assert_eq!(e.status(), Some(StatusCode::UNAUTHORIZED));
+    }
+
+    #[test]
+    fn oauth_errors_keep_the_raw_text_behind_named_accessors() {
+        let plain = OAuthError::new("invalid_grant").with_description("expired");
+        let mut sent = Sent::default();
+        sent.secret("rt-secret-value");
+        // Nothing to redact: nothing kept aside, equal to what was built.
+        let same = plain.clone().redact(&sent);
+        assert_eq!(same, plain);
+        assert!(!same.is_redacted());
+        assert_eq!(same.unredacted_description(), Some("expired"));
+        assert_eq!(same.unredacted_error(), "invalid_grant");
+
+        let echoed = OAuthError::new("invalid_grant")
+            .with_description("Invalid refresh token: rt-secret-value")
+            .redact(&sent);
+        assert!(echoed.is_redacted());
+        assert_eq!(
+            echoed.error_description.as_deref(),
+            Some("Invalid refresh token: [REDACTED]")
+        );
+        let debug = format!("{echoed:?}");
+        assert!(!debug.contains("rt-secret-value"), "{debug}");
+        assert!(debug.contains("redacted: true"), "{debug}");
+        // Redacting again (with other secrets) keeps the server's original.
+        let mut more = Sent::default();
+        more.secret("Invalid");
+        let twice = echoed.redact(&more);
+        assert_eq!(
+            twice.error_description.as_deref(),
+            Some("[REDACTED] refresh token: [REDACTED]")
+        );
+        assert_eq!(
+            twice.unredacted_description(),
+            Some("Invalid refresh token: rt-secret-value")
+        );
+        let e = EndpointError::new(StatusCode::BAD_REQUEST, HeaderMap::new(), Some(twice));
+        assert_eq!(
+            e.to_string(),
+            "HTTP 400 invalid_grant: [REDACTED] refresh token: [REDACTED]"
+        );
     }
 }

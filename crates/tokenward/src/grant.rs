@@ -39,6 +39,7 @@ use crate::endpoint::{
     DEFAULT_MAX_RESPONSE_BYTES, Endpoint, Refusal, default_http_client, parse_url,
 };
 use crate::error::{EndpointError, Error};
+use crate::redact::{ParamsDebug, redact_url};
 use crate::scope::ScopeSet;
 use crate::secret::ClientSecret;
 pub use crate::token::Lifetimes;
@@ -169,9 +170,10 @@ pub struct GrantBuilder<G> {
 impl<G> fmt::Debug for GrantBuilder<G> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GrantBuilder")
-            .field("url", &self.url)
+            .field("url", &redact_url(&self.url))
             .field("client_id", &self.client_id)
             .field("scope", &self.scope)
+            .field("params", &ParamsDebug(&self.params))
             .finish_non_exhaustive()
     }
 }
@@ -288,12 +290,23 @@ impl<G> GrantBuilder<G> {
 }
 
 /// What every grant shares: the endpoint, the scope to request, extra parameters.
-#[derive(Debug)]
 pub(crate) struct GrantConfig {
     pub(crate) endpoint: Endpoint,
     pub(crate) scope: Option<String>,
     pub(crate) required_scopes: Option<ScopeSet>,
     pub(crate) params: Vec<(String, String)>,
+}
+
+/// Extra parameters show their names only: a value may be a credential (`client_assertion`).
+impl fmt::Debug for GrantConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GrantConfig")
+            .field("endpoint", &self.endpoint)
+            .field("scope", &self.scope)
+            .field("required_scopes", &self.required_scopes)
+            .field("params", &ParamsDebug(&self.params))
+            .finish()
+    }
 }
 
 impl GrantConfig {
@@ -379,7 +392,12 @@ impl ClientCredentials {
             let request = http::Request::get(url)
                 .header(http::header::AUTHORIZATION, token.header_value().clone())
                 .body(bytes::Bytes::new())
-                .map_err(|_| Error::Config(format!("{url:?} is not a valid URL").into()))?;
+                .map_err(|_| {
+                    Error::Config(
+                        "the check URL is not a valid URL (not shown: it may hold credentials)"
+                            .into(),
+                    )
+                })?;
             let response = self.config.endpoint.http.send(request).await?;
             let status = response.status();
             if !status.is_success() {

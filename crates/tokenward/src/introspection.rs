@@ -37,9 +37,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::StatusCode;
 use serde_json::{Map, Value};
 
-use crate::endpoint::error_from_response;
+use crate::endpoint::{RawResponse, error_from_response};
 use crate::error::Error;
 use crate::grant::{GrantBuilder, GrantConfig};
+use crate::redact::Sent;
 
 /// Which kind of token is being introspected or revoked: a hint that helps the server look
 /// it up (it searches the other kinds too).
@@ -114,7 +115,7 @@ impl Introspection {
     ) -> Result<IntrospectionResponse, Error> {
         let response = post(&self.config, token, hint, "introspect").await?;
         if !response.status.is_success() {
-            return Err(error_from_response(response));
+            return Err(refusal(&self.config, token, response));
         }
         IntrospectionResponse::parse(response.status, &response.body)
     }
@@ -164,7 +165,7 @@ impl Revocation {
         if response.status.is_success() {
             Ok(())
         } else {
-            Err(error_from_response(response))
+            Err(refusal(&self.config, token, response))
         }
     }
 }
@@ -183,7 +184,7 @@ async fn post(
     token: &str,
     hint: Option<TokenTypeHint>,
     what: &str,
-) -> Result<crate::endpoint::RawResponse, Error> {
+) -> Result<RawResponse, Error> {
     if token.is_empty() {
         return Err(Error::Config(
             format!("the token to {what} is empty").into(),
@@ -195,6 +196,17 @@ async fn post(
     }
     params.extend(config.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     config.endpoint.post_form(&params).await
+}
+
+/// The typed error for a refusal, with what was sent (the token, the extra parameters, the
+/// client secret) redacted from the server's text.
+fn refusal(config: &GrantConfig, token: &str, response: RawResponse) -> Error {
+    let known = config.endpoint.secret.load();
+    let mut sent = Sent::default();
+    sent.secret(token)
+        .params(&config.params)
+        .client_secrets(&known);
+    error_from_response(response, &sent)
 }
 
 /// What the introspection endpoint says about a token (RFC 7662 §2.2).

@@ -63,6 +63,7 @@ pub mod token;
 pub mod transport;
 
 mod endpoint;
+mod redact;
 
 pub use authorization_code::{AuthorizationCode, AuthorizationRequest, store_refresh_token};
 pub use cache::{CacheConfig, CacheStatus, RefreshAhead, Rejection, TokenCache, TokenCacheBuilder};

@@ -133,7 +133,7 @@ mod reqwest_client {
         fn send(&self, request: http::Request<Bytes>) -> SendFuture<'_> {
             Box::pin(async move {
                 let request = reqwest::Request::try_from(request)
-                    .map_err(|e| TransportError::new(TransportErrorKind::Other, e))?;
+                    .map_err(|e| TransportError::new(TransportErrorKind::Other, e.without_url()))?;
                 let response = self
                     .client
                     .execute(request)

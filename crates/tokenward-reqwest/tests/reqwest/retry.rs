@@ -234,6 +234,55 @@ async fn connect_errors_are_retried() {
     assert_eq!(recorder.delays().len(), 3);
 }
 
+/// Everything logged on this thread while `f` runs, at TRACE level.
+async fn logged<F: std::future::Future>(f: F) -> (F::Output, String) {
+    #[derive(Clone, Default)]
+    struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let guard = tracing::subscriber::set_default(subscriber);
+    let output = f.await;
+    drop(guard);
+    let text = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
+    (output, text)
+}
+
+#[tokio::test]
+async fn a_retried_transport_error_is_logged_without_the_urls_credentials_or_query() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let recorder = Recorder::default();
+    let client = retry_client(&recorder);
+    let url = format!("http://alice-Ux7w:p4ssw0rd-Vb2q@127.0.0.1:{port}/api?api_key=k3y-Qr9tLm");
+    let (result, logs) = logged(client.get(&url).send()).await;
+    assert!(result.unwrap_err().is_connect());
+    assert_eq!(recorder.delays().len(), 3);
+    assert!(
+        logs.contains("retryable transport error")
+            && logs.contains(&format!("url=http://127.0.0.1:{port}/api")),
+        "the retries are logged, with the URL's host and path:\n{logs}"
+    );
+    for secret in ["alice-Ux7w", "p4ssw0rd-Vb2q", "k3y-Qr9tLm"] {
+        assert!(!logs.contains(secret), "{secret} logged:\n{logs}");
+    }
+}
+
 #[tokio::test]
 async fn timeouts_are_retried() {
     let script = Scripted::start([

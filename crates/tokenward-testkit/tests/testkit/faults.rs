@@ -272,3 +272,51 @@ async fn faulted_requests_are_still_recorded() {
     let record = server.last_token_request().unwrap();
     assert_eq!(record.param("audience"), Some("jobs-api"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn echo_param_quotes_what_the_request_sent() {
+    let server = server();
+    server.push_fault(Fault::EchoParam {
+        status: 400,
+        error: "invalid_grant".into(),
+        param: "refresh_token".into(),
+    });
+    server.push_fault(Fault::EchoParam {
+        status: 401,
+        error: "invalid_client".into(),
+        param: "client_secret".into(),
+    });
+    server.push_fault(Fault::EchoParam {
+        status: 200,
+        error: "server_error".into(),
+        param: "not_sent".into(),
+    });
+    let refresh = form_request(&server.token_url())
+        .header("authorization", basic(CLIENT, SECRET))
+        .body(encode_form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", "rt a+b"),
+        ]))
+        .unwrap();
+    let response = send(&server, refresh).await;
+    assert_eq!(response.status, 400);
+    assert_eq!(response.error(), "invalid_grant");
+    let body = response.json();
+    assert_eq!(body["error_description"], "Invalid refresh_token: rt a+b");
+    assert_eq!(
+        body["error_uri"],
+        "https://as.example/errors?value=rt+a%2Bb"
+    );
+    // Basic credentials count as the client_secret sent.
+    let response = send(&server, cc_request(&server)).await;
+    assert_eq!(response.status, 401);
+    assert_eq!(
+        response.json()["error_description"],
+        format!("Invalid client_secret: {SECRET}")
+    );
+    let response = client_credentials(&server, "").await;
+    assert_eq!(response.status, 200);
+    assert_eq!(response.error(), "server_error");
+    assert_eq!(response.json()["error_description"], "Invalid not_sent: ");
+    assert_eq!(server.counters().faulted, 3);
+}
