@@ -268,3 +268,25 @@ async fn a_held_failure_with_a_usable_token_serves_it_and_stops_background_refre
     assert_ne!(cache.header().await.unwrap(), first);
     assert_eq!(server.token_calls(), 3);
 }
+
+/// Missing scopes need an admin's re-grant: held like `invalid_client`.
+#[tokio::test(start_paused = true)]
+async fn missing_scopes_are_held() {
+    let source = Scripted::new(Duration::from_secs(600));
+    source.then([Step::Fail(Error::InsufficientScope {
+        missing: "jobs.write".into(),
+        granted: "jobs.read".into(),
+    })]);
+    let cache = TokenCache::new(source.clone());
+    let err = cache.header().await.unwrap_err();
+    assert!(matches!(err, Error::InsufficientScope { .. }), "{err:?}");
+    pass(Duration::from_secs(60)).await;
+    let err = cache.header().await.unwrap_err();
+    assert!(
+        matches!(err.cause(), Error::InsufficientScope { .. }),
+        "{err:?}"
+    );
+    assert_eq!(source.calls(), 1, "held: no request a minute later");
+    cache.force_refresh().await.unwrap();
+    assert_eq!(source.calls(), 2);
+}
