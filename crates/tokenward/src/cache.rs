@@ -141,7 +141,7 @@ pub struct CacheConfig {
     /// How long a failure that only a new configuration fixes (`invalid_client`,
     /// `invalid_grant`, a missing or decayed refresh token, missing scopes) is held: no
     /// request until the source's configuration changes (see
-    /// [`TokenSource::revision`](crate::TokenSource::revision)), a
+    /// [`TokenSource::revision`]), a
     /// [`force_refresh`](TokenCache::force_refresh), or this long. Default 5 minutes.
     pub hold: Duration,
     /// Whether a token nobody reads is refreshed at `refresh_at`. Default
