@@ -6,7 +6,11 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::Full;
 use support::*;
+use tokenward::TransportErrorKind;
+use tokenward::classify::IDEMPOTENCY_KEY;
 use tokenward::timing::Backoff;
 use tokenward_tower::BoxError;
 use tokenward_tower::retry::ClassifiedRetry;
@@ -48,6 +52,31 @@ async fn no_more_attempts(handle: &mut Handle<Req, Res>) {
     );
 }
 
+/// A request of `method` with the header the retries must keep (`support::request` is a POST).
+fn with_method(method: http::Method) -> Req {
+    http::Request::builder()
+        .method(method)
+        .uri("http://api.example/jobs")
+        .header("x-request", "kept")
+        .body(Full::new(Bytes::from_static(b"x")))
+        .unwrap()
+}
+
+/// A GET: idempotent, so retried after a 5xx.
+fn get() -> Req {
+    with_method(http::Method::GET)
+}
+
+/// A POST with an `Idempotency-Key`: retried like a GET.
+fn keyed_post(body: &'static str) -> Req {
+    let mut req = request(body);
+    req.headers_mut().insert(
+        IDEMPOTENCY_KEY,
+        http::HeaderValue::from_static("order-7f3a"),
+    );
+    req
+}
+
 fn rate_limited(retry_after: Option<&'static str>) -> Res {
     let mut r = response(429);
     if let Some(value) = retry_after {
@@ -63,7 +92,7 @@ fn rate_limited(retry_after: Option<&'static str>) -> Res {
 async fn server_errors_back_off_with_full_jitter_and_at_most_four_attempts() {
     for status in [500, 502, 503, 504, 408] {
         let (mut service, mut handle) = spawn(ClassifiedRetry::new());
-        let call = send(&mut service, request("x"));
+        let call = send(&mut service, get());
         let (_, reply, mut at) = next(&mut handle).await;
         reply.send_response(response(status));
         // Retry n waits below min(10 s, 250 ms × 2ⁿ).
@@ -87,7 +116,7 @@ async fn server_errors_back_off_with_full_jitter_and_at_most_four_attempts() {
 #[tokio::test(start_paused = true)]
 async fn a_retry_that_succeeds_returns_the_success() {
     let (mut service, mut handle) = spawn(ClassifiedRetry::new());
-    let call = send(&mut service, request("payload"));
+    let call = send(&mut service, keyed_post("payload"));
     let (_, reply, _) = next(&mut handle).await;
     reply.send_response(response(503));
     let (req, reply, _) = next(&mut handle).await;
@@ -141,7 +170,7 @@ async fn rate_limited_without_retry_after_backs_off() {
 #[tokio::test(start_paused = true)]
 async fn a_503_with_retry_after_is_honoured() {
     let (mut service, mut handle) = spawn(ClassifiedRetry::new());
-    let call = send(&mut service, request("x"));
+    let call = send(&mut service, get());
     let (_, reply, at) = next(&mut handle).await;
     let mut r = response(503);
     r.headers_mut().insert(
@@ -178,7 +207,7 @@ async fn client_errors_and_unretryable_server_errors_are_not_retried() {
     for case in cases {
         let status = case.status();
         let (mut service, mut handle) = spawn(ClassifiedRetry::new());
-        let call = send(&mut service, request("x"));
+        let call = send(&mut service, get());
         let (_, reply, _) = next(&mut handle).await;
         reply.send_response(case);
         assert_eq!(call.await.unwrap().unwrap().status(), status);
@@ -192,7 +221,7 @@ async fn max_attempts_and_backoff_are_configurable() {
         .max_attempts(2)
         .backoff(Backoff::new(Duration::from_secs(1), Duration::from_secs(1)));
     let (mut service, mut handle) = spawn(policy);
-    let call = send(&mut service, request("x"));
+    let call = send(&mut service, get());
     let (_, reply, at) = next(&mut handle).await;
     reply.send_response(response(502));
     let (_, reply, now) = next(&mut handle).await;
@@ -206,7 +235,7 @@ async fn max_attempts_and_backoff_are_configurable() {
 async fn attempts_are_counted_per_request() {
     let (mut service, mut handle) = spawn(ClassifiedRetry::new().max_attempts(2));
     for _ in 0..3 {
-        let call = send(&mut service, request("x"));
+        let call = send(&mut service, get());
         let (_, reply, _) = next(&mut handle).await;
         reply.send_response(response(503));
         let (_, reply, _) = next(&mut handle).await;
@@ -220,7 +249,7 @@ async fn an_empty_budget_stops_retries() {
     // No floor and no share of requests: every withdrawal fails.
     let budget = Arc::new(TpsBudget::new(Duration::from_secs(10), 0, 0.0));
     let (mut service, mut handle) = spawn(ClassifiedRetry::new().budget(budget));
-    let call = send(&mut service, request("x"));
+    let call = send(&mut service, get());
     let (_, reply, _) = next(&mut handle).await;
     reply.send_response(response(503));
     assert_eq!(call.await.unwrap().unwrap().status(), 503);
@@ -229,11 +258,11 @@ async fn an_empty_budget_stops_retries() {
     // A budget of 50 % of requests: two requests deposit, one retry is allowed.
     let budget = Arc::new(TpsBudget::new(Duration::from_secs(10), 0, 0.5));
     let (mut service, mut handle) = spawn(ClassifiedRetry::new().budget(budget));
-    let call = send(&mut service, request("x"));
+    let call = send(&mut service, get());
     let (_, reply, _) = next(&mut handle).await;
     reply.send_response(response(200));
     call.await.unwrap().unwrap();
-    let call = send(&mut service, request("x"));
+    let call = send(&mut service, get());
     let (_, reply, _) = next(&mut handle).await;
     reply.send_response(response(503));
     let (_, reply, _) = next(&mut handle).await;
@@ -255,7 +284,8 @@ async fn errors_are_not_retried_unless_asked() {
     assert!(call.await.unwrap().unwrap_err().is::<Refused>());
     no_more_attempts(&mut handle).await;
 
-    let policy = ClassifiedRetry::new().retry_errors_if(|e: &BoxError| e.is::<Refused>());
+    let policy = ClassifiedRetry::new()
+        .retry_errors_if(|e: &BoxError| e.is::<Refused>().then_some(TransportErrorKind::Connect));
     let (mut service, mut handle) = mock::spawn_layer::<Req, Res, _>(RetryLayer::new(policy));
     match service.poll_ready() {
         Poll::Ready(Ok(())) => {}
@@ -278,7 +308,7 @@ async fn a_streaming_body_is_never_retried() {
         Poll::Ready(Ok(())) => {}
         other => panic!("{other:?}"),
     }
-    let req = http::Request::post("/upload")
+    let req = http::Request::put("/upload")
         .body(support::e2e::streaming(2, 8))
         .unwrap();
     let call = tokio::spawn(service.call(req));
@@ -298,7 +328,7 @@ async fn each_attempt_gets_its_own_copy_of_the_extensions() {
     struct Attempt(u32);
 
     let (mut service, mut handle) = spawn(ClassifiedRetry::new());
-    let mut req = request("x");
+    let mut req = get();
     req.extensions_mut().insert(Tenant("acme"));
     let call = send(&mut service, req);
     let (mut first, reply, _) = next(&mut handle).await;

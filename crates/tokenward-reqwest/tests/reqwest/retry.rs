@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use reqwest_middleware::{ClientBuilder, Middleware};
+use tokenward::classify::IDEMPOTENCY_KEY;
 use tokenward::timing::Backoff;
 use tokenward_reqwest::{AuthMiddleware, RetryMiddleware, token_error};
 use tokenward_testkit::Fault;
@@ -263,8 +264,9 @@ async fn timeouts_are_retried() {
 async fn a_streaming_body_is_sent_once_and_its_response_returned() {
     let script = Scripted::start([Answer::status(503)]).await;
     let recorder = Recorder::default();
+    // A PUT: retried after a 503 if its body could be sent again.
     let response = retry_client(&recorder)
-        .post(script.url())
+        .put(script.url())
         .body(reqwest::Body::wrap(String::from("streamed")))
         .send()
         .await
@@ -281,6 +283,7 @@ async fn a_buffered_body_is_resent_whole() {
     let recorder = Recorder::default();
     let response = retry_client(&recorder)
         .post(script.url())
+        .header(IDEMPOTENCY_KEY, "upload-1")
         .body("0123456789")
         .send()
         .await
