@@ -342,9 +342,240 @@ async fn each_attempt_gets_its_own_copy_of_the_extensions() {
     call.await.unwrap().unwrap();
 }
 
+// ---------------------------------------------------------------------------------------------
+// Which requests: a request that is not idempotent is repeated only when that is safe.
+
+/// Sends `req` through `policy` and answers every attempt with `answer()` until the policy
+/// stops: how many attempts reached the service, and the status the caller got.
+async fn attempts_answered(
+    policy: ClassifiedRetry,
+    req: Req,
+    answer: impl Fn() -> Res,
+) -> (usize, u16) {
+    let (mut service, mut handle) = spawn(policy);
+    let call = send(&mut service, req);
+    let mut attempts = 0;
+    // Paused time: the wait ends only once nothing else can happen (backoffs are shorter).
+    while let Ok(Some((_, reply))) =
+        tokio::time::timeout(Duration::from_secs(600), handle.next_request()).await
+    {
+        attempts += 1;
+        reply.send_response(answer());
+    }
+    (attempts, call.await.unwrap().unwrap().status().as_u16())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_post_after_a_502_is_sent_exactly_once() {
+    for status in [502, 500, 503, 504, 408] {
+        let (attempts, got) = attempts_answered(ClassifiedRetry::new(), request("charge"), || {
+            response(status)
+        })
+        .await;
+        assert_eq!((attempts, got), (1, status), "POST {status}");
+    }
+    // A Retry-After on a 503 does not make a POST safe to repeat.
+    let unavailable = || {
+        let mut r = response(503);
+        r.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_static("1"),
+        );
+        r
+    };
+    let (attempts, _) = attempts_answered(ClassifiedRetry::new(), request("x"), unavailable).await;
+    assert_eq!(attempts, 1);
+    // Nor does a PATCH or an extension method count as idempotent.
+    for method in [
+        http::Method::PATCH,
+        http::Method::from_bytes(b"CHARGE").unwrap(),
+    ] {
+        let (attempts, _) =
+            attempts_answered(ClassifiedRetry::new(), with_method(method.clone()), || {
+                response(502)
+            })
+            .await;
+        assert_eq!(attempts, 1, "{method}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_get_after_a_502_is_retried() {
+    for method in [
+        http::Method::GET,
+        http::Method::HEAD,
+        http::Method::OPTIONS,
+        http::Method::TRACE,
+        http::Method::PUT,
+        http::Method::DELETE,
+    ] {
+        let (attempts, got) =
+            attempts_answered(ClassifiedRetry::new(), with_method(method.clone()), || {
+                response(502)
+            })
+            .await;
+        assert_eq!((attempts, got), (4, 502), "{method}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_post_with_an_idempotency_key_is_retried() {
+    let (mut service, mut handle) = spawn(ClassifiedRetry::new());
+    let call = send(&mut service, keyed_post("charge"));
+    let (_, reply, _) = next(&mut handle).await;
+    reply.send_response(response(502));
+    let (req, reply, _) = next(&mut handle).await;
+    assert_eq!(req.method(), http::Method::POST);
+    assert_eq!(
+        req.headers()[IDEMPOTENCY_KEY],
+        "order-7f3a",
+        "the key is resent"
+    );
+    reply.send_response(response(200));
+    assert_eq!(call.await.unwrap().unwrap().status(), 200);
+    no_more_attempts(&mut handle).await;
+
+    let (attempts, _) =
+        attempts_answered(ClassifiedRetry::new(), keyed_post("x"), || response(503)).await;
+    assert_eq!(attempts, 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_post_after_a_429_is_retried() {
+    // The server refused it before acting: with or without Retry-After.
+    for retry_after in [None, Some("2")] {
+        let (mut service, mut handle) = spawn(ClassifiedRetry::new());
+        let call = send(&mut service, request("charge"));
+        let (_, reply, at) = next(&mut handle).await;
+        reply.send_response(rate_limited(retry_after));
+        let (req, reply, now) = next(&mut handle).await;
+        assert_eq!(req.method(), http::Method::POST);
+        if retry_after.is_some() {
+            assert_eq!(now - at, Duration::from_secs(2));
+        }
+        reply.send_response(response(200));
+        assert_eq!(call.await.unwrap().unwrap().status(), 200);
+    }
+    let (attempts, got) =
+        attempts_answered(ClassifiedRetry::new(), request("x"), || rate_limited(None)).await;
+    assert_eq!((attempts, got), (4, 429), "up to the attempt limit");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_opted_in_post_is_retried() {
+    let policy = ClassifiedRetry::new().retry_non_idempotent(true);
+    let (attempts, got) = attempts_answered(policy.clone(), request("x"), || response(502)).await;
+    assert_eq!((attempts, got), (4, 502));
+
+    let (mut service, mut handle) = spawn(policy);
+    let call = send(&mut service, request("payload"));
+    let (_, reply, _) = next(&mut handle).await;
+    reply.send_response(response(503));
+    let (req, reply, _) = next(&mut handle).await;
+    assert_eq!(req.method(), http::Method::POST);
+    reply.send_response(response(200));
+    assert_eq!(call.await.unwrap().unwrap().status(), 200);
+    // The opt-in does not make final responses retryable.
+    let policy = ClassifiedRetry::new().retry_non_idempotent(true);
+    let (attempts, _) = attempts_answered(policy, request("x"), || response(501)).await;
+    assert_eq!(attempts, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connect_error_is_retried_for_a_post_a_timeout_only_for_a_get() {
+    #[derive(Debug, thiserror::Error)]
+    #[error("connection refused")]
+    struct Refused;
+    #[derive(Debug, thiserror::Error)]
+    #[error("timed out")]
+    struct TimedOut;
+
+    fn policy() -> ClassifiedRetry<tokenward_tower::replay::CloneableBodies, Classify> {
+        ClassifiedRetry::new().retry_errors_if(classify as Classify)
+    }
+    type Classify = fn(&BoxError) -> Option<TransportErrorKind>;
+    fn classify(e: &BoxError) -> Option<TransportErrorKind> {
+        if e.is::<Refused>() {
+            Some(TransportErrorKind::Connect)
+        } else if e.is::<TimedOut>() {
+            Some(TransportErrorKind::Timeout)
+        } else {
+            None
+        }
+    }
+
+    /// Attempts made when every one fails with `error()`, and the caller got an error.
+    async fn attempts_failing(
+        policy: ClassifiedRetry<tokenward_tower::replay::CloneableBodies, Classify>,
+        req: Req,
+        error: fn() -> BoxError,
+    ) -> usize {
+        let (mut service, mut handle) = mock::spawn_layer::<Req, Res, _>(RetryLayer::new(policy));
+        match service.poll_ready() {
+            Poll::Ready(Ok(())) => {}
+            other => panic!("{other:?}"),
+        }
+        let call = tokio::spawn(service.call(req));
+        let mut attempts = 0;
+        while let Ok(Some((_, reply))) =
+            tokio::time::timeout(Duration::from_secs(600), handle.next_request()).await
+        {
+            attempts += 1;
+            reply.send_error(error());
+        }
+        assert!(call.await.unwrap().is_err());
+        attempts
+    }
+
+    let refused = || -> BoxError { Box::new(Refused) };
+    let timed_out = || -> BoxError { Box::new(TimedOut) };
+    assert_eq!(attempts_failing(policy(), request("x"), refused).await, 4);
+    assert_eq!(attempts_failing(policy(), request("x"), timed_out).await, 1);
+    assert_eq!(attempts_failing(policy(), get(), timed_out).await, 4);
+    assert_eq!(
+        attempts_failing(policy(), keyed_post("x"), timed_out).await,
+        4
+    );
+    let opted_in = policy().retry_non_idempotent(true);
+    assert_eq!(attempts_failing(opted_in, request("x"), timed_out).await, 4);
+    // An error the closure does not classify is returned at once.
+    let other = || -> BoxError { "broken".into() };
+    assert_eq!(attempts_failing(policy(), get(), other).await, 1);
+}
+
+/// A 401 `invalid_token` is the auth layer's to resend, for a POST too: the retry policy
+/// outside it neither blocks that resend nor adds one.
+#[tokio::test(start_paused = true)]
+async fn a_post_refused_with_invalid_token_is_resent_once_by_auth() {
+    let (cache, calls) = counting_cache();
+    let layer = tower::ServiceBuilder::new()
+        .layer(RetryLayer::new(ClassifiedRetry::new()))
+        .layer(tokenward_tower::AuthLayer::new(cache))
+        .into_inner();
+    let (mut service, mut handle) = mock::spawn_layer::<Req, Res, _>(layer);
+    match service.poll_ready() {
+        Poll::Ready(Ok(())) => {}
+        other => panic!("{other:?}"),
+    }
+    let call = tokio::spawn(service.call(request("charge")));
+    let (first, reply, _) = next(&mut handle).await;
+    assert_eq!(bearer(&first), "Bearer tok-1");
+    reply.send_response(invalid_token());
+    let (second, reply, _) = next(&mut handle).await;
+    assert_eq!(second.method(), http::Method::POST);
+    assert_eq!(bearer(&second), "Bearer tok-2");
+    reply.send_response(invalid_token());
+    assert_eq!(call.await.unwrap().unwrap().status(), 401);
+    no_more_attempts(&mut handle).await;
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
 #[test]
 fn debug_shows_the_configuration() {
     let dbg = format!("{:?}", ClassifiedRetry::new().max_attempts(3));
     assert!(dbg.contains("max_attempts: 3"), "{dbg}");
+    assert!(dbg.contains("retry_non_idempotent: false"), "{dbg}");
     assert!(dbg.contains("budget: false"), "{dbg}");
+    let dbg = format!("{:?}", ClassifiedRetry::new().retry_non_idempotent(true));
+    assert!(dbg.contains("retry_non_idempotent: true"), "{dbg}");
 }
