@@ -2,6 +2,10 @@
 //! (over reqwest), against the same scripted resource on 127.0.0.1: both integrations make
 //! the same decision — resent or not, token calls, final status — because both call the
 //! core's one routine (`tokenward::Rejection`, `TokenCache::replace_rejected`).
+//!
+//! A second table does the same for the retry layers, `ClassifiedRetry` and `RetryMiddleware`:
+//! both ask the core's `RetryRule` whether a request (by its method and `Idempotency-Key`) may
+//! be sent again after a response.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,11 +21,14 @@ use http_body_util::{BodyExt, Either, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokenward::classify::IDEMPOTENCY_KEY;
 use tokenward::grant::from_fn;
+use tokenward::timing::Backoff;
 use tokenward::{Error, Tenant, TenantCache, Token, TokenCache};
-use tokenward_reqwest::{AuthMiddleware, token_error};
+use tokenward_reqwest::{AuthMiddleware, RetryMiddleware, token_error};
+use tokenward_tower::retry::ClassifiedRetry;
 use tokenward_tower::{AuthError, AuthLayer};
-use tower::{Layer, ServiceExt};
+use tower::{Layer, ServiceBuilder, ServiceExt};
 
 /// The first answer of the resource; every later request is answered 200.
 #[derive(Debug, Clone, Copy)]
@@ -298,6 +305,118 @@ async fn both_integrations_decide_alike() {
             first_token_cached,
         };
         assert_eq!(tower, expected, "{}", row.name);
+    }
+}
+
+/// One row of the retry table: a request and the resource's first answer (then 200).
+#[derive(Debug, Clone, Copy)]
+struct RetryRow {
+    name: &'static str,
+    method: &'static str,
+    idempotency_key: bool,
+    first: u16,
+    retry_non_idempotent: bool,
+}
+
+/// What one retry layer did with a row.
+#[derive(Debug, PartialEq, Eq)]
+struct Attempts {
+    /// Requests the resource received.
+    requests: usize,
+    /// The status the caller got.
+    status: u16,
+}
+
+/// Backoff short enough for real time.
+fn quick() -> Backoff {
+    Backoff::new(Duration::from_millis(1), Duration::from_millis(5))
+}
+
+async fn retried_by_tower(row: RetryRow) -> Attempts {
+    let resource = resource(First {
+        status: row.first,
+        challenge: None,
+    })
+    .await;
+    let hyper = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let policy = ClassifiedRetry::new()
+        .backoff(quick())
+        .retry_non_idempotent(row.retry_non_idempotent);
+    let client = ServiceBuilder::new().retry(policy).service(hyper);
+    let mut request = Request::builder().method(row.method).uri(&resource.url);
+    if row.idempotency_key {
+        request = request.header(IDEMPOTENCY_KEY, "order-7f3a");
+    }
+    let request = request
+        .body(Full::new(Bytes::from_static(b"charge")))
+        .unwrap();
+    let status = client.oneshot(request).await.unwrap().status().as_u16();
+    Attempts {
+        requests: resource.requests.load(Ordering::SeqCst),
+        status,
+    }
+}
+
+async fn retried_by_reqwest(row: RetryRow) -> Attempts {
+    let resource = resource(First {
+        status: row.first,
+        challenge: None,
+    })
+    .await;
+    let retry = RetryMiddleware::new()
+        .backoff(quick())
+        .retry_non_idempotent(row.retry_non_idempotent);
+    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(retry)
+        .build();
+    let method = reqwest::Method::from_bytes(row.method.as_bytes()).unwrap();
+    let mut request = client.request(method, &resource.url).body("charge");
+    if row.idempotency_key {
+        request = request.header(IDEMPOTENCY_KEY, "order-7f3a");
+    }
+    let status = request.send().await.unwrap().status().as_u16();
+    Attempts {
+        requests: resource.requests.load(Ordering::SeqCst),
+        status,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_retry_layers_apply_one_method_rule() {
+    let row = |name, method, first| RetryRow {
+        name,
+        method,
+        idempotency_key: false,
+        first,
+        retry_non_idempotent: false,
+    };
+    let keyed = |row: RetryRow| RetryRow {
+        idempotency_key: true,
+        ..row
+    };
+    let opted_in = |row: RetryRow| RetryRow {
+        retry_non_idempotent: true,
+        ..row
+    };
+    // (row, expected: requests the resource received, final status)
+    let rows = [
+        (row("POST + 502", "POST", 502), (1, 502)),
+        (
+            keyed(row("POST + Idempotency-Key + 502", "POST", 502)),
+            (2, 200),
+        ),
+        (row("POST + 429", "POST", 429), (2, 200)),
+        (row("GET + 502", "GET", 502), (2, 200)),
+        (row("PUT + 503", "PUT", 503), (2, 200)),
+        (row("PATCH + 503", "PATCH", 503), (1, 503)),
+        (opted_in(row("POST + 502, opted in", "POST", 502)), (2, 200)),
+        (opted_in(row("POST + 501, opted in", "POST", 501)), (1, 501)),
+    ];
+    for (row, (requests, status)) in rows {
+        let tower = retried_by_tower(row).await;
+        let reqwest = retried_by_reqwest(row).await;
+        assert_eq!(tower, reqwest, "{}: the integrations disagree", row.name);
+        assert_eq!(tower, Attempts { requests, status }, "{}", row.name);
     }
 }
 

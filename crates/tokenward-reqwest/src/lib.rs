@@ -7,9 +7,10 @@
 //!   fresh one and resends the request once. A token-endpoint failure is an error, never a
 //!   request sent without a token.
 //! * [`RetryMiddleware`] retries what [`tokenward::classify()`] calls retryable — 429 after its
-//!   `Retry-After` (up to a 30 s cap; a longer one is returned at once), 5xx with exponential
-//!   backoff and full jitter, connect errors and timeouts — at most 4 attempts; never 401, 403
-//!   or other 4xx.
+//!   `Retry-After` (up to a 30 s cap; a longer one is returned at once) and connect errors for
+//!   any request; 5xx with exponential backoff and full jitter, and timeouts, for requests
+//!   safe to repeat (an idempotent method or an `Idempotency-Key`) — at most 4 attempts; never
+//!   401, 403 or other 4xx.
 //! * [`TokenwardStrategy`] (feature `reqwest-retry`) is the same classification as a
 //!   `reqwest_retry::RetryableStrategy`, for users who keep reqwest-retry.
 //!

@@ -7,16 +7,23 @@
 //! [`RetryRule`] turns that into a wait — the same rule as tokenward-tower's
 //! `ClassifiedRetry`):
 //!
-//! | outcome | retried? | wait before the next attempt |
+//! | outcome | retried for | wait before the next attempt |
 //! |---|---|---|
-//! | 429 with `Retry-After` (seconds or HTTP date) up to [`max_retry_after`](RetryMiddleware::max_retry_after) (30 s) | yes | exactly `Retry-After` |
-//! | 429 with `Retry-After` above that cap | no: the 429 is returned at once (waiting less than the server asked only earns another 429; the caller sees the header) | — |
-//! | 429 without (or with an unparseable) `Retry-After` | yes | backoff |
-//! | 408, 500, 502, 503, 504 | yes | `Retry-After` if sent (same cap), else backoff |
-//! | connect error, timeout | yes | backoff |
-//! | 401 (`invalid_token` included: that is [`AuthMiddleware`](crate::AuthMiddleware)'s job), 403, other 4xx | no | — |
-//! | 501, 505 and other 5xx that will fail the same way | no | — |
-//! | any other error (a middleware's, such as a token-endpoint failure; a broken body) | no | — |
+//! | 429 with `Retry-After` (seconds or HTTP date) up to [`max_retry_after`](RetryMiddleware::max_retry_after) (30 s) | any request: the server refused it before acting | exactly `Retry-After` |
+//! | 429 with `Retry-After` above that cap | none: the 429 is returned at once (waiting less than the server asked only earns another 429; the caller sees the header) | — |
+//! | 429 without (or with an unparseable) `Retry-After` | any request | backoff |
+//! | 408, 500, 502, 503, 504 | requests safe to repeat¹ | `Retry-After` if sent (same cap), else backoff |
+//! | connect error (`reqwest::Error::is_connect`): the request was never sent | any request | backoff |
+//! | timeout (`is_timeout`): the request may have reached the server | requests safe to repeat¹ | backoff |
+//! | 401 (`invalid_token` included: that is [`AuthMiddleware`](crate::AuthMiddleware)'s one resend, made for any method, as the server refused the request before acting), 403, other 4xx | none | — |
+//! | 501, 505 and other 5xx that will fail the same way | none | — |
+//! | any other error (a middleware's, such as a token-endpoint failure; a broken body) | none | — |
+//!
+//! ¹ An idempotent method (GET, HEAD, OPTIONS, TRACE, PUT, DELETE) or a request with an
+//! `Idempotency-Key` header ([`IDEMPOTENCY_KEY`](tokenward::classify::IDEMPOTENCY_KEY)); any
+//! request with [`retry_non_idempotent(true)`](RetryMiddleware::retry_non_idempotent). A POST
+//! after a 502 or a timeout is returned as it is: nothing says whether the charge behind it was
+//! made.
 //!
 //! Backoff is exponential with full jitter ([`tokenward::timing::Backoff`]: a uniform draw
 //! below `min(cap, base × 2^retry)`, 250 ms doubling to 10 s by default). At most
@@ -68,9 +75,10 @@ use std::time::{Duration, SystemTime};
 use http::Extensions;
 use reqwest::{Request, Response};
 use reqwest_middleware::{Error, Middleware, Next, Result};
+use tokenward::TransportErrorKind;
 #[cfg(doc)]
 use tokenward::classify::DEFAULT_MAX_ATTEMPTS;
-use tokenward::classify::RetryRule;
+use tokenward::classify::{Idempotency, RetryRule};
 use tokenward::timing::Backoff;
 
 /// Waits between attempts. [`TokioSleeper`] (`tokio::time::sleep`) unless replaced with
@@ -139,6 +147,7 @@ impl fmt::Debug for RetryMiddleware {
             .field("max_attempts", &self.rule.max_attempts)
             .field("backoff", &self.rule.backoff)
             .field("max_retry_after", &self.rule.max_retry_after)
+            .field("retry_non_idempotent", &self.rule.retry_non_idempotent)
             .finish_non_exhaustive()
     }
 }
@@ -172,8 +181,19 @@ impl RetryMiddleware {
         self
     }
 
-    /// Replaces the whole [`RetryRule`] (attempts, backoff, `Retry-After` cap): share one
-    /// rule between this middleware and other clients.
+    /// Whether requests that are not idempotent (a POST, a PATCH without an
+    /// `Idempotency-Key`) are retried after an outcome that may have acted on them: 408, 5xx,
+    /// a timeout. Default `false`: they are retried only after a 429 or a connect error. Turn
+    /// it on only for a server known to deduplicate, or requests whose second effect is
+    /// harmless.
+    pub fn retry_non_idempotent(mut self, retry: bool) -> Self {
+        self.rule = self.rule.with_retry_non_idempotent(retry);
+        self
+    }
+
+    /// Replaces the whole [`RetryRule`] (attempts, backoff, `Retry-After` cap, the opt-in for
+    /// requests that are not idempotent): share one rule between this middleware and other
+    /// clients.
     pub fn rule(mut self, rule: RetryRule) -> Self {
         self.rule = rule;
         self
@@ -185,31 +205,42 @@ impl RetryMiddleware {
         self
     }
 
-    /// How long to wait before retrying after `outcome`, the result of attempt
-    /// `retries + 1` — or `None` if it is not to be retried. Does not look at the attempt
-    /// limit. Backoff delays are drawn at random; `Retry-After` delays are exact.
-    pub fn delay_for(&self, outcome: &Result<Response>, retries: u32) -> Option<Duration> {
+    /// How long to wait before retrying `request` (see [`Idempotency::of`]) after `outcome`,
+    /// the result of attempt `retries + 1` — or `None` if it is not to be retried. Does not
+    /// look at the attempt limit. Backoff delays are drawn at random; `Retry-After` delays are
+    /// exact.
+    pub fn delay_for(
+        &self,
+        request: Idempotency,
+        outcome: &Result<Response>,
+        retries: u32,
+    ) -> Option<Duration> {
         let sample = rand_sample();
         match outcome {
             Ok(response) => self.rule.after_response(
+                request,
                 response.status(),
                 response.headers(),
                 retries,
                 sample,
                 SystemTime::now(),
             ),
-            Err(error) => is_retryable_error(error).then(|| self.rule.after_error(retries, sample)),
+            Err(error) => transport_error(error)
+                .and_then(|kind| self.rule.after_error(request, kind, retries, sample)),
         }
     }
 }
 
-/// Errors worth another attempt: the connection could not be made, or a timeout fired.
-/// Middleware errors (such as a token-endpoint failure, already retried by the cache) and
-/// every other transport error are not.
-pub(crate) fn is_retryable_error(error: &Error) -> bool {
+/// The errors worth another attempt, by kind: the connection could not be made (never sent),
+/// or a timeout fired (it may have reached the server). Middleware errors (such as a
+/// token-endpoint failure, already retried by the cache) and every other transport error are
+/// not.
+pub(crate) fn transport_error(error: &Error) -> Option<TransportErrorKind> {
     match error {
-        Error::Reqwest(e) => e.is_connect() || e.is_timeout(),
-        Error::Middleware(_) => false,
+        // A connect timeout is both: it was never sent.
+        Error::Reqwest(e) if e.is_connect() => Some(TransportErrorKind::Connect),
+        Error::Reqwest(e) if e.is_timeout() => Some(TransportErrorKind::Timeout),
+        Error::Reqwest(_) | Error::Middleware(_) => None,
     }
 }
 
@@ -226,6 +257,7 @@ impl Middleware for RetryMiddleware {
         next: Next<'_>,
     ) -> Result<Response> {
         let mut req = req;
+        let idempotency = Idempotency::of(req.method(), req.headers());
         // The extensions as the caller made them: every attempt starts from a copy.
         let original = (!self.rule.is_last(1)).then(|| extensions.clone());
         let mut retries = 0u32;
@@ -236,7 +268,7 @@ impl Middleware for RetryMiddleware {
             if last {
                 return outcome;
             }
-            let Some(delay) = self.delay_for(&outcome, retries) else {
+            let Some(delay) = self.delay_for(idempotency, &outcome, retries) else {
                 return outcome;
             };
             let (Some(replay), Some(original)) = (replay, original.as_ref()) else {
@@ -306,9 +338,14 @@ mod tests {
     fn the_settings_reach_the_rule() {
         let decide = |retry: &RetryMiddleware, status: u16, headers: &HeaderMap, retries| {
             let status = StatusCode::from_u16(status).unwrap();
-            retry
-                .rule
-                .after_response(status, headers, retries, 0.5, now())
+            retry.rule.after_response(
+                Idempotency::Idempotent,
+                status,
+                headers,
+                retries,
+                0.5,
+                now(),
+            )
         };
         let default = RetryMiddleware::new();
         assert_eq!(default.rule, RetryRule::default());
@@ -336,6 +373,14 @@ mod tests {
             Some(Duration::from_millis(200))
         );
         assert_eq!(decide(&tuned, 403, &HeaderMap::new(), 0), None);
+
+        assert!(!default.rule.retry_non_idempotent);
+        assert!(
+            RetryMiddleware::new()
+                .retry_non_idempotent(true)
+                .rule
+                .retry_non_idempotent
+        );
 
         let mut shared = RetryRule::default();
         shared.max_attempts = 2;

@@ -14,7 +14,10 @@
 //! Compared with reqwest-retry's `DefaultRetryableStrategy`: 401 `invalid_token` and 403
 //! `insufficient_scope` are never retried blindly, and neither are 501/505. What
 //! reqwest-retry still cannot do is wait for `Retry-After`: its policy never sees the
-//! response. Use [`RetryMiddleware`](crate::RetryMiddleware) for that.
+//! response. Nor does a strategy see the request: it cannot apply the core's method rule
+//! (a POST after a 502 or a timeout is `Transient` here, as with reqwest-retry's own
+//! strategy). Use [`RetryMiddleware`](crate::RetryMiddleware) for both: it retries such a
+//! POST only when asked to.
 //!
 //! reqwest-retry wraps the errors it returns in its `RetryError`;
 //! [`token_error`](crate::token_error) looks through it.
@@ -41,7 +44,7 @@ use reqwest::Response;
 use reqwest_middleware::Result;
 use reqwest_retry::{Retryable, RetryableStrategy};
 
-use crate::retry::is_retryable_error;
+use crate::retry::transport_error;
 
 /// A `reqwest_retry::RetryableStrategy` that uses [`tokenward::classify()`]. See the
 /// [module docs](self).
@@ -60,7 +63,7 @@ impl RetryableStrategy for TokenwardStrategy {
                     Retryable::Fatal
                 })
             }
-            Err(error) => Some(if is_retryable_error(error) {
+            Err(error) => Some(if transport_error(error).is_some() {
                 Retryable::Transient
             } else {
                 Retryable::Fatal

@@ -104,8 +104,8 @@
 //! # Composing with retry and timeout
 //!
 //! [`retry::ClassifiedRetry`] is a [`tower::retry::Policy`] driven by the same
-//! classification (429 after `Retry-After`, 5xx with backoff, never 401 or 403). The right
-//! order, outermost first:
+//! classification (429 after `Retry-After`, 5xx with backoff for requests safe to repeat,
+//! never 401 or 403). The right order, outermost first:
 //!
 //! ```
 //! # use std::time::Duration;
@@ -131,9 +131,10 @@
 //! * **Timeout outermost**: it bounds what the caller waits for in total — waiting for a token,
 //!   every attempt, every backoff and `Retry-After` sleep. A timeout *inside* the retry is a
 //!   per-attempt timeout; its `Elapsed` errors are not retried unless you opt in with
-//!   [`retry_errors_if`](retry::ClassifiedRetry::retry_errors_if) (only do so for
-//!   idempotent requests). Both can be combined: a total deadline outside, a per-attempt one
-//!   between the retry and `AuthLayer`.
+//!   [`retry_errors_if`](retry::ClassifiedRetry::retry_errors_if) (as
+//!   `TransportErrorKind::Timeout`: the request may have reached the server, so only
+//!   requests safe to repeat are retried). Both can be combined: a total deadline outside, a
+//!   per-attempt one between the retry and `AuthLayer`.
 //! * **Wrong: `AuthLayer` outside the retry.** The header is set once, so every retry resends
 //!   the token read before the first attempt, even after a `Retry-After` long enough for it
 //!   to be revoked or expire (one more 401 round trip, then `Auth`'s resend), and each

@@ -1,18 +1,26 @@
 //! [`ClassifiedRetry`]: a [`tower::retry::Policy`] driven by tokenward's classification.
 //!
 //! Each response goes through [`tokenward::classify()`] (status and headers) and the policy acts
-//! on the [`Action`] as the core's [`RetryRule`] says — the same rule as tokenward-reqwest's
-//! `RetryMiddleware`:
+//! on the [`Action`] as the core's [`RetryRule`] says, for the request's [`Idempotency`] (its
+//! method and headers) — the same rule as tokenward-reqwest's `RetryMiddleware`:
 //!
-//! | response | policy |
-//! |---|---|
-//! | 2xx, 3xx | done |
-//! | 429 with `Retry-After` ≤ the cap (30 s by default) | wait `Retry-After`, retry |
-//! | 429 with `Retry-After` above the cap | done: the 429 is returned at once (waiting less than the server asked would only earn another 429; the caller sees the header) |
-//! | 429 without `Retry-After` | exponential backoff with full jitter, retry |
-//! | 408, 500, 502, 503, 504 (`temporarily_unavailable`, `server_error`) | exponential backoff with full jitter (a `Retry-After` on them is honoured like a 429's), retry |
-//! | 401, 403, other 4xx, 501, 505, … | done: never retried by the policy ([`Auth`](crate::Auth) owns the one refresh-and-resend after a 401 `invalid_token`; 403 never helps) |
-//! | `Err` (the service failed) | done, unless [`retry_errors_if`](ClassifiedRetry::retry_errors_if) says otherwise |
+//! | outcome | retried for | wait |
+//! |---|---|---|
+//! | 2xx, 3xx | — (done) | — |
+//! | 429 with `Retry-After` ≤ the cap (30 s by default) | any request: the server refused it before acting | `Retry-After` |
+//! | 429 with `Retry-After` above the cap | none: the 429 is returned at once (waiting less than the server asked would only earn another 429; the caller sees the header) | — |
+//! | 429 without `Retry-After` | any request | exponential backoff with full jitter |
+//! | 408, 500, 502, 503, 504 (`temporarily_unavailable`, `server_error`) | requests safe to repeat¹ | backoff (a `Retry-After` on them is honoured like a 429's) |
+//! | 401, 403, other 4xx, 501, 505, … | none: never retried by the policy ([`Auth`](crate::Auth) owns the one refresh-and-resend after a 401 `invalid_token`, for any method: the server refused the request before acting; 403 never helps) | — |
+//! | `Err` that [`retry_errors_if`](ClassifiedRetry::retry_errors_if) calls [`Connect`](TransportErrorKind::Connect) (never sent) | any request | backoff |
+//! | `Err` that it calls another [`TransportErrorKind`] (`Timeout`, `Io`, …: it may have reached the server) | requests safe to repeat¹ | backoff |
+//! | any other `Err` (all of them by default) | none | — |
+//!
+//! ¹ An idempotent method (GET, HEAD, OPTIONS, TRACE, PUT, DELETE) or a request with an
+//! `Idempotency-Key` header ([`IDEMPOTENCY_KEY`](tokenward::classify::IDEMPOTENCY_KEY)); any
+//! request with [`retry_non_idempotent(true)`](ClassifiedRetry::retry_non_idempotent). A POST
+//! after a 502 is returned as it is: the gateway does not say whether the charge behind it was
+//! made.
 //!
 //! At most [`max_attempts`](ClassifiedRetry::max_attempts) attempts in all (4 by default, the
 //! first included). With a [`budget`](ClassifiedRetry::budget) (`TpsBudget`) every request
@@ -51,46 +59,56 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use http::{Request, Response};
+use tokenward::TransportErrorKind;
 #[cfg(doc)]
 use tokenward::classify::Action;
-use tokenward::classify::RetryRule;
+use tokenward::classify::{Idempotency, RetryRule};
 use tokenward::timing::Backoff;
 use tower::retry::Policy;
 use tower::retry::budget::Budget;
 
 use crate::replay::{CloneableBodies, Replay, try_clone_request};
 
-/// Decides whether an `Err` from the service is retried. Implemented by [`NoErrorRetry`] and
-/// by closures `Fn(&E) -> bool`.
+/// Decides whether an `Err` from the service is retried, and what kind of failure it was.
+/// Implemented by [`NoErrorRetry`] and by closures `Fn(&E) -> T` where `T` is
+/// `Option<TransportErrorKind>` (or a plain [`TransportErrorKind`]: every error is retried).
+///
+/// The policy cannot tell from a generic error whether the request reached the server, so the
+/// answer says it: [`TransportErrorKind::Connect`] (the connection was never made) is retried
+/// for any request; every other kind only for requests safe to repeat (see the
+/// [module docs](self)).
 pub trait RetryError<E> {
-    /// Whether to retry after `error` (with backoff).
-    fn should_retry(&self, error: &E) -> bool;
+    /// The kind of failure `error` is, if it is worth another attempt; `None` ends the
+    /// retries and `error` is returned.
+    fn classify(&self, error: &E) -> Option<TransportErrorKind>;
 }
 
-/// Errors are not retried: the request may have reached the server. The default.
+/// Errors are not retried: the policy cannot tell whether the request reached the server.
+/// The default.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoErrorRetry;
 
 impl<E> RetryError<E> for NoErrorRetry {
     #[inline]
-    fn should_retry(&self, _error: &E) -> bool {
-        false
+    fn classify(&self, _error: &E) -> Option<TransportErrorKind> {
+        None
     }
 }
 
-impl<E, F> RetryError<E> for F
+impl<E, F, T> RetryError<E> for F
 where
-    F: Fn(&E) -> bool,
+    F: Fn(&E) -> T,
+    T: Into<Option<TransportErrorKind>>,
 {
     #[inline]
-    fn should_retry(&self, error: &E) -> bool {
-        self(error)
+    fn classify(&self, error: &E) -> Option<TransportErrorKind> {
+        self(error).into()
     }
 }
 
 /// A [`tower::retry::Policy`] for HTTP that retries what tokenward's classification says is
-/// worth retrying: 429 after `Retry-After`, 408 and 5xx with full-jitter backoff. See the
-/// [module docs](self).
+/// worth retrying: 429 after `Retry-After`; 408 and 5xx with full-jitter backoff, for requests
+/// that are safe to repeat. See the [module docs](self).
 #[derive(Clone)]
 pub struct ClassifiedRetry<R = CloneableBodies, F = NoErrorRetry> {
     /// Attempts made so far for this request (the policy is cloned per request).
@@ -142,8 +160,19 @@ impl<R, F> ClassifiedRetry<R, F> {
         self
     }
 
-    /// Replaces the whole [`RetryRule`] (attempts, backoff, `Retry-After` cap): share one
-    /// rule between this policy and other clients.
+    /// Whether requests that are not idempotent (a POST, a PATCH without an
+    /// `Idempotency-Key`) are retried after an outcome that may have acted on them: 408, 5xx,
+    /// an error classified other than [`Connect`](TransportErrorKind::Connect). Default
+    /// `false`: they are retried only after a 429 or a connect error. Turn it on only for a
+    /// server known to deduplicate, or requests whose second effect is harmless.
+    pub fn retry_non_idempotent(mut self, retry: bool) -> Self {
+        self.rule = self.rule.with_retry_non_idempotent(retry);
+        self
+    }
+
+    /// Replaces the whole [`RetryRule`] (attempts, backoff, `Retry-After` cap, the opt-in for
+    /// requests that are not idempotent): share one rule between this policy and other
+    /// clients.
     pub fn rule(mut self, rule: RetryRule) -> Self {
         self.rule = rule;
         self
@@ -172,23 +201,39 @@ impl<R, F> ClassifiedRetry<R, F> {
         }
     }
 
-    /// Retry (with backoff) the service's errors for which `should_retry` says so, e.g. a
-    /// connection refused, or a per-attempt timeout's `Elapsed` for idempotent requests.
+    /// Retry (with backoff) the service's errors that `classify` gives a
+    /// [`TransportErrorKind`] for: [`Connect`](TransportErrorKind::Connect) errors (the request
+    /// was never sent) for any request, other kinds (a per-attempt timeout's `Elapsed`, a
+    /// connection broken mid-exchange: the request may have reached the server) only for
+    /// requests safe to repeat, or any request with
+    /// [`retry_non_idempotent`](Self::retry_non_idempotent). Errors it gives `None` for are
+    /// returned at once.
+    ///
+    /// With hyper-util's client under a per-attempt `tower::timeout`:
     ///
     /// ```
+    /// use hyper_util::client::legacy::Error as ClientError;
+    /// use tokenward::TransportErrorKind;
     /// use tokenward_tower::{BoxError, retry::ClassifiedRetry};
     ///
-    /// let policy = ClassifiedRetry::new()
-    ///     .retry_errors_if(|e: &BoxError| e.is::<tower::timeout::error::Elapsed>());
+    /// let policy = ClassifiedRetry::new().retry_errors_if(|e: &BoxError| {
+    ///     if e.downcast_ref::<ClientError>().is_some_and(ClientError::is_connect) {
+    ///         Some(TransportErrorKind::Connect)
+    ///     } else if e.is::<tower::timeout::error::Elapsed>() {
+    ///         Some(TransportErrorKind::Timeout)
+    ///     } else {
+    ///         None
+    ///     }
+    /// });
     /// # let _ = policy;
     /// ```
-    pub fn retry_errors_if<F2>(self, should_retry: F2) -> ClassifiedRetry<R, F2> {
+    pub fn retry_errors_if<F2>(self, classify: F2) -> ClassifiedRetry<R, F2> {
         ClassifiedRetry {
             attempts: self.attempts,
             rule: self.rule,
             budget: self.budget,
             replay: self.replay,
-            on_error: should_retry,
+            on_error: classify,
         }
     }
 
@@ -207,7 +252,7 @@ where
 
     fn retry(
         &mut self,
-        _request: &mut Request<B>,
+        request: &mut Request<B>,
         result: &mut Result<Response<ResB>, E>,
     ) -> Option<Self::Future> {
         self.attempts = self.attempts.saturating_add(1);
@@ -216,20 +261,23 @@ where
         {
             budget.deposit();
         }
+        // tower hands back the copy kept for the next attempt: the same method and headers.
+        let idempotency = Idempotency::of(request.method(), request.headers());
         let sample = rand::random::<f64>();
         let delay = match result {
             Ok(response) => self.rule.after_response(
+                idempotency,
                 response.status(),
                 response.headers(),
                 self.retries(),
                 sample,
                 SystemTime::now(),
-            )?,
-            Err(error) if self.on_error.should_retry(error) => {
-                self.rule.after_error(self.retries(), sample)
-            }
-            Err(_) => return None,
-        };
+            ),
+            Err(error) => self.on_error.classify(error).and_then(|kind| {
+                self.rule
+                    .after_error(idempotency, kind, self.retries(), sample)
+            }),
+        }?;
         if self.rule.is_last(self.attempts) {
             tracing::debug!(attempts = self.attempts, "retries exhausted");
             return None;
@@ -260,6 +308,7 @@ impl<R: fmt::Debug, F> fmt::Debug for ClassifiedRetry<R, F> {
             .field("max_attempts", &self.rule.max_attempts)
             .field("backoff", &self.rule.backoff)
             .field("max_retry_after", &self.rule.max_retry_after)
+            .field("retry_non_idempotent", &self.rule.retry_non_idempotent)
             .field("budget", &self.budget.is_some())
             .field("replay", &self.replay)
             .finish_non_exhaustive()

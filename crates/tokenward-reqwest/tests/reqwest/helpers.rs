@@ -97,6 +97,12 @@ impl Answer {
         self.delay = delay;
         self
     }
+
+    /// An answer that never comes within a test: the request is read, then nothing is sent
+    /// back for a day (a client timeout always fires first, however slow the machine).
+    pub(crate) fn hang() -> Self {
+        Answer::status(200).delay(Duration::from_secs(86_400))
+    }
 }
 
 /// What the scripted server saw of one request.

@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use reqwest_middleware::{ClientBuilder, Middleware};
+use tokenward::classify::IDEMPOTENCY_KEY;
 use tokenward::timing::Backoff;
 use tokenward_reqwest::{AuthMiddleware, RetryMiddleware, token_error};
 use tokenward_testkit::Fault;
@@ -213,11 +214,7 @@ async fn client_errors_and_unretryable_server_errors_are_never_retried() {
 
 #[tokio::test]
 async fn connect_errors_are_retried() {
-    // A port nobody listens on: bind, note it, close.
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    let port = closed_port();
     let recorder = Recorder::default();
     let probe = Probe::default();
     let client = client_with(vec![Arc::new(retry(&recorder)), Arc::new(probe.clone())]);
@@ -312,8 +309,9 @@ async fn timeouts_are_retried() {
 async fn a_streaming_body_is_sent_once_and_its_response_returned() {
     let script = Scripted::start([Answer::status(503)]).await;
     let recorder = Recorder::default();
+    // A PUT: retried after a 503 if its body could be sent again.
     let response = retry_client(&recorder)
-        .post(script.url())
+        .put(script.url())
         .body(reqwest::Body::wrap(String::from("streamed")))
         .send()
         .await
@@ -330,6 +328,7 @@ async fn a_buffered_body_is_resent_whole() {
     let recorder = Recorder::default();
     let response = retry_client(&recorder)
         .post(script.url())
+        .header(IDEMPOTENCY_KEY, "upload-1")
         .body("0123456789")
         .send()
         .await
@@ -357,6 +356,186 @@ async fn each_attempt_gets_fresh_extensions() {
     assert_eq!(probe.leaked(), 0);
     assert_eq!(extensions.get::<AttemptMarker>(), Some(&AttemptMarker(3)));
     assert_eq!(extensions.get::<String>().unwrap(), "the caller's");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Which requests: a request that is not idempotent is repeated only when that is safe.
+
+/// A port on 127.0.0.1 nobody listens on: bound, noted, closed.
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn a_post_after_a_502_is_sent_exactly_once() {
+    for status in [502, 500, 503, 504, 408] {
+        let script = Scripted::start(vec![Answer::status(status); 4]).await;
+        let recorder = Recorder::default();
+        let response = retry_client(&recorder)
+            .post(script.url())
+            .body("charge")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status);
+        assert_eq!(script.requests(), 1, "POST {status} was sent again");
+        assert!(recorder.delays().is_empty());
+    }
+    // A Retry-After on a 503 does not make a POST safe to repeat; nor is a PATCH idempotent.
+    let script = Scripted::start([Answer::status(503).header("retry-after", "1")]).await;
+    let recorder = Recorder::default();
+    let client = retry_client(&recorder);
+    assert_eq!(
+        client.post(script.url()).send().await.unwrap().status(),
+        503
+    );
+    assert_eq!(script.requests(), 1);
+    let script = Scripted::start([Answer::status(502)]).await;
+    assert_eq!(
+        client.patch(script.url()).send().await.unwrap().status(),
+        502
+    );
+    assert_eq!(script.requests(), 1);
+}
+
+#[tokio::test]
+async fn a_get_after_a_502_is_retried() {
+    for method in [
+        reqwest::Method::GET,
+        reqwest::Method::HEAD,
+        reqwest::Method::OPTIONS,
+        reqwest::Method::PUT,
+        reqwest::Method::DELETE,
+    ] {
+        let script = Scripted::start([Answer::status(502)]).await;
+        let recorder = Recorder::default();
+        let response = retry_client(&recorder)
+            .request(method.clone(), script.url())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{method}");
+        assert_eq!(script.requests(), 2, "{method}");
+        assert_eq!(recorder.delays().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn a_post_with_an_idempotency_key_is_retried() {
+    let script = Scripted::start(vec![Answer::status(502); 10]).await;
+    let recorder = Recorder::default();
+    let response = retry_client(&recorder)
+        .post(script.url())
+        .header(IDEMPOTENCY_KEY, "order-7f3a")
+        .body("charge")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 502);
+    assert_eq!(script.requests(), 4);
+    let lens: Vec<_> = script.seen().iter().map(|s| s.body_len).collect();
+    assert_eq!(lens, [6; 4], "each attempt with its body");
+}
+
+#[tokio::test]
+async fn a_post_after_a_429_is_retried() {
+    let script = Scripted::start([
+        Answer::status(429).header("retry-after", "2"),
+        Answer::status(429),
+    ])
+    .await;
+    let recorder = Recorder::default();
+    let response = retry_client(&recorder)
+        .post(script.url())
+        .body("charge")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(script.requests(), 3);
+    let delays = recorder.delays();
+    assert_eq!(delays[0], Duration::from_secs(2), "Retry-After");
+    assert!(
+        delays[1] < Duration::from_millis(200),
+        "backoff: {delays:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_opted_in_post_is_retried() {
+    let script = Scripted::start(vec![Answer::status(502); 10]).await;
+    let recorder = Recorder::default();
+    let client = client_with(vec![Arc::new(retry(&recorder).retry_non_idempotent(true))]);
+    let response = client.post(script.url()).body("x").send().await.unwrap();
+    assert_eq!(response.status(), 502);
+    assert_eq!(script.requests(), 4);
+    assert_eq!(recorder.delays().len(), 3);
+    // The opt-in does not make final responses retryable.
+    let script = Scripted::start([Answer::status(501)]).await;
+    assert_eq!(
+        client.post(script.url()).send().await.unwrap().status(),
+        501
+    );
+    assert_eq!(script.requests(), 1);
+}
+
+/// A client whose every request times out after 100 ms against a server that never
+/// answers, with the retry middleware (opted in or not) and a probe counting the attempts
+/// below it.
+async fn attempts_timing_out(
+    method: reqwest::Method,
+    key: bool,
+    retry_non_idempotent: bool,
+) -> u64 {
+    let script = Scripted::start(vec![Answer::hang(); 4]).await;
+    let recorder = Recorder::default();
+    let probe = Probe::default();
+    let client = ClientBuilder::new(
+        reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_millis(100))
+            .build()
+            .unwrap(),
+    )
+    .with(retry(&recorder).retry_non_idempotent(retry_non_idempotent))
+    .with(probe.clone())
+    .build();
+    let mut request = client.request(method, script.url()).body("charge");
+    if key {
+        request = request.header(IDEMPOTENCY_KEY, "order-7f3a");
+    }
+    let err = request.send().await.unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    assert_eq!(recorder.delays().len() as u64, probe.attempts() - 1);
+    probe.attempts()
+}
+
+#[tokio::test]
+async fn a_post_that_times_out_is_not_retried() {
+    use reqwest::Method;
+    assert_eq!(attempts_timing_out(Method::POST, false, false).await, 1);
+    assert_eq!(attempts_timing_out(Method::PATCH, false, false).await, 1);
+    // Safe to repeat, or opted in: retried up to the limit.
+    assert_eq!(attempts_timing_out(Method::GET, false, false).await, 4);
+    assert_eq!(attempts_timing_out(Method::POST, true, false).await, 4);
+    assert_eq!(attempts_timing_out(Method::POST, false, true).await, 4);
+}
+
+#[tokio::test]
+async fn a_post_whose_connection_fails_is_retried() {
+    let recorder = Recorder::default();
+    let probe = Probe::default();
+    let client = client_with(vec![Arc::new(retry(&recorder)), Arc::new(probe.clone())]);
+    let err = client
+        .post(format!("http://127.0.0.1:{}/api", closed_port()))
+        .body("charge")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_connect(), "{err:?}");
+    assert_eq!(probe.attempts(), 4, "never sent: safe to send again");
+    assert_eq!(recorder.delays().len(), 3);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -407,6 +586,39 @@ async fn with_auth_a_401_is_refreshed_by_auth_and_not_retried_again() {
         "auth resent once; the retry layer adds nothing"
     );
     assert_eq!(script.requests(), 2);
+    assert_eq!(fetches.load(Ordering::SeqCst), 2);
+    assert!(recorder.delays().is_empty());
+}
+
+/// A 401 `invalid_token` is the auth middleware's to resend, for a POST too: the retry
+/// middleware outside it neither blocks that resend nor adds one.
+#[tokio::test]
+async fn with_auth_a_post_refused_with_invalid_token_is_resent_once() {
+    let invalid =
+        || Answer::status(401).header("www-authenticate", r#"Bearer error="invalid_token""#);
+    let script = Scripted::start([invalid(), invalid()]).await;
+    let (cache, fetches) = counting_cache();
+    let recorder = Recorder::default();
+    let client = ClientBuilder::new(reqwest_client())
+        .with(retry(&recorder))
+        .with(AuthMiddleware::new(cache))
+        .build();
+    let response = client
+        .post(script.url())
+        .body("charge")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    let sent: Vec<_> = script
+        .seen()
+        .into_iter()
+        .map(|s| (s.authorization.unwrap(), s.body_len))
+        .collect();
+    assert_eq!(
+        sent,
+        [("Bearer t1".to_owned(), 6), ("Bearer t2".to_owned(), 6)]
+    );
     assert_eq!(fetches.load(Ordering::SeqCst), 2);
     assert!(recorder.delays().is_empty());
 }
