@@ -102,6 +102,7 @@ pub use tokenward::Tenant;
 /// | situation | `tokenward::Error` |
 /// |---|---|
 /// | the token endpoint failed (after the cache's own retries) | the cache's error: `InvalidClient`, `ReauthorizationRequired`, `RateLimited`, `Transport`, ... |
+/// | the token endpoint failed a moment ago, and the cache is cooling down or holding the failure | `CoolingDown` (its [`cause`](tokenward::Error::cause) is the failure) |
 /// | the request's [`Tenant`] is not configured | `UnknownTenant` |
 /// | a tenant-keyed middleware got a request without a [`Tenant`] | `MissingTenant` |
 /// | the request's [`Tenant`] is not the one the client is bound to | `TenantMismatch` |

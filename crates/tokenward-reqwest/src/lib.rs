@@ -92,6 +92,12 @@
 //!     }
 //!     other => panic!("{other:?}"),
 //! }
+//! // The failure is held: later requests get it at once, as Error::CoolingDown, and
+//! // `cause()` is the failure itself.
+//! let again = client.get(&api).send().await.unwrap_err();
+//! let held = token_error(&again).unwrap();
+//! assert!(matches!(held, tokenward::Error::CoolingDown { .. }));
+//! assert!(matches!(held.cause(), tokenward::Error::InvalidClient(_)));
 //! # assert_eq!(server.counters().resource_requests, 0, "nothing was sent");
 //! # Ok(()) }
 //! ```

@@ -126,6 +126,9 @@ pub enum Alter {
     TokenType(String),
     /// The access token gets a space: it cannot be sent in an `Authorization` header.
     UnsendableAccessToken,
+    /// The `scope` is a JSON array of its names instead of a string (as some servers send
+    /// it).
+    ScopeAsArray,
     /// The whole answer is replaced by this status with an HTML body: a gateway that lost
     /// the response (502, 504). The code must be in `100..=999`.
     Status(u16),

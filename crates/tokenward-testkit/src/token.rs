@@ -373,6 +373,16 @@ fn altered(reply: Reply, alter: &Alter) -> Reply {
                 token.insert(token.len() / 2, ' ');
             }
         }
+        Alter::ScopeAsArray => {
+            let names: Vec<Value> = body
+                .get("scope")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .split(' ')
+                .map(|s| Value::String(s.to_owned()))
+                .collect();
+            body.insert("scope".into(), Value::Array(names));
+        }
         Alter::Status(_) => {}
     }
     Reply::json(reply.status, &Value::Object(body))

@@ -307,29 +307,38 @@ struct State {
     consecutive_failures: u32,
     /// 429s in a row, for the growing floor of the window.
     consecutive_rate_limits: u32,
-    last_error: Option<Error>,
     /// The refresh-ahead timer of the cached token.
     ahead: Option<AbortHandle>,
     /// The tenant, once a [`TenantCache`](crate::TenantCache) removed or replaced it.
     retired: Option<String>,
 }
 
-/// After a failed refresh, no request is made until `until`; callers without a usable token
+/// After a failed refresh, no request is made until it ends; callers without a usable token
 /// get the failure at once.
 struct CoolDown {
+    /// The end of the backoff (or of the 429 window).
     until: Instant,
+    /// For a failure only a new configuration fixes: the source's revision it failed with,
+    /// and the end of the hold. Another revision ends the hold (not the backoff).
+    held: Option<(u64, Instant)>,
     error: Error,
-    /// For a failure only a new configuration fixes: the source's revision it failed with.
-    /// Another revision ends the hold.
-    held: Option<u64>,
+    /// Whether callers without a usable token are held back too, not only background
+    /// refreshes: after a failure with no usable token cached, or a 429. Not for a refresh
+    /// that was aborted (its runtime shut down): the endpoint did not fail.
+    foreground: bool,
 }
 
 impl CoolDown {
+    /// When it ends, as things stand.
+    fn end(&self, source: &dyn TokenSource) -> Instant {
+        match self.held {
+            Some((revision, until)) if revision == source.revision() => until.max(self.until),
+            _ => self.until,
+        }
+    }
+
     fn active(&self, now: Instant, source: &dyn TokenSource) -> bool {
-        now < self.until
-            && self
-                .held
-                .is_none_or(|revision| revision == source.revision())
+        now < self.end(source)
     }
 
     fn is_rate_limit(&self) -> bool {
@@ -337,8 +346,8 @@ impl CoolDown {
     }
 
     /// What a caller without a usable token gets in it: the failure, with the time left.
-    fn error(&self, now: Instant) -> Error {
-        let left = self.until.saturating_duration_since(now);
+    fn error(&self, now: Instant, source: &dyn TokenSource) -> Error {
+        let left = self.end(source).saturating_duration_since(now);
         match &self.error {
             Error::RateLimited { response, .. } => Error::RateLimited {
                 retry_after: left,
@@ -595,10 +604,10 @@ impl TokenCache {
             cooling_down_for: st
                 .cool_down
                 .as_ref()
-                .filter(|c| c.active(now, &*self.inner.source))
-                .map(|c| c.until.saturating_duration_since(now)),
+                .map(|c| c.end(&*self.inner.source).saturating_duration_since(now))
+                .filter(|d| !d.is_zero()),
             consecutive_failures: st.consecutive_failures,
-            last_error: st.last_error.clone(),
+            last_error: st.cool_down.as_ref().map(|c| c.error.clone()),
         }
     }
 
@@ -675,10 +684,11 @@ impl Inner {
         }
         // A forced refresh ends a cool-down (a hold included), but not a 429 window.
         if let Some(cool_down) = &st.cool_down
+            && cool_down.foreground
             && cool_down.active(now, &*self.source)
             && (!force || cool_down.is_rate_limit())
         {
-            return Err(cool_down.error(now));
+            return Err(cool_down.error(now, &*self.source));
         }
         let reason = if force { "forced" } else { "expired" };
         let rx = self.start_flight(&mut st, now, reason);
@@ -804,11 +814,11 @@ impl Inner {
         error: &Error,
         now: Instant,
         rearm: bool,
-        revision: u64,
+        revision: Option<u64>,
     ) {
         st.consecutive_failures = st.consecutive_failures.saturating_add(1);
         let mut held = None;
-        let length = if let Error::RateLimited { retry_after, .. } = error {
+        let backoff = if let Error::RateLimited { retry_after, .. } = error {
             // Never less than a floor that doubles with each 429 in a row: `Retry-After: 0`
             // or a date in the past does not send every caller straight back.
             st.consecutive_rate_limits = st.consecutive_rate_limits.saturating_add(1);
@@ -819,31 +829,43 @@ impl Inner {
             )
             .ceiling(st.consecutive_rate_limits - 1);
             (*retry_after).min(cap).max(floor)
-        } else if error.needs_new_configuration() {
-            st.consecutive_rate_limits = 0;
-            held = Some(revision);
-            self.config.hold
         } else {
             st.consecutive_rate_limits = 0;
+            // Held under the revision the refresh started with, if the source's
+            // configuration did not change meanwhile (a secret rotated mid-flight: the new
+            // one is tried after the backoff).
+            if error.needs_new_configuration()
+                && let Some(revision) = revision
+                && revision == self.source.revision()
+            {
+                held = Some((revision, later(now, self.config.hold)));
+            }
             self.config
                 .cool_down
                 .delay_random(st.consecutive_failures - 1)
         };
-        let until = later(now, length);
-        st.cool_down = Some(CoolDown {
-            until,
-            error: error.clone(),
-            held,
-        });
-        st.last_error = Some(error.clone());
+        let until = later(now, backoff);
         let current = self.current.load_full();
         let usable = current
             .as_ref()
             .is_some_and(|e| e.phase_at(now) != Phase::Expired);
+        // A failure while a usable token was cached cools the background refreshes down;
+        // once it expires, the first caller without one tries again. A 429 window holds
+        // everyone back.
+        let foreground = matches!(error, Error::RateLimited { .. })
+            || (!usable && !matches!(error, Error::RefreshAborted));
+        st.cool_down = Some(CoolDown {
+            until,
+            held,
+            error: error.clone(),
+            foreground,
+        });
+        let end = held.map_or(until, |(_, end)| end.max(until));
+        let length = end.saturating_duration_since(now);
         // Refreshing ahead, try again after the cool-down (not before `refresh_at`, nor less
-        // than a moment from now); not after a failure that only a new configuration fixes.
-        if rearm && error.is_retryable() {
-            let at = until.max(later(now, MIN_REARM));
+        // than a moment from now).
+        if rearm {
+            let at = end.max(later(now, MIN_REARM));
             if let Some(entry) = current.filter(|e| at < e.usable_until) {
                 self.arm_refresh_ahead(st, &entry, at.max(entry.refresh_at));
             }
@@ -932,7 +954,7 @@ impl Drop for FlightGuard {
             if is_current(&st, self.id) {
                 let now = Instant::now();
                 self.inner
-                    .record_failure(&mut st, &Error::RefreshAborted, now, false, 0);
+                    .record_failure(&mut st, &Error::RefreshAborted, now, false, None);
                 st.flight = None;
             }
         }
@@ -969,9 +991,8 @@ async fn run_flight(inner: Arc<Inner>, tx: watch::Sender<Option<Outcome>>, id: u
                     st.consecutive_failures = 0;
                     st.consecutive_rate_limits = 0;
                     st.cool_down = None;
-                    st.last_error = None;
                 }
-                Err(error) => inner.record_failure(&mut st, error, now, true, revision),
+                Err(error) => inner.record_failure(&mut st, error, now, true, Some(revision)),
             }
             st.flight = None;
         }

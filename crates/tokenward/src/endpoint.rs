@@ -205,7 +205,7 @@ impl Endpoint {
         if let (
             Err(Refusal {
                 error: Error::InvalidClient(_),
-                ..
+                refresh_token: None,
             }),
             true,
         ) = (&result, fallback)

@@ -261,17 +261,17 @@ impl Error {
         ) && self.is_retryable()
     }
 
-    /// Whether the request provably had no effect at the server: it was never sent (a
-    /// connect error), or the authorization server answered with an OAuth error object (it
-    /// issued nothing). A timeout, a broken connection or a 5xx page from a gateway may
-    /// come after the server acted.
+    /// Whether the transient failure provably had no effect at the server: the request was
+    /// never sent (a connect error), or the authorization server said it is unavailable
+    /// (`temporarily_unavailable`, RFC 6749 §5.2). A timeout, a broken connection or a 5xx
+    /// (even one with an error object: gateways send those too, and `server_error` may come
+    /// after a rotation was committed) may come after the server acted.
     pub(crate) fn had_no_effect(&self) -> bool {
         match self {
             Error::Transport(t) => t.kind() == TransportErrorKind::Connect,
-            Error::Endpoint(e)
-            | Error::RateLimited {
-                response: Some(e), ..
-            } => e.oauth.is_some(),
+            Error::Endpoint(e) => e
+                .error_code()
+                .is_some_and(|c| c.eq_ignore_ascii_case("temporarily_unavailable")),
             _ => false,
         }
     }
@@ -546,7 +546,9 @@ impl fmt::Debug for OAuthError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TransportErrorKind {
-    /// The connection could not be made.
+    /// The connection could not be made: nothing was sent. A refresh token exchange is
+    /// repeated at once after it, so a custom [`HttpClient`](crate::HttpClient) must use it
+    /// only when no byte of the request can have reached the server.
     Connect,
     /// The transport's own timeout fired.
     Timeout,

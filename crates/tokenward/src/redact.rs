@@ -42,6 +42,18 @@ const PUBLIC_PARAMS: &[&str] = &[
 /// `url` as it may be shown: userinfo replaced by `[REDACTED]@`, each query value by
 /// `[REDACTED]` (a query item without `=` entirely), a fragment by `#[REDACTED]`; the
 /// scheme, host, port and path as written.
+/// Whether `authority` is a host with at most a numeric port (`h`, `h:8443`, `[::1]:80`).
+fn has_port_only(authority: &str) -> bool {
+    let host_end = match authority.strip_prefix('[') {
+        Some(rest) => rest.find(']').map_or(authority.len(), |i| i + 2),
+        None => 0,
+    };
+    match authority[host_end..].split_once(':') {
+        None => true,
+        Some((_, port)) => port.bytes().all(|b| b.is_ascii_digit()),
+    }
+}
+
 pub(crate) fn redact_url(url: &str) -> String {
     let (rest, fragment) = match url.split_once('#') {
         Some((rest, fragment)) => (rest, Some(fragment)),
@@ -63,6 +75,9 @@ pub(crate) fn redact_url(url: &str) -> String {
             out.push_str(REDACTED);
             out.push_str(&authority[at..]);
         }
+        // No `@`, but a `:` not followed by a port: a raw password with `/`, `?` or `#` in
+        // it ended the authority early (`https://user:p?ss@host`). Show none of it.
+        None if !has_port_only(authority) => out.push_str(REDACTED),
         None => out.push_str(authority),
     }
     out.push_str(path);
@@ -266,6 +281,9 @@ mod tests {
             ("http://h/p@q", "http://h/p@q"),
             ("http://a@b@h/p", "http://[REDACTED]@h/p"),
             ("user:pw@host/path", "[REDACTED]@host/path"),
+            // A raw `?` in the password ends the authority early: none of it is shown.
+            ("https://user:p?ss@host/t", "https://[REDACTED]?[REDACTED]"),
+            ("http://[::1]:8080/t", "http://[::1]:8080/t"),
             (
                 "com.example.app:/cb?code=1",
                 "com.example.app:/cb?code=[REDACTED]",

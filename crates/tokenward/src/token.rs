@@ -362,10 +362,23 @@ pub(crate) fn parse_token_response(
             return Err(Error::invalid_response(status, "the body is not JSON"));
         }
         Err(_) => {
-            return Err(Error::invalid_response(
-                status,
-                "the body is JSON but not a token response object",
-            ));
+            let error =
+                Error::invalid_response(status, "the body is JSON but not a token response object");
+            // A field of an unexpected type (a `scope` array, say): a refresh token in it is
+            // still a rotation.
+            let refresh_token = serde_json::from_slice::<serde_json::Value>(body)
+                .ok()
+                .and_then(|v| match v.get("refresh_token") {
+                    Some(serde_json::Value::String(r)) if !r.is_empty() => Some(r.clone()),
+                    _ => None,
+                });
+            return match refresh_token {
+                Some(r) => Ok(Parsed::Refused {
+                    error,
+                    refresh_token: SecretString::from(r),
+                }),
+                None => Err(error),
+            };
         }
     };
     // A refresh token in the body is kept whatever else is wrong with it.

@@ -85,10 +85,18 @@ async fn scope_drift_on_refresh_is_caught_and_the_rotated_token_is_still_persist
         "rotation persisted"
     );
     assert_eq!(stored.scope.as_deref(), Some("jobs.read"));
-    // After the re-grant is fixed, the persisted token still works: no reuse detected.
+    // Held: the next caller gets it at once, with no request.
+    let held = cache.token().await.unwrap_err();
+    assert!(
+        matches!(held.cause(), Error::InsufficientScope { .. }),
+        "{held:?}"
+    );
+    assert_eq!(server.token_calls(), 1);
+    // A forced refresh sends the persisted token, which still works: no reuse detected.
     assert!(matches!(
-        cache.token().await,
+        cache.force_refresh().await,
         Err(Error::InsufficientScope { .. })
     ));
+    assert_eq!(server.token_calls(), 2);
     assert_eq!(server.counters().refresh_reuse_detected, 0);
 }

@@ -69,7 +69,7 @@ impl fmt::Debug for ForRefreshToken {
 ///   the error is reported.
 /// * **Not repeated after an ambiguous failure.** Within one refresh, the exchange is tried
 ///   again at once only after failures that provably had no effect at the server: a connect
-///   error (nothing was sent) or an OAuth error answer (nothing was issued). After a
+///   error (nothing was sent) or `temporarily_unavailable`. After a
 ///   timeout, a broken connection or a gateway's 5xx page the server may have rotated the
 ///   refresh token, and an immediate replay would make a server with reuse detection revoke
 ///   the grant; the refresh fails, and the next one (after the cache's cool-down) sends it
@@ -111,6 +111,9 @@ struct RefreshInner {
     exchange: Arc<tokio::sync::Mutex<()>>,
     exchange_timeout: Duration,
     reuse_grace: Option<Duration>,
+    /// The store's revision after this grant's own last write, and the revision reported
+    /// for it: the grant's own writes do not count as a new configuration.
+    own_write: Mutex<Option<(u64, u64)>>,
 }
 
 #[derive(Default)]
@@ -237,6 +240,35 @@ impl RefreshInner {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The store's revision, the grant's own writes left out.
+    fn store_revision(&self) -> u64 {
+        let Some(store) = &self.store else {
+            return 0;
+        };
+        let now = store.revision();
+        let own = self.own_write.lock().unwrap_or_else(|p| p.into_inner());
+        match *own {
+            Some((after, reported)) if after == now => reported,
+            _ => now,
+        }
+    }
+
+    /// A compare-and-swap whose success does not change the grant's revision.
+    async fn swap(
+        &self,
+        store: &dyn TokenStore,
+        expected: Option<&SecretString>,
+        grant: StoredGrant,
+    ) -> Result<CasOutcome, StoreError> {
+        let reported = self.store_revision();
+        let outcome = store.compare_and_swap(expected, grant).await;
+        if matches!(outcome, Ok(CasOutcome::Swapped)) {
+            *self.own_write.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some((store.revision(), reported));
+        }
+        outcome
+    }
+
     /// A write failed: apply the policy. `Ok` means go on.
     fn on_write_failure(&self, error: StoreError) -> Result<(), Error> {
         match self.persist_failure {
@@ -269,7 +301,7 @@ impl RefreshInner {
             let grant = self.lock().to_stored(current.clone());
             // A pending rotation replaces what we last persisted; a seed fills an empty store.
             let expected = if pending { persisted.as_ref() } else { None };
-            return match store.compare_and_swap(expected, grant).await {
+            return match self.swap(store, expected, grant).await {
                 Ok(CasOutcome::Swapped) => {
                     let mut st = self.lock();
                     st.persisted = Some(current);
@@ -425,7 +457,7 @@ impl RefreshInner {
         let Some(store) = &self.store else {
             return Ok(());
         };
-        match store.compare_and_swap(persisted.as_ref(), grant).await {
+        match self.swap(store.as_ref(), persisted.as_ref(), grant).await {
             Ok(CasOutcome::Swapped) => {
                 let mut st = self.lock();
                 st.current = Some(next.clone());
@@ -544,6 +576,7 @@ impl GrantBuilder<ForRefreshToken> {
                 exchange: Arc::new(tokio::sync::Mutex::new(())),
                 exchange_timeout: grant.exchange_timeout,
                 reuse_grace: grant.reuse_grace,
+                own_write: Mutex::new(None),
             }),
         })
     }
@@ -557,8 +590,7 @@ impl TokenSource for RefreshTokenGrant {
     /// Changes when the client secret is rotated or the stored grant is replaced.
     fn revision(&self) -> u64 {
         let secret = self.inner.config.endpoint.secret.revision();
-        let stored = self.inner.store.as_ref().map_or(0, |s| s.revision());
-        secret.rotate_left(32) ^ stored
+        secret.rotate_left(32) ^ self.inner.store_revision()
     }
 
     /// Yes after a failure that provably had no effect at the server; after one that may
