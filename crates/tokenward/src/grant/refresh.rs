@@ -10,7 +10,9 @@ use super::{FetchFuture, GrantBuilder, GrantConfig, TokenSource};
 use crate::decay::{DecayPolicy, DecayStatus, SystemClock, WallClock};
 use crate::endpoint::Refusal;
 use crate::error::Error;
-use crate::store::{CasOutcome, StoreError, StoredGrant, TokenStore, matches_expected};
+use crate::store::{
+    CasOutcome, SharedToken, StoreError, StoredGrant, TokenStore, matches_expected,
+};
 use crate::token::Token;
 
 /// What to do when a rotated refresh token cannot be persisted.
@@ -129,6 +131,9 @@ struct RefreshState {
     scope: Option<String>,
     /// When the current refresh token was first sent (for the reuse grace).
     first_sent: Option<(SecretString, tokio::time::Instant)>,
+    /// When this process's last access token was obtained (wall clock), by it or by the
+    /// process it adopted the token from.
+    last_issued: Option<SystemTime>,
 }
 
 impl RefreshState {
@@ -226,7 +231,7 @@ impl RefreshTokenGrant {
         // From here on the exchange finishes even if this future is dropped.
         let exchange = tokio::spawn(async move {
             let _one_at_a_time = one_at_a_time;
-            match tokio::time::timeout(inner.exchange_timeout, inner.exchange()).await {
+            match tokio::time::timeout(inner.exchange_timeout, inner.exchange_shared()).await {
                 Ok(result) => result,
                 Err(_) => Err(Error::Timeout(inner.exchange_timeout)),
             }
@@ -238,6 +243,81 @@ impl RefreshTokenGrant {
 impl RefreshInner {
     fn lock(&self) -> MutexGuard<'_, RefreshState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Across the processes sharing the store: under its exchange lock, adopt the access
+    /// token another process obtained meanwhile (making no call), or exchange and share the
+    /// new one.
+    async fn exchange_shared(&self) -> Result<Token, Error> {
+        let Some(store) = self.store.clone() else {
+            return self.exchange().await;
+        };
+        // Fails closed: without the lock, two processes could send one refresh token.
+        let _lock = store.lock_exchange().await?;
+        if let Some(token) = self.adopt_shared(store.as_ref()).await? {
+            return Ok(token);
+        }
+        let token = self.exchange().await?;
+        self.share(store.as_ref(), &token).await;
+        Ok(token)
+    }
+
+    /// The shared access token, if another process obtained it since this one's last token
+    /// and it has at least half its lifetime left.
+    async fn adopt_shared(&self, store: &dyn TokenStore) -> Result<Option<Token>, Error> {
+        let shared = match store.load_shared_token().await {
+            Ok(Some(shared)) => shared,
+            Ok(None) => return Ok(None),
+            Err(error) => {
+                tracing::warn!(%error, "could not read the shared access token; refreshing");
+                return Ok(None);
+            }
+        };
+        let now = self.clock.now();
+        let newer = self
+            .lock()
+            .last_issued
+            .is_none_or(|last| shared.issued_at > last);
+        let lifetime = shared
+            .expires_at
+            .duration_since(shared.issued_at)
+            .unwrap_or_default();
+        let left = shared.expires_at.duration_since(now).unwrap_or_default();
+        if !newer || lifetime.is_zero() || left < lifetime / 2 {
+            return Ok(None);
+        }
+        let age = now.duration_since(shared.issued_at).unwrap_or_default();
+        let issued = tokio::time::Instant::now()
+            .checked_sub(age)
+            .unwrap_or_else(tokio::time::Instant::now);
+        let mut builder = Token::builder(shared.access_token.expose_secret().to_owned())
+            .issued_at(issued)
+            .expires_in(lifetime);
+        if let Some(scope) = &shared.scope {
+            builder = builder.scope(scope.clone());
+        }
+        let token = builder.build()?;
+        self.config.check_scopes(token.scope())?;
+        self.lock().last_issued = Some(shared.issued_at);
+        tracing::debug!("adopted the access token another process obtained");
+        Ok(Some(token))
+    }
+
+    /// Shares `token` through the store (if it shares access tokens).
+    async fn share(&self, store: &dyn TokenStore, token: &Token) {
+        let now = self.clock.now();
+        let issued_at = now.checked_sub(token.issued_at().elapsed()).unwrap_or(now);
+        let expires_at = issued_at.checked_add(token.lifetime()).unwrap_or(issued_at);
+        self.lock().last_issued = Some(issued_at);
+        let shared = SharedToken::new(
+            token.access_token().expose_secret().to_owned(),
+            issued_at,
+            expires_at,
+            token.scope().map(str::to_owned),
+        );
+        if let Err(error) = store.store_shared_token(shared).await {
+            tracing::warn!(%error, "could not share the access token; the other processes refresh on their own");
+        }
     }
 
     /// The store's revision, the grant's own writes left out.

@@ -9,7 +9,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use super::{CasOutcome, StoreError, StoreFuture, StoredGrant, TokenStore, matches_expected};
+use super::{
+    CasOutcome, ExchangeLock, SharedToken, StoreError, StoreFuture, StoredGrant, TokenStore,
+    matches_expected,
+};
 
 /// Files larger than this are not a grant.
 const MAX_FILE_BYTES: u64 = 1024 * 1024;
@@ -23,6 +26,17 @@ const FORMAT_VERSION: u32 = 1;
 /// exclusive OS lock on `<file>.lock`, so processes sharing the file never overwrite each
 /// other's rotation. A corrupt or unreadable file is a typed error and is never overwritten
 /// or treated as empty; a missing file means "nothing stored yet".
+///
+/// # Processes sharing one grant
+///
+/// Several processes on one host may use the same file. A refresh holds an exclusive OS lock
+/// on `<file>.exchange-lock` across load → exchange → persist, so two processes never send
+/// the same refresh token (which a server with reuse detection answers by revoking the
+/// grant); the OS releases it when a holder dies, even by SIGKILL. With
+/// [`share_access_token`](FileStore::share_access_token), the access token is shared too,
+/// through `<file>.access` (mode 0600): a process that takes the lock after another one
+/// refreshed adopts its token and makes no call, so N processes make one token call per
+/// refresh period.
 ///
 /// ```
 /// use tokenward::store::{FileStore, StoredGrant, TokenStore};
@@ -40,6 +54,7 @@ const FORMAT_VERSION: u32 = 1;
 #[derive(Debug, Clone)]
 pub struct FileStore {
     path: Arc<PathBuf>,
+    share: bool,
 }
 
 impl FileStore {
@@ -47,7 +62,16 @@ impl FileStore {
     pub fn new(path: impl Into<PathBuf>) -> Self {
         FileStore {
             path: Arc::new(path.into()),
+            share: false,
         }
+    }
+
+    /// Shares the access token between the processes using this file, through
+    /// `<file>.access` (mode 0600, replaced atomically). Off by default: the access token
+    /// then never touches the disk.
+    pub fn share_access_token(mut self, share: bool) -> Self {
+        self.share = share;
+        self
     }
 
     /// The file.
@@ -89,6 +113,118 @@ impl TokenStore for FileStore {
         let inode = 0;
         modified ^ meta.len().rotate_left(48) ^ inode.rotate_left(24)
     }
+
+    /// Waits for the OS lock on `<file>.exchange-lock`, polling (5 ms doubling to 100 ms)
+    /// so that a dropped future stops waiting.
+    fn lock_exchange(&self) -> StoreFuture<'_, Option<ExchangeLock>> {
+        let lock_path = sibling(&self.path, ".exchange-lock");
+        Box::pin(async move {
+            let write_err = |path: &Path, e: io::Error| StoreError::Write {
+                path: path.to_owned(),
+                source: Arc::new(e),
+            };
+            let file = {
+                let path = lock_path.clone();
+                blocking(move || open_private(&path, false).map_err(|e| write_err(&path, e)))
+                    .await?
+            };
+            let mut pause = Duration::from_millis(5);
+            loop {
+                match file.try_lock() {
+                    Ok(()) => return Ok(Some(ExchangeLock::new(file))),
+                    Err(fs::TryLockError::WouldBlock) => {
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_millis(100));
+                    }
+                    Err(fs::TryLockError::Error(e)) => return Err(write_err(&lock_path, e)),
+                }
+            }
+        })
+    }
+
+    fn load_shared_token(&self) -> StoreFuture<'_, Option<SharedToken>> {
+        let share = self.share;
+        let path = sibling(&self.path, ".access");
+        Box::pin(async move {
+            if !share {
+                return Ok(None);
+            }
+            blocking(move || read_shared(&path)).await
+        })
+    }
+
+    fn store_shared_token(&self, token: SharedToken) -> StoreFuture<'_, ()> {
+        let share = self.share;
+        let path = sibling(&self.path, ".access");
+        Box::pin(async move {
+            if !share {
+                return Ok(());
+            }
+            blocking(move || {
+                let format = SharedFormat {
+                    version: FORMAT_VERSION,
+                    access_token: token.access_token.expose_secret().to_owned(),
+                    issued_at_ms: to_unix_ms(token.issued_at),
+                    expires_at_ms: to_unix_ms(token.expires_at),
+                    scope: token.scope,
+                };
+                let bytes = serde_json::to_vec(&format).map_err(|e| StoreError::Write {
+                    path: path.clone(),
+                    source: Arc::new(io::Error::other(e)),
+                })?;
+                write_bytes_atomic(&path, &bytes)
+            })
+            .await
+        })
+    }
+}
+
+/// The shared access token file.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SharedFormat {
+    version: u32,
+    access_token: String,
+    issued_at_ms: u64,
+    expires_at_ms: u64,
+    #[serde(default)]
+    scope: Option<String>,
+}
+
+fn to_unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn from_unix_ms(ms: u64) -> SystemTime {
+    UNIX_EPOCH
+        .checked_add(Duration::from_millis(ms))
+        .unwrap_or(UNIX_EPOCH)
+}
+
+fn read_shared(path: &Path) -> Result<Option<SharedToken>, StoreError> {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(StoreError::Read {
+                path: path.to_owned(),
+                source: Arc::new(e),
+            });
+        }
+    };
+    // Never quote serde's message: it can contain the token.
+    let format: SharedFormat = serde_json::from_slice(&bytes)
+        .map_err(|_| corrupt(path, "not a tokenward shared access token file"))?;
+    if format.version != FORMAT_VERSION || format.access_token.is_empty() {
+        return Err(corrupt(path, "not a tokenward shared access token file"));
+    }
+    Ok(Some(SharedToken {
+        access_token: SecretString::from(format.access_token),
+        issued_at: from_unix_ms(format.issued_at_ms),
+        expires_at: from_unix_ms(format.expires_at_ms),
+        scope: format.scope,
+    }))
 }
 
 async fn blocking<T: Send + 'static>(
@@ -287,6 +423,16 @@ fn write_atomic(path: &Path, grant: &StoredGrant) -> Result<(), StoreError> {
         stored_at: grant.stored_at.map(to_unix),
     };
     let bytes = serde_json::to_vec_pretty(&format).map_err(|e| write_err(io::Error::other(e)))?;
+    write_bytes_atomic(path, &bytes)
+}
+
+/// Replaces `path` with `bytes`: a temporary file (mode 0600), flushed, renamed over it, and
+/// the folder flushed.
+fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let write_err = |e: io::Error| StoreError::Write {
+        path: path.to_owned(),
+        source: Arc::new(e),
+    };
     // A hidden temporary file in the same folder, so the rename stays on one filesystem.
     let tmp = path.with_file_name(format!(
         "{}{}-{:016x}",
@@ -296,7 +442,7 @@ fn write_atomic(path: &Path, grant: &StoredGrant) -> Result<(), StoreError> {
     ));
     let result = (|| {
         let mut file = open_private(&tmp, true)?;
-        file.write_all(&bytes)?;
+        file.write_all(bytes)?;
         file.sync_all()?;
         drop(file);
         fs::rename(&tmp, path)?;
@@ -334,6 +480,55 @@ mod tests {
         ));
         fs::create_dir_all(&dir).unwrap();
         dir
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_exchange_lock_has_one_holder_at_a_time() {
+        let dir = temp_dir("exchange-lock");
+        let store = FileStore::new(dir.join("grant.json"));
+        let held = store.lock_exchange().await.unwrap().expect("a file lock");
+        // A second handle (as another process would) waits while it is held.
+        let other = FileStore::new(dir.join("grant.json"));
+        let waiting = tokio::time::timeout(Duration::from_millis(200), other.lock_exchange());
+        assert!(waiting.await.is_err(), "taken twice");
+        drop(held);
+        let again = tokio::time::timeout(Duration::from_secs(5), other.lock_exchange()).await;
+        assert!(matches!(again, Ok(Ok(Some(_)))), "released on drop");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_access_token_is_shared_only_when_asked_and_in_a_private_file() {
+        let dir = temp_dir("shared-token");
+        let t = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        let token = SharedToken::new("at-1", t, t + Duration::from_secs(600), Some("a b".into()));
+        let private = FileStore::new(dir.join("grant.json"));
+        private.store_shared_token(token.clone()).await.unwrap();
+        assert!(private.load_shared_token().await.unwrap().is_none());
+        assert!(!dir.join("grant.json.access").exists(), "nothing on disk");
+
+        let shared = FileStore::new(dir.join("grant.json")).share_access_token(true);
+        shared.store_shared_token(token).await.unwrap();
+        let loaded = shared.load_shared_token().await.unwrap().unwrap();
+        assert_eq!(loaded.access_token.expose_secret(), "at-1");
+        assert_eq!(loaded.issued_at, t);
+        assert_eq!(loaded.expires_at, t + Duration::from_secs(600));
+        assert_eq!(loaded.scope.as_deref(), Some("a b"));
+        assert!(!format!("{loaded:?}").contains("at-1"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = fs::metadata(dir.join("grant.json.access"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        fs::write(dir.join("grant.json.access"), "at-1 garbage").unwrap();
+        let err = shared.load_shared_token().await.unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+        assert!(!err.to_string().contains("at-1"), "{err}");
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[tokio::test]

@@ -142,6 +142,94 @@ pub trait TokenStore: fmt::Debug + Send + Sync + 'static {
     fn revision(&self) -> u64 {
         0
     }
+
+    /// Takes the grant's exchange lock: while it is held, no other process sharing the
+    /// store exchanges the grant's refresh token. A
+    /// [`RefreshTokenGrant`](crate::RefreshTokenGrant) holds it across load → exchange →
+    /// persist, so processes sharing a rotating grant never send the same refresh token
+    /// twice. Waits until the lock is free (the caller bounds the wait); a holder that dies
+    /// must release it (an OS file lock; a TTL for a networked store). The default, for a
+    /// store only one process uses, returns `None` at once.
+    fn lock_exchange(&self) -> StoreFuture<'_, Option<ExchangeLock>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    /// The access token the processes sharing this store last obtained, if the store shares
+    /// one (see [`FileStore::share_access_token`]). The default shares none.
+    fn load_shared_token(&self) -> StoreFuture<'_, Option<SharedToken>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    /// Shares `token` with the other processes using this store. The default does nothing.
+    fn store_shared_token(&self, token: SharedToken) -> StoreFuture<'_, ()> {
+        let _ = token;
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// A store's exchange lock (see [`TokenStore::lock_exchange`]): released when dropped.
+#[must_use = "the lock is released when dropped"]
+pub struct ExchangeLock {
+    _held: Box<dyn Send + Sync>,
+}
+
+impl ExchangeLock {
+    /// A lock that `held` keeps: dropping it releases the lock (an open locked file, a
+    /// guard that deletes a lock key).
+    pub fn new(held: impl Send + Sync + 'static) -> Self {
+        ExchangeLock {
+            _held: Box::new(held),
+        }
+    }
+}
+
+impl fmt::Debug for ExchangeLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExchangeLock").finish_non_exhaustive()
+    }
+}
+
+/// An access token shared by the processes using one store, so that together they make one
+/// token call per refresh period. Its `Debug` never shows the token.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct SharedToken {
+    /// The access token.
+    pub access_token: SecretString,
+    /// When it was obtained (wall clock).
+    pub issued_at: SystemTime,
+    /// When it expires (wall clock).
+    pub expires_at: SystemTime,
+    /// The scope granted with it.
+    pub scope: Option<String>,
+}
+
+impl SharedToken {
+    /// A shared token.
+    pub fn new(
+        access_token: impl Into<String>,
+        issued_at: SystemTime,
+        expires_at: SystemTime,
+        scope: Option<String>,
+    ) -> Self {
+        SharedToken {
+            access_token: SecretString::from(access_token.into()),
+            issued_at,
+            expires_at,
+            scope,
+        }
+    }
+}
+
+impl fmt::Debug for SharedToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedToken")
+            .field("access_token", &"[REDACTED]")
+            .field("issued_at", &self.issued_at)
+            .field("expires_at", &self.expires_at)
+            .field("scope", &self.scope)
+            .finish()
+    }
 }
 
 impl<T: TokenStore + ?Sized> TokenStore for Arc<T> {
@@ -159,6 +247,18 @@ impl<T: TokenStore + ?Sized> TokenStore for Arc<T> {
 
     fn revision(&self) -> u64 {
         (**self).revision()
+    }
+
+    fn lock_exchange(&self) -> StoreFuture<'_, Option<ExchangeLock>> {
+        (**self).lock_exchange()
+    }
+
+    fn load_shared_token(&self) -> StoreFuture<'_, Option<SharedToken>> {
+        (**self).load_shared_token()
+    }
+
+    fn store_shared_token(&self, token: SharedToken) -> StoreFuture<'_, ()> {
+        (**self).store_shared_token(token)
     }
 }
 
