@@ -19,6 +19,23 @@
 //! cannot make sense of are skipped up to the next comma. When a parameter is repeated
 //! within one challenge, the first occurrence wins.
 //!
+//! # Limits
+//!
+//! The header comes from the server being called, and the integrations parse it on every
+//! 4xx they classify, so the work is bounded and linear in the bytes read. The parser reads
+//!
+//! - at most the first 8 KiB (8,192 bytes) of the value; [`parse_all`] and [`bearer_error`]
+//!   read at most 8 KiB of all the `WWW-Authenticate` values together;
+//! - at most 16 challenges (in total for [`parse_all`] and [`bearer_error`]);
+//! - at most 64 parameters in one challenge, repeated names included.
+//!
+//! Parsing stops where a limit is reached, and what was parsed before it is returned: the
+//! 17th challenge, the 65th parameter of a challenge and everything after them are ignored.
+//! An element the length limit cuts through (a value that goes on past it, or a name or
+//! scheme that might) is dropped, never returned truncated; the challenge it belongs to
+//! keeps what came before it. A `Bearer error="invalid_token"` at the start of an
+//! oversized header is still found, and nothing past the limits changes the result.
+//!
 //! # Example
 //!
 //! ```
@@ -32,7 +49,10 @@
 //! assert_eq!(challenges[1].param("error_description"), Some(r#"the token "abc" expired"#));
 //! ```
 
+use std::collections::HashSet;
 use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::ops::ControlFlow;
 
 use http::HeaderMap;
 use http::header::WWW_AUTHENTICATE;
@@ -123,86 +143,84 @@ impl fmt::Display for BearerError {
     }
 }
 
+/// The most bytes read: of the value given to [`parse`], of all the values together for
+/// [`parse_all`] and [`bearer_error`].
+const MAX_LEN: usize = 8 * 1024;
+
+/// The most challenges returned, counted the same way as [`MAX_LEN`].
+const MAX_CHALLENGES: usize = 16;
+
+/// The most parameters read in one challenge, repeated names included.
+const MAX_PARAMS: usize = 64;
+
 /// Parses one `WWW-Authenticate` header value, which may hold several challenges.
 ///
-/// Never panics; elements that cannot be parsed are skipped.
+/// Never panics; elements that cannot be parsed are skipped. Reads at most 8 KiB, 16
+/// challenges and 64 parameters a challenge, and returns what it parsed up to there (see
+/// [Limits](self#limits)).
 pub fn parse(value: &[u8]) -> Vec<Challenge> {
-    let mut c = Cursor {
-        bytes: value,
-        pos: 0,
-    };
     let mut out = Vec::new();
-    loop {
-        c.skip_ws_and_commas();
-        let Some(b) = c.peek() else { break };
-        if !is_tchar(b) {
-            c.skip_element();
-            continue;
-        }
-        let Some(scheme) = c.token() else {
-            // Unreachable: `b` is a tchar. Skip defensively rather than loop.
-            c.skip_element();
-            continue;
-        };
-        let after_scheme = c.pos;
-
-        // `name = value` with no challenge to belong to: drop it.
-        c.skip_ws();
-        if c.peek() == Some(b'=') {
-            c.bump();
-            c.skip_ws();
-            let _ = c.value();
-            continue;
-        }
-        c.pos = after_scheme;
-
-        let mut challenge = Challenge {
-            scheme: scheme.to_owned(),
-            token68: None,
-            params: Vec::new(),
-        };
-        match c.peek() {
-            None | Some(b',') => {}
-            Some(b) if is_ws(b) => {
-                c.skip_ws();
-                if let Some(token68) = c.token68() {
-                    challenge.token68 = Some(token68.to_owned());
-                    out.push(challenge);
-                    continue;
-                }
-            }
-            Some(_) => {
-                // Garbage glued to the scheme (`Bearer"x"`, `Bearer;`): not a challenge.
-                c.skip_element();
-                continue;
-            }
-        }
-        c.params(&mut challenge);
-        out.push(challenge);
-    }
+    let _ = parse_into(value, &mut Budget::default(), &mut out);
     out
 }
 
 /// Parses every `WWW-Authenticate` header in `headers`, in order, into one list.
+///
+/// The [limits](self#limits) hold for all the values together: 8 KiB and 16 challenges in
+/// total. A value the limits stop in is the last one read.
 pub fn parse_all(headers: &HeaderMap) -> Vec<Challenge> {
-    headers
-        .get_all(WWW_AUTHENTICATE)
-        .iter()
-        .flat_map(|value| parse(value.as_bytes()))
-        .collect()
+    let mut budget = Budget::default();
+    let mut out = Vec::new();
+    for value in headers.get_all(WWW_AUTHENTICATE) {
+        if parse_into(value.as_bytes(), &mut budget, &mut out).is_break() {
+            break;
+        }
+    }
+    out
 }
 
 /// The error attributes of the first `Bearer` challenge in `headers`.
 ///
-/// `None` when no `Bearer` challenge was sent; `Some` with every field `None` for a bare
-/// `Bearer` challenge.
+/// `None` when no `Bearer` challenge was sent (within the [limits](self#limits) of
+/// [`parse_all`]); `Some` with every field `None` for a bare `Bearer` challenge.
 pub fn bearer_error(headers: &HeaderMap) -> Option<BearerError> {
-    headers
-        .get_all(WWW_AUTHENTICATE)
+    parse_all(headers)
         .iter()
-        .flat_map(|value| parse(value.as_bytes()))
         .find(|challenge| challenge.is_scheme("Bearer"))
-        .map(|challenge| BearerError::from_challenge(&challenge))
+        .map(BearerError::from_challenge)
+}
+
+/// What is left of the limits, shared by the values of one header map.
+struct Budget {
+    bytes: usize,
+    challenges: usize,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget {
+            bytes: MAX_LEN,
+            challenges: MAX_CHALLENGES,
+        }
+    }
+}
+
+/// Parses `value` within `budget`, pushing its challenges onto `out`. Breaks when a limit
+/// stopped it: nothing after it may be read.
+fn parse_into(value: &[u8], budget: &mut Budget, out: &mut Vec<Challenge>) -> ControlFlow<()> {
+    let len = value.len().min(budget.bytes);
+    budget.bytes -= len;
+    let mut c = Cursor {
+        bytes: value.get(..len).unwrap_or_default(),
+        pos: 0,
+        cut: len < value.len(),
+    };
+    c.challenges(&mut budget.challenges, out)?;
+    if c.cut {
+        ControlFlow::Break(())
+    } else {
+        ControlFlow::Continue(())
+    }
 }
 
 /// `tchar` of RFC 9110 §5.6.2.
@@ -241,10 +259,34 @@ fn into_string(bytes: Vec<u8>) -> String {
         .unwrap_or_else(|err| String::from_utf8_lossy(err.as_bytes()).into_owned())
 }
 
-/// A position in the header value. Invariant: `pos <= bytes.len()`; every read is checked.
+/// A parameter name, hashed and compared ASCII case-insensitively: the set of the names a
+/// challenge has seen finds a repeat in constant time.
+struct Name<'a>(&'a str);
+
+impl PartialEq for Name<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.eq_ignore_ascii_case(other.0)
+    }
+}
+
+impl Eq for Name<'_> {}
+
+impl Hash for Name<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        for b in self.0.bytes() {
+            state.write_u8(b.to_ascii_lowercase());
+        }
+    }
+}
+
+/// A position in the part of the header value within the length limit. Invariant:
+/// `pos <= bytes.len()`; every read is checked.
 struct Cursor<'a> {
     bytes: &'a [u8],
     pos: usize,
+    /// The value went on past `bytes`: an element that runs into the end of `bytes` is cut,
+    /// not complete.
+    cut: bool,
 }
 
 impl<'a> Cursor<'a> {
@@ -254,6 +296,11 @@ impl<'a> Cursor<'a> {
 
     fn byte_at(&self, pos: usize) -> Option<u8> {
         self.bytes.get(pos).copied()
+    }
+
+    /// Whether the cursor stands at the length limit: what it was reading may go on.
+    fn at_cut(&self) -> bool {
+        self.cut && self.pos >= self.bytes.len()
     }
 
     /// Advances by one byte; only called after `peek` returned `Some`.
@@ -287,16 +334,83 @@ impl<'a> Cursor<'a> {
         std::str::from_utf8(self.bytes.get(start..self.pos)?).ok()
     }
 
+    /// The challenges up to the end, pushed onto `out`; `left` is how many more may be.
+    /// Breaks when a limit stopped them.
+    fn challenges(&mut self, left: &mut usize, out: &mut Vec<Challenge>) -> ControlFlow<()> {
+        loop {
+            self.skip_ws_and_commas();
+            let Some(b) = self.peek() else {
+                return ControlFlow::Continue(());
+            };
+            if !is_tchar(b) {
+                self.skip_element();
+                continue;
+            }
+            let Some(scheme) = self.token() else {
+                // Unreachable: `b` is a tchar. Skip defensively rather than loop.
+                self.skip_element();
+                continue;
+            };
+            let after_scheme = self.pos;
+
+            self.skip_ws();
+            if self.at_cut() {
+                // A scheme, or the name of a parameter? The rest is past the limit.
+                return ControlFlow::Break(());
+            }
+            // `name = value` with no challenge to belong to: drop it.
+            if self.peek() == Some(b'=') {
+                self.bump();
+                self.skip_ws();
+                let _ = self.value();
+                continue;
+            }
+            if *left == 0 {
+                return ControlFlow::Break(());
+            }
+            self.pos = after_scheme;
+
+            let mut challenge = Challenge {
+                scheme: scheme.to_owned(),
+                token68: None,
+                params: Vec::new(),
+            };
+            let flow = match self.peek() {
+                Some(b) if is_ws(b) => {
+                    self.skip_ws();
+                    match self.token68() {
+                        ControlFlow::Continue(Some(token68)) => {
+                            challenge.token68 = Some(token68.to_owned());
+                            ControlFlow::Continue(())
+                        }
+                        ControlFlow::Continue(None) => self.params(&mut challenge),
+                        ControlFlow::Break(()) => ControlFlow::Break(()),
+                    }
+                }
+                None | Some(b',') => self.params(&mut challenge),
+                Some(_) => {
+                    // Garbage glued to the scheme (`Bearer"x"`, `Bearer;`): not a challenge.
+                    self.skip_element();
+                    continue;
+                }
+            };
+            *left -= 1;
+            out.push(challenge);
+            flow?;
+        }
+    }
+
     /// A token68 at the cursor, if one stands alone up to the next comma or the end.
-    /// Leaves the cursor untouched otherwise.
-    fn token68(&mut self) -> Option<&'a str> {
+    /// Leaves the cursor untouched otherwise. Breaks when the length limit comes before
+    /// the answer.
+    fn token68(&mut self) -> ControlFlow<(), Option<&'a str>> {
         let start = self.pos;
         let mut end = start;
         while self.byte_at(end).is_some_and(is_token68_char) {
             end += 1;
         }
         if end == start {
-            return None;
+            return ControlFlow::Continue(None);
         }
         while self.byte_at(end) == Some(b'=') {
             end += 1;
@@ -305,16 +419,26 @@ impl<'a> Cursor<'a> {
         while self.byte_at(after).is_some_and(is_ws) {
             after += 1;
         }
-        if !matches!(self.byte_at(after), None | Some(b',')) {
-            return None;
+        if self.cut && after >= self.bytes.len() {
+            return ControlFlow::Break(());
         }
-        let token68 = std::str::from_utf8(self.bytes.get(start..end)?).ok()?;
+        if !matches!(self.byte_at(after), None | Some(b',')) {
+            return ControlFlow::Continue(None);
+        }
+        let Some(token68) = self
+            .bytes
+            .get(start..end)
+            .and_then(|b| std::str::from_utf8(b).ok())
+        else {
+            return ControlFlow::Continue(None);
+        };
         self.pos = end;
-        Some(token68)
+        ControlFlow::Continue(Some(token68))
     }
 
-    /// A parameter value: a quoted string, or anything up to a comma or whitespace.
-    fn value(&mut self) -> String {
+    /// A parameter value: a quoted string, or anything up to a comma or whitespace. `None`
+    /// when the length limit cuts it.
+    fn value(&mut self) -> Option<String> {
         if self.peek() == Some(b'"') {
             return self.quoted();
         }
@@ -322,17 +446,23 @@ impl<'a> Cursor<'a> {
         while self.peek().is_some_and(|b| b != b',' && !is_ws(b)) {
             self.bump();
         }
-        into_string(self.bytes.get(start..self.pos).unwrap_or_default().to_vec())
+        if self.at_cut() {
+            return None;
+        }
+        Some(into_string(
+            self.bytes.get(start..self.pos).unwrap_or_default().to_vec(),
+        ))
     }
 
-    /// A quoted string, the cursor on its opening quote. Unterminated: up to the end.
-    fn quoted(&mut self) -> String {
+    /// A quoted string, the cursor on its opening quote. Unterminated: up to the end, or
+    /// `None` when that end is the length limit.
+    fn quoted(&mut self) -> Option<String> {
         self.bump();
         let mut buf = Vec::new();
         while let Some(b) = self.peek() {
             self.bump();
             match b {
-                b'"' => break,
+                b'"' => return Some(into_string(buf)),
                 b'\\' => {
                     // quoted-pair; a backslash at the very end is dropped.
                     if let Some(escaped) = self.peek() {
@@ -343,7 +473,7 @@ impl<'a> Cursor<'a> {
                 _ => buf.push(b),
             }
         }
-        into_string(buf)
+        (!self.cut).then(|| into_string(buf))
     }
 
     /// Skips an unparseable element up to (not including) the next comma outside quotes.
@@ -361,26 +491,43 @@ impl<'a> Cursor<'a> {
     }
 
     /// The parameters of `challenge`, up to the end or the start of the next challenge.
-    fn params(&mut self, challenge: &mut Challenge) {
+    /// Breaks when a limit stopped them: the 65th parameter, or one the length limit cuts.
+    fn params(&mut self, challenge: &mut Challenge) -> ControlFlow<()> {
+        let mut seen = HashSet::new();
+        let mut read = 0;
         loop {
             self.skip_ws_and_commas();
-            let Some(b) = self.peek() else { return };
+            let Some(b) = self.peek() else {
+                return ControlFlow::Continue(());
+            };
             if !is_tchar(b) {
                 self.skip_element();
                 continue;
             }
             let start = self.pos;
-            let Some(name) = self.token() else { return };
+            let Some(name) = self.token() else {
+                return ControlFlow::Continue(());
+            };
             self.skip_ws();
+            if self.at_cut() {
+                return ControlFlow::Break(());
+            }
             if self.peek() != Some(b'=') {
                 // A bare token: the next challenge's scheme.
                 self.pos = start;
-                return;
+                return ControlFlow::Continue(());
             }
+            if read == MAX_PARAMS {
+                return ControlFlow::Break(());
+            }
+            read += 1;
             self.bump();
             self.skip_ws();
-            let value = self.value();
-            if challenge.param(name).is_none() {
+            let Some(value) = self.value() else {
+                return ControlFlow::Break(());
+            };
+            // The first occurrence of a name wins.
+            if seen.insert(Name(name)) {
                 challenge.params.push((name.to_owned(), value));
             }
         }
@@ -397,7 +544,10 @@ mod tests {
     type Expected<'a> = (&'a str, Option<&'a str>, Vec<(&'a str, &'a str)>);
 
     fn check(input: &[u8], expected: &[Expected<'_>]) {
-        let parsed = parse(input);
+        check_parsed(input, &parse(input), expected);
+    }
+
+    fn check_parsed(input: &[u8], parsed: &[Challenge], expected: &[Expected<'_>]) {
         let got: Vec<Expected<'_>> = parsed
             .iter()
             .map(|c| (c.scheme(), c.token68(), c.params().collect()))
@@ -671,6 +821,186 @@ mod tests {
         );
     }
 
+    /// `parse` with a length limit of `bytes` instead of 8 KiB.
+    fn parse_within(value: &[u8], bytes: usize) -> Vec<Challenge> {
+        let mut budget = Budget {
+            bytes,
+            ..Budget::default()
+        };
+        let mut out = Vec::new();
+        let _ = parse_into(value, &mut budget, &mut out);
+        out
+    }
+
+    /// `n` challenges `C0, C1, ...`, each with `params` parameters `p0=v, p1=v, ...`.
+    fn challenges(n: usize, params: usize) -> String {
+        (0..n)
+            .map(|i| {
+                let params: Vec<String> = (0..params).map(|j| format!("p{j}=v")).collect();
+                format!("C{i} {}", params.join(", "))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn headers(values: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append(WWW_AUTHENTICATE, HeaderValue::from_str(value).unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn the_seventeenth_challenge_and_what_follows_are_ignored() {
+        let sixteen = challenges(MAX_CHALLENGES, 1);
+        assert_eq!(parse(sixteen.as_bytes()).len(), MAX_CHALLENGES);
+
+        let header = format!("{sixteen}, Bearer error=\"invalid_token\", Basic");
+        let parsed = parse(header.as_bytes());
+        assert_eq!(parsed.len(), MAX_CHALLENGES);
+        assert_eq!(parsed.last().unwrap().scheme(), "C15");
+        assert_eq!(bearer_error(&headers(&[&header])), None);
+    }
+
+    #[test]
+    fn the_sixty_fifth_parameter_stops_parsing() {
+        let full = challenges(1, MAX_PARAMS);
+        let parsed = parse(format!("{full}, Bearer").as_bytes());
+        assert_eq!(parsed.len(), 2);
+        assert_eq!(parsed[0].params().count(), MAX_PARAMS);
+
+        let over = challenges(1, MAX_PARAMS + 1);
+        let parsed = parse(format!("{over}, Bearer error=x").as_bytes());
+        assert_eq!(parsed.len(), 1, "the challenge after the limit is not read");
+        assert_eq!(parsed[0].params().count(), MAX_PARAMS);
+        assert_eq!(parsed[0].param("p63"), Some("v"));
+        assert_eq!(parsed[0].param("p64"), None);
+    }
+
+    #[test]
+    fn repeated_parameters_count_towards_the_limit() {
+        let header = format!("Basic {}, Bearer", vec!["A=1"; MAX_PARAMS + 1].join(", "));
+        let parsed = parse(header.as_bytes());
+        assert_eq!(parsed.len(), 1);
+        assert_eq!(parsed[0].params().collect::<Vec<_>>(), [("A", "1")]);
+    }
+
+    #[test]
+    fn a_long_value_is_read_up_to_eight_kib() {
+        let head = r#"Bearer error="invalid_token", error_description=""#;
+        let fits = format!("{head}{}\"", "x".repeat(MAX_LEN - head.len() - 1));
+        assert_eq!(fits.len(), MAX_LEN);
+        let parsed = parse(fits.as_bytes());
+        assert_eq!(
+            parsed[0].param("error_description").unwrap().len(),
+            MAX_LEN - head.len() - 1
+        );
+
+        // One byte longer: the description runs past the limit and is dropped, not cut.
+        let over = format!("{head}{}\"", "x".repeat(MAX_LEN - head.len()));
+        check(
+            over.as_bytes(),
+            &[("Bearer", None, vec![("error", "invalid_token")])],
+        );
+        // Likewise for an unquoted value that ends exactly at the limit.
+        let unquoted = format!("Bearer realm={}", "a".repeat(MAX_LEN - 13));
+        assert_eq!(unquoted.len(), MAX_LEN);
+        assert_eq!(parse(unquoted.as_bytes())[0].params().count(), 1);
+        check(
+            format!("{unquoted}b").as_bytes(),
+            &[("Bearer", None, vec![])],
+        );
+    }
+
+    #[test]
+    fn an_early_bearer_error_is_found_and_garbage_past_the_limit_ignored() {
+        let header = format!(
+            r#"Bearer error="invalid_token", {}, Basic realm="x""#,
+            "@".repeat(100_000)
+        );
+        check(
+            header.as_bytes(),
+            &[("Bearer", None, vec![("error", "invalid_token")])],
+        );
+        let err = bearer_error(&headers(&[&header])).unwrap();
+        assert_eq!(err.error.as_deref(), Some("invalid_token"));
+    }
+
+    #[test]
+    fn elements_the_length_limit_cuts_are_dropped() {
+        // (input, limit, expected)
+        let cases: &[(&[u8], usize, &[Expected<'_>])] = &[
+            // A scheme, or a parameter name `Bearer = x`: unknown.
+            (b"Basic, Bearer error=x", 12, &[("Basic", None, vec![])]),
+            (b"Basic, Bearer error=x", 13, &[("Basic", None, vec![])]),
+            // The scheme is known (a token follows), its token68 is not.
+            (b"Negotiate YII=, Basic", 14, &[("Negotiate", None, vec![])]),
+            (
+                b"Negotiate YII= , Basic",
+                15,
+                &[("Negotiate", None, vec![])],
+            ),
+            (
+                b"Negotiate YII=, Basic",
+                15,
+                &[("Negotiate", Some("YII="), vec![])],
+            ),
+            // A quoted value ends at its closing quote, an unquoted one at a comma or space.
+            (
+                br#"Bearer a="1", b="2""#,
+                12,
+                &[("Bearer", None, vec![("a", "1")])],
+            ),
+            (br#"Bearer a="1", b="2""#, 11, &[("Bearer", None, vec![])]),
+            (b"Bearer a=1 b=2", 11, &[("Bearer", None, vec![("a", "1")])]),
+            (b"Bearer a=1 b=2", 10, &[("Bearer", None, vec![])]),
+            // A name that could still be followed by `=`.
+            (
+                b"Bearer a=1, b =2",
+                14,
+                &[("Bearer", None, vec![("a", "1")])],
+            ),
+        ];
+        for (input, limit, expected) in cases {
+            check_parsed(input, &parse_within(input, *limit), expected);
+        }
+    }
+
+    #[test]
+    fn parse_all_limits_hold_for_all_values_together() {
+        // Ten challenges in each of two values: sixteen in all.
+        let ten = challenges(10, 1);
+        assert_eq!(parse_all(&headers(&[&ten, &ten])).len(), MAX_CHALLENGES);
+
+        // The first value leaves 20 bytes of the 8 KiB: the Bearer challenge is cut.
+        let long = format!("Basic realm=\"{}\"", "x".repeat(MAX_LEN - 20 - 14));
+        assert_eq!(long.len(), MAX_LEN - 20);
+        let within = r#"Bearer error="x""#;
+        assert_eq!(
+            bearer_error(&headers(&[&long, within]))
+                .unwrap()
+                .error
+                .as_deref(),
+            Some("x")
+        );
+        let cut = r#"Bearer error="invalid_token""#;
+        assert_eq!(
+            bearer_error(&headers(&[&long, cut])),
+            Some(BearerError::default())
+        );
+        // 15 more bytes leave 5: `Beare` may go on.
+        assert_eq!(
+            bearer_error(&headers(&[&long, "Basic realm=abc", cut])),
+            None
+        );
+
+        // A value a limit stopped in is the last one read.
+        let over = challenges(1, MAX_PARAMS + 1);
+        assert_eq!(bearer_error(&headers(&[&over, cut])), None);
+        assert_eq!(parse_all(&headers(&[&over, cut])).len(), 1);
+    }
+
     /// Serialises challenges as `Scheme name="escaped", ...` joined with `, `.
     fn serialise(challenges: &[(String, Vec<(String, String)>)]) -> String {
         challenges
@@ -695,6 +1025,31 @@ mod tests {
 
     const TOKEN: &str = "[A-Za-z0-9!#$%&'*+.^_`|~-]{1,12}";
 
+    /// Header-like text: short tokens and the bytes the grammar turns on.
+    fn header_like(pieces: std::ops::Range<usize>) -> impl Strategy<Value = String> {
+        let piece = proptest::sample::select(
+            &[
+                "a", "Bc", "xyz", "Q9", "a", "Bc", " ", " ", "=", "=", ",", ",", "\"", "\\", "/",
+            ][..],
+        );
+        proptest::collection::vec(piece, pieces).prop_map(|pieces| pieces.concat())
+    }
+
+    /// Whether `cut` is what parsing `whole`'s input could have returned up to some point:
+    /// `whole`'s first challenges, the last one possibly with fewer of its parts.
+    fn is_prefix(cut: &[Challenge], whole: &[Challenge]) -> bool {
+        let Some((last, rest)) = cut.split_last() else {
+            return true;
+        };
+        let Some(same) = whole.get(rest.len()) else {
+            return false;
+        };
+        whole.starts_with(rest)
+            && last.scheme == same.scheme
+            && (last.token68.is_none() || last.token68 == same.token68)
+            && same.params.starts_with(&last.params)
+    }
+
     proptest! {
         #[test]
         fn never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
@@ -708,6 +1063,67 @@ mod tests {
                 prop_assert!(!c.scheme().is_empty());
                 prop_assert!(c.scheme().bytes().all(is_tchar));
             }
+        }
+
+        #[test]
+        fn a_cut_header_parses_to_a_prefix_of_its_cut_part(
+            s in header_like(0..40),
+            limit in 0usize..130,
+            tail in "[ -~]{1,20}",
+        ) {
+            let bytes = s.as_bytes();
+            let limit = limit.min(bytes.len());
+            let cut = parse_within(bytes, limit);
+            let whole = parse(&bytes[..limit]);
+            if limit == bytes.len() {
+                prop_assert_eq!(&cut, &whole);
+            } else {
+                prop_assert!(is_prefix(&cut, &whole), "{:?} within {}: {:?} vs {:?}", s, limit, cut, whole);
+                // Nothing past the limit changes the result.
+                let mut other = bytes[..limit].to_vec();
+                other.extend_from_slice(tail.as_bytes());
+                prop_assert_eq!(parse_within(&other, limit), cut);
+            }
+        }
+
+        #[test]
+        fn garbage_past_eight_kib_is_ignored(
+            challenges in proptest::collection::vec(
+                (TOKEN, proptest::collection::vec((TOKEN, "[ -~]{0,30}"), 0..5)),
+                1..5,
+            ),
+            tail in proptest::collection::vec(any::<u8>(), 1..200),
+        ) {
+            let header = serialise(&challenges);
+            let mut padded = format!("{header},").into_bytes();
+            padded.resize(MAX_LEN, b' ');
+            padded.extend_from_slice(&tail);
+            prop_assert_eq!(parse(&padded), parse(header.as_bytes()));
+        }
+
+        #[test]
+        fn counts_past_the_limits_are_ignored(counts in proptest::collection::vec(0usize..70, 0..20)) {
+            let header = counts
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| {
+                    let params: Vec<String> = (0..n).map(|j| format!("p{j}=v")).collect();
+                    format!("C{i} {}", params.join(", "))
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            let mut expected = Vec::new();
+            for (i, &n) in counts.iter().enumerate().take(MAX_CHALLENGES) {
+                expected.push((format!("C{i}"), n.min(MAX_PARAMS)));
+                if n > MAX_PARAMS {
+                    break;
+                }
+            }
+            let got: Vec<(String, usize)> = parse_within(header.as_bytes(), usize::MAX)
+                .iter()
+                .map(|c| (c.scheme().to_owned(), c.params().count()))
+                .collect();
+            prop_assert_eq!(got, expected);
         }
 
         #[test]
@@ -731,6 +1147,25 @@ mod tests {
                     }
                 }
                 prop_assert_eq!(got.params().collect::<Vec<_>>(), expected, "header: {}", header);
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn never_panics_on_inputs_around_the_limit(
+            bytes in proptest::collection::vec(any::<u8>(), MAX_LEN - 64..MAX_LEN + 64),
+        ) {
+            let parsed = parse(&bytes);
+            prop_assert!(parsed.len() <= MAX_CHALLENGES);
+        }
+
+        #[test]
+        fn never_panics_on_long_header_like_values(s in header_like(3_000..6_000)) {
+            for c in parse(s.as_bytes()) {
+                prop_assert!(c.params().count() <= MAX_PARAMS);
             }
         }
     }
