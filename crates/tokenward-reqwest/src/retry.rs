@@ -70,7 +70,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use http::Extensions;
 use reqwest::{Request, Response};
@@ -78,7 +78,7 @@ use reqwest_middleware::{Error, Middleware, Next, Result};
 use tokenward::TransportErrorKind;
 #[cfg(doc)]
 use tokenward::classify::DEFAULT_MAX_ATTEMPTS;
-use tokenward::classify::{Idempotency, RetryRule};
+use tokenward::classify::{Attempt, Idempotency, RetryRule};
 use tokenward::timing::Backoff;
 
 /// Waits between attempts. [`TokioSleeper`] (`tokio::time::sleep`) unless replaced with
@@ -215,19 +215,11 @@ impl RetryMiddleware {
         outcome: &Result<Response>,
         retries: u32,
     ) -> Option<Duration> {
-        let sample = rand_sample();
-        match outcome {
-            Ok(response) => self.rule.after_response(
-                request,
-                response.status(),
-                response.headers(),
-                retries,
-                sample,
-                SystemTime::now(),
-            ),
-            Err(error) => transport_error(error)
-                .and_then(|kind| self.rule.after_error(request, kind, retries, sample)),
-        }
+        let attempt = match outcome {
+            Ok(response) => Attempt::Response(response.status(), response.headers()),
+            Err(error) => Attempt::Failed(transport_error(error)),
+        };
+        self.rule.next_delay(request, attempt, retries)
     }
 }
 
@@ -242,10 +234,6 @@ pub(crate) fn transport_error(error: &Error) -> Option<TransportErrorKind> {
         Error::Reqwest(e) if e.is_timeout() => Some(TransportErrorKind::Timeout),
         Error::Reqwest(_) | Error::Middleware(_) => None,
     }
-}
-
-fn rand_sample() -> f64 {
-    rand::random::<f64>()
 }
 
 #[async_trait::async_trait]
@@ -320,6 +308,8 @@ mod tests {
     //! The decisions themselves are the core's `RetryRule` (tested there); these check that
     //! the middleware's settings reach it.
     use super::*;
+    use std::time::SystemTime;
+
     use http::header::RETRY_AFTER;
     use http::{HeaderMap, HeaderValue, StatusCode};
 

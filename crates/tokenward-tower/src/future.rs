@@ -139,8 +139,7 @@ where
                 // Give the reservation back: the service `poll_ready` made ready (and the
                 // permit or slot it holds) is dropped, an un-ready clone stays for the next
                 // request. This request drives a clone's readiness once its token is there.
-                let unready = ready.clone();
-                drop(std::mem::replace(ready, unready));
+                *ready = ready.clone();
                 let waiting = cache.clone();
                 let wait = Box::pin(async move { waiting.header().await });
                 let waiting = State::Waiting {

@@ -56,13 +56,13 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use http::{Request, Response};
 use tokenward::TransportErrorKind;
 #[cfg(doc)]
 use tokenward::classify::Action;
-use tokenward::classify::{Idempotency, RetryRule};
+use tokenward::classify::{Attempt, Idempotency, RetryRule};
 use tokenward::timing::Backoff;
 use tower::retry::Policy;
 use tower::retry::budget::Budget;
@@ -263,21 +263,11 @@ where
         }
         // tower hands back the copy kept for the next attempt: the same method and headers.
         let idempotency = Idempotency::of(request.method(), request.headers());
-        let sample = rand::random::<f64>();
-        let delay = match result {
-            Ok(response) => self.rule.after_response(
-                idempotency,
-                response.status(),
-                response.headers(),
-                self.retries(),
-                sample,
-                SystemTime::now(),
-            ),
-            Err(error) => self.on_error.classify(error).and_then(|kind| {
-                self.rule
-                    .after_error(idempotency, kind, self.retries(), sample)
-            }),
-        }?;
+        let attempt = match result {
+            Ok(response) => Attempt::Response(response.status(), response.headers()),
+            Err(error) => Attempt::Failed(self.on_error.classify(error)),
+        };
+        let delay = self.rule.next_delay(idempotency, attempt, self.retries())?;
         if self.rule.is_last(self.attempts) {
             tracing::debug!(attempts = self.attempts, "retries exhausted");
             return None;

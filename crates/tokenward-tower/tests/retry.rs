@@ -277,8 +277,9 @@ async fn errors_are_not_retried_unless_asked() {
     #[error("refused")]
     struct Refused;
 
+    // A GET, which the method rule would retry: only the error closure stops it.
     let (mut service, mut handle) = spawn(ClassifiedRetry::new());
-    let call = send(&mut service, request("x"));
+    let call = send(&mut service, get());
     let (_, reply, _) = next(&mut handle).await;
     reply.send_error(Refused);
     assert!(call.await.unwrap().unwrap_err().is::<Refused>());

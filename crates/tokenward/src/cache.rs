@@ -36,10 +36,12 @@
 //! * A failed refresh never replaces a usable token: stale callers keep getting it.
 //! * 5xx, 408, `temporarily_unavailable`, connect errors and timeouts are retried inside the
 //!   refresh with full-jitter exponential backoff, at most 4 attempts.
-//! * After a failed refresh the cache cools down: no request is made until the cool-down
-//!   ends. Callers without a usable token get [`Error::CoolingDown`] at once, holding the
-//!   failure and the time left. It grows with consecutive failures (default 1 s doubling to
-//!   60 s, full jitter) and a success resets it.
+//! * After a failed refresh the cache cools down: no background refresh starts until the
+//!   cool-down ends. After a failure with no usable token cached, no request is made at all
+//!   and callers get [`Error::CoolingDown`] at once, holding the failure and the time left;
+//!   after one with a usable token cached, the first caller to find it expired tries again.
+//!   It grows with consecutive failures (default 1 s doubling to 60 s, full jitter) and a
+//!   success resets it.
 //! * 429 opens a window of `Retry-After` (capped, default 60 s; at least 1 s, doubling with
 //!   consecutive 429s): callers without a usable token fail fast with [`Error::RateLimited`].
 //! * A failure only a new configuration fixes — `invalid_client` ([`Error::InvalidClient`]),
@@ -133,10 +135,10 @@ pub struct CacheConfig {
     /// The shortest 429 window, whatever `Retry-After` says (`0`, a date in the past, none):
     /// doubled for each consecutive 429, up to `max_retry_after`. Default 1 s.
     pub min_retry_after: Duration,
-    /// The cool-down after a failed refresh: no request is made until it ends. Callers with
-    /// a usable token keep getting it; callers without one get [`Error::CoolingDown`] at
-    /// once. Grows with consecutive failures; a success resets it. Default 1 s doubling to
-    /// 60 s, full jitter.
+    /// The cool-down after a failed refresh: no background refresh starts until it ends, and
+    /// after a failure with no usable token cached, callers get [`Error::CoolingDown`] at
+    /// once (no request). Callers with a usable token keep getting it. Grows with
+    /// consecutive failures; a success resets it. Default 1 s doubling to 60 s, full jitter.
     pub cool_down: Backoff,
     /// How long a failure that only a new configuration fixes (`invalid_client`,
     /// `invalid_grant`, a missing or decayed refresh token, missing scopes) is held: no
@@ -854,14 +856,15 @@ impl Inner {
         // everyone back.
         let foreground = matches!(error, Error::RateLimited { .. })
             || (!usable && !matches!(error, Error::RefreshAborted));
-        st.cool_down = Some(CoolDown {
+        let cool_down = CoolDown {
             until,
             held,
             error: error.clone(),
             foreground,
-        });
-        let end = held.map_or(until, |(_, end)| end.max(until));
+        };
+        let end = cool_down.end(&*self.source);
         let length = end.saturating_duration_since(now);
+        st.cool_down = Some(cool_down);
         // Refreshing ahead, try again after the cool-down (not before `refresh_at`, nor less
         // than a moment from now).
         if rearm {

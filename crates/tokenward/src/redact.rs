@@ -39,9 +39,6 @@ const PUBLIC_PARAMS: &[&str] = &[
     "client_id",
 ];
 
-/// `url` as it may be shown: userinfo replaced by `[REDACTED]@`, each query value by
-/// `[REDACTED]` (a query item without `=` entirely), a fragment by `#[REDACTED]`; the
-/// scheme, host, port and path as written.
 /// Whether `authority` is a host with at most a numeric port (`h`, `h:8443`, `[::1]:80`).
 fn has_port_only(authority: &str) -> bool {
     let host_end = match authority.strip_prefix('[') {
@@ -54,6 +51,9 @@ fn has_port_only(authority: &str) -> bool {
     }
 }
 
+/// `url` as it may be shown: userinfo replaced by `[REDACTED]@`, each query value by
+/// `[REDACTED]` (a query item without `=` entirely), a fragment by `#[REDACTED]`; the
+/// scheme, host, port and path as written.
 pub(crate) fn redact_url(url: &str) -> String {
     let (rest, fragment) = match url.split_once('#') {
         Some((rest, fragment)) => (rest, Some(fragment)),

@@ -11,6 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::pass;
 use secrecy::ExposeSecret;
+use tokenward::grant::{ForRefreshToken, GrantBuilder};
 use tokenward::store::{MemoryStore, TokenStore};
 use tokenward::transport::SendFuture;
 use tokenward::{
@@ -26,6 +27,20 @@ fn server(grace: Duration) -> FakeServer {
         .client(CLIENT, SECRET)
         .refresh_token_grace(grace)
         .build()
+}
+
+/// A grant on `store`, through the fake server's in-process client.
+fn from_store(server: &FakeServer, store: &MemoryStore) -> GrantBuilder<ForRefreshToken> {
+    RefreshTokenGrant::from_store(server.token_url(), CLIENT, store.clone())
+        .client_secret(SECRET)
+        .http_client(server.http_client())
+}
+
+/// A grant holding `refresh_token` in memory, through the fake server's in-process client.
+fn from_token(server: &FakeServer, refresh_token: &str) -> GrantBuilder<ForRefreshToken> {
+    RefreshTokenGrant::builder(server.token_url(), CLIENT, refresh_token)
+        .client_secret(SECRET)
+        .http_client(server.http_client())
 }
 
 async fn stored(store: &MemoryStore) -> String {
@@ -50,13 +65,7 @@ async fn a_rotated_refresh_token_in_a_refused_200_is_persisted_before_the_error(
         let server = server(Duration::ZERO);
         let seed = server.issue_refresh_token(CLIENT, "read");
         let store = MemoryStore::with_refresh_token(seed.clone());
-        let grant = Arc::new(
-            RefreshTokenGrant::from_store(server.token_url(), CLIENT, store.clone())
-                .client_secret(SECRET)
-                .http_client(server.http_client())
-                .build()
-                .unwrap(),
-        );
+        let grant = Arc::new(from_store(&server, &store).build().unwrap());
         let cache = TokenCache::new(Arc::clone(&grant));
 
         server.push_fault(Fault::AfterServing(alter.clone()));
@@ -93,13 +102,7 @@ async fn a_rotated_refresh_token_in_a_refused_200_is_persisted_before_the_error(
 async fn a_rotated_refresh_token_in_a_refused_200_is_kept_without_a_store() {
     let server = server(Duration::ZERO);
     let seed = server.issue_refresh_token(CLIENT, "read");
-    let grant = Arc::new(
-        RefreshTokenGrant::builder(server.token_url(), CLIENT, seed.clone())
-            .client_secret(SECRET)
-            .http_client(server.http_client())
-            .build()
-            .unwrap(),
-    );
+    let grant = Arc::new(from_token(&server, &seed).build().unwrap());
     let cache = TokenCache::new(Arc::clone(&grant));
     server.push_fault(Fault::AfterServing(Alter::TokenType("mac".into())));
     cache.token().await.unwrap_err();
@@ -116,13 +119,7 @@ async fn after_an_ambiguous_failure_the_exchange_is_not_repeated_at_once() {
     let server = server(Duration::ZERO);
     let seed = server.issue_refresh_token(CLIENT, "read");
     let store = MemoryStore::with_refresh_token(seed);
-    let cache = TokenCache::new(
-        RefreshTokenGrant::from_store(server.token_url(), CLIENT, store.clone())
-            .client_secret(SECRET)
-            .http_client(server.http_client())
-            .build()
-            .unwrap(),
-    );
+    let cache = TokenCache::new(from_store(&server, &store).build().unwrap());
     server.push_fault(Fault::AfterServing(Alter::Status(502)));
     let err = cache.token().await.unwrap_err();
     assert_eq!(err.status().map(|s| s.as_u16()), Some(502), "{err:?}");
@@ -143,13 +140,7 @@ async fn after_an_ambiguous_failure_the_exchange_is_not_repeated_at_once() {
 fn server_with_seed_and(fault: Fault) -> (FakeServer, TokenCache) {
     let server = server(Duration::ZERO);
     let seed = server.issue_refresh_token(CLIENT, "read");
-    let cache = TokenCache::new(
-        RefreshTokenGrant::builder(server.token_url(), CLIENT, seed)
-            .client_secret(SECRET)
-            .http_client(server.http_client())
-            .build()
-            .unwrap(),
-    );
+    let cache = TokenCache::new(from_token(&server, &seed).build().unwrap());
     server.push_fault(fault);
     (server, cache)
 }
@@ -162,9 +153,7 @@ async fn with_a_reuse_grace_an_ambiguous_failure_is_repeated_within_it() {
     let seed = server.issue_refresh_token(CLIENT, "read");
     let store = MemoryStore::with_refresh_token(seed);
     let cache = TokenCache::new(
-        RefreshTokenGrant::from_store(server.token_url(), CLIENT, store.clone())
-            .client_secret(SECRET)
-            .http_client(server.http_client())
+        from_store(&server, &store)
             .reuse_grace(Duration::from_secs(30))
             .build()
             .unwrap(),

@@ -260,10 +260,7 @@ async fn logged<F: std::future::Future>(f: F) -> (F::Output, String) {
 
 #[tokio::test]
 async fn a_retried_transport_error_is_logged_without_the_urls_credentials_or_query() {
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    let port = closed_port();
     let recorder = Recorder::default();
     let client = retry_client(&recorder);
     let url = format!("http://alice-Ux7w:p4ssw0rd-Vb2q@127.0.0.1:{port}/api?api_key=k3y-Qr9tLm");

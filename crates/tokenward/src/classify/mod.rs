@@ -63,7 +63,7 @@ pub mod rule;
 pub mod www_authenticate;
 
 pub use retry_after::{parse_retry_after, retry_after};
-pub use rule::{IDEMPOTENCY_KEY, Idempotency, RetryRule};
+pub use rule::{Attempt, IDEMPOTENCY_KEY, Idempotency, RetryRule};
 pub use www_authenticate::{BearerError, Challenge, bearer_error, parse_all};
 
 /// How many attempts (the first included) [`Action::Backoff`] allows by default.

@@ -104,6 +104,17 @@ impl Idempotency {
     }
 }
 
+/// How an attempt ended, for [`RetryRule::next_delay`].
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum Attempt<'a> {
+    /// A response with this status and these headers.
+    Response(StatusCode, &'a HeaderMap),
+    /// No response: a transport failure of this kind, or `None` for a failure the
+    /// integration does not retry.
+    Failed(Option<TransportErrorKind>),
+}
+
 /// When and after how long a request is retried. See the [module docs](self).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -236,6 +247,28 @@ impl RetryRule {
             return None;
         }
         Some(self.backoff.delay(retries, sample))
+    }
+
+    /// The wait before the next attempt after `attempt`, or `None` if it is final: what
+    /// both integrations call after each attempt. Draws the backoff's jitter at random and
+    /// reads an HTTP-date `Retry-After` against the system clock; see
+    /// [`after_response`](Self::after_response) and [`after_error`](Self::after_error) for
+    /// the same with both given. Does not look at the attempt limit.
+    pub fn next_delay(
+        &self,
+        request: Idempotency,
+        attempt: Attempt<'_>,
+        retries: u32,
+    ) -> Option<Duration> {
+        let sample = rand::random::<f64>();
+        match attempt {
+            Attempt::Response(status, headers) => {
+                self.after_response(request, status, headers, retries, sample, SystemTime::now())
+            }
+            Attempt::Failed(kind) => {
+                kind.and_then(|kind| self.after_error(request, kind, retries, sample))
+            }
+        }
     }
 
     /// Whether `request` may be sent again after an outcome that may have acted on it.
