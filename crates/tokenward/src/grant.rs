@@ -32,6 +32,7 @@ use std::sync::Arc;
 use secrecy::SecretString;
 
 mod refresh;
+mod shared;
 
 pub use self::refresh::{ForRefreshToken, PersistFailure, RefreshTokenGrant};
 pub use crate::endpoint::ClientAuth;
@@ -41,7 +42,10 @@ use crate::endpoint::{
 use crate::error::{EndpointError, Error};
 use crate::redact::{ParamsDebug, redact_url};
 use crate::scope::ScopeSet;
+use crate::decay::SystemClock;
 use crate::secret::ClientSecret;
+use crate::store::TokenStore;
+use self::shared::Sharing;
 pub use crate::token::Lifetimes;
 use crate::token::Token;
 use crate::transport::HttpClient;
@@ -179,8 +183,10 @@ impl<G> fmt::Debug for GrantBuilder<G> {
 }
 
 /// Marker for a [`GrantBuilder`] that builds [`ClientCredentials`].
-#[derive(Debug, Clone, Copy)]
-pub struct ForClientCredentials;
+#[derive(Debug, Default)]
+pub struct ForClientCredentials {
+    shared: Option<Arc<dyn TokenStore>>,
+}
 
 impl<G> GrantBuilder<G> {
     pub(crate) fn new(url: impl Into<String>, client_id: impl Into<String>, grant: G) -> Self {
@@ -350,10 +356,24 @@ impl GrantConfig {
 }
 
 /// The client credentials grant (RFC 6749 §4.4).
+///
+/// With [`share_through`](GrantBuilder::share_through), the processes using one store
+/// (a [`FileStore`](crate::store::FileStore) on one host, a Redis store for a fleet) share
+/// the access token: under the store's exchange lock, a process adopts the token another one
+/// obtained (at least half its lifetime left) and makes no call, so N processes make about
+/// one token call per refresh period instead of N. When the store fails (down, slow, its
+/// lock not taken within [`SHARED_LOCK_WAIT`]), each process obtains its own token as if
+/// nothing were shared, with a WARN event: a client credentials token can always be asked
+/// for again, so nothing is risked.
 #[derive(Debug)]
 pub struct ClientCredentials {
     config: GrantConfig,
+    shared: Option<(Arc<dyn TokenStore>, Sharing)>,
 }
+
+/// How long a [`ClientCredentials`] grant sharing its token waits for the store's exchange
+/// lock before it obtains a token of its own.
+pub const SHARED_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl ClientCredentials {
     /// Starts building a client credentials grant for `token_url` and `client_id`.
@@ -361,15 +381,26 @@ impl ClientCredentials {
         token_url: impl Into<String>,
         client_id: impl Into<String>,
     ) -> GrantBuilder<ForClientCredentials> {
-        GrantBuilder::new(token_url, client_id, ForClientCredentials)
+        GrantBuilder::new(token_url, client_id, ForClientCredentials::default())
     }
 }
 
 impl GrantBuilder<ForClientCredentials> {
+    /// Shares the access token with the other processes using `store` (see
+    /// [`ClientCredentials`]); the store must share access tokens (a `FileStore` with
+    /// [`share_access_token`](crate::store::FileStore::share_access_token), a Redis store).
+    pub fn share_through(mut self, store: impl TokenStore) -> Self {
+        self.grant.shared = Some(Arc::new(store));
+        self
+    }
+
     /// Builds the grant. Fails on an invalid URL, an empty client id, or a missing secret.
     pub fn build(self) -> Result<ClientCredentials, Error> {
-        let (config, _) = self.into_parts()?;
-        Ok(ClientCredentials { config })
+        let (config, grant) = self.into_parts()?;
+        Ok(ClientCredentials {
+            config,
+            shared: grant.shared.map(|store| (store, Sharing::default())),
+        })
     }
 }
 
@@ -412,15 +443,50 @@ impl ClientCredentials {
     }
 }
 
+impl ClientCredentials {
+    async fn request(&self) -> Result<Token, Error> {
+        let token = self
+            .config
+            .request(&[("grant_type", "client_credentials")])
+            .await?;
+        self.config.check_scopes(token.scope())?;
+        Ok(token)
+    }
+
+    /// Under the store's lock: adopt the shared token, or obtain one and share it. Any
+    /// failure of the store falls back to a token of this process's own.
+    async fn shared(&self, store: &dyn TokenStore, sharing: &Sharing) -> Result<Token, Error> {
+        let clock = SystemClock;
+        let _lock = match tokio::time::timeout(SHARED_LOCK_WAIT, store.lock_exchange()).await {
+            Ok(Ok(lock)) => lock,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "the shared token store failed; obtaining a token for this process alone");
+                return self.request().await;
+            }
+            Err(_) => {
+                tracing::warn!(
+                    wait = ?SHARED_LOCK_WAIT,
+                    "the shared token store's lock was not free in time; obtaining a token for this process alone"
+                );
+                return self.request().await;
+            }
+        };
+        if let Some(token) = sharing.adopt(store, &self.config, &clock).await {
+            return Ok(token);
+        }
+        let token = self.request().await?;
+        sharing.share(store, &token, &clock).await;
+        Ok(token)
+    }
+}
+
 impl TokenSource for ClientCredentials {
     fn fetch(&self) -> FetchFuture<'_> {
         Box::pin(async move {
-            let token = self
-                .config
-                .request(&[("grant_type", "client_credentials")])
-                .await?;
-            self.config.check_scopes(token.scope())?;
-            Ok(token)
+            match &self.shared {
+                Some((store, sharing)) => self.shared(store.as_ref(), sharing).await,
+                None => self.request().await,
+            }
         })
     }
 

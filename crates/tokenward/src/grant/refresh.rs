@@ -6,13 +6,12 @@ use std::time::{Duration, SystemTime};
 
 use secrecy::{ExposeSecret, SecretString};
 
+use super::shared::Sharing;
 use super::{FetchFuture, GrantBuilder, GrantConfig, TokenSource};
 use crate::decay::{DecayPolicy, DecayStatus, SystemClock, WallClock};
 use crate::endpoint::Refusal;
 use crate::error::Error;
-use crate::store::{
-    CasOutcome, SharedToken, StoreError, StoredGrant, TokenStore, matches_expected,
-};
+use crate::store::{CasOutcome, ExchangeLock, StoreError, StoredGrant, TokenStore, matches_expected};
 use crate::token::Token;
 
 /// What to do when a rotated refresh token cannot be persisted.
@@ -116,6 +115,8 @@ struct RefreshInner {
     /// The store's revision after this grant's own last write, and the revision reported
     /// for it: the grant's own writes do not count as a new configuration.
     own_write: Mutex<Option<(u64, u64)>>,
+    /// The access token shared with the other processes using the store.
+    sharing: Sharing,
 }
 
 #[derive(Default)]
@@ -131,9 +132,8 @@ struct RefreshState {
     scope: Option<String>,
     /// When the current refresh token was first sent (for the reuse grace).
     first_sent: Option<(SecretString, tokio::time::Instant)>,
-    /// When this process's last access token was obtained (wall clock), by it or by the
-    /// process it adopted the token from.
-    last_issued: Option<SystemTime>,
+    /// The generation of the stored grant this process last read or wrote.
+    generation: u64,
 }
 
 impl RefreshState {
@@ -144,15 +144,24 @@ impl RefreshState {
         self.last_used = stored.last_used;
         self.stored_at = stored.stored_at;
         self.scope = stored.scope;
+        self.generation = stored.generation;
     }
 
+    /// The grant to write in place of the one last read or written: one generation later.
     fn to_stored(&self, refresh_token: SecretString) -> StoredGrant {
-        StoredGrant {
-            refresh_token,
-            scope: self.scope.clone(),
-            last_used: self.last_used,
-            stored_at: self.stored_at,
-        }
+        StoredGrant::new(refresh_token.expose_secret().to_owned())
+            .with_scope(self.scope.clone())
+            .with_last_used(self.last_used)
+            .with_stored_at(self.stored_at)
+            .with_generation(self.generation.saturating_add(1))
+    }
+
+    /// `grant` (made by [`to_stored`](Self::to_stored)) is what the store holds now.
+    fn persisted(&mut self, grant: &StoredGrant) {
+        self.current = Some(grant.refresh_token.clone());
+        self.persisted = Some(grant.refresh_token.clone());
+        self.pending = false;
+        self.generation = grant.generation;
     }
 }
 
@@ -245,79 +254,32 @@ impl RefreshInner {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Across the processes sharing the store: under its exchange lock, adopt the access
-    /// token another process obtained meanwhile (making no call), or exchange and share the
-    /// new one.
+    /// Across the processes sharing the store: under its exchange lock, bring the grant up
+    /// to date, then adopt the access token another process obtained meanwhile (making no
+    /// call), or exchange and share the new one.
     async fn exchange_shared(&self) -> Result<Token, Error> {
         let Some(store) = self.store.clone() else {
-            return self.exchange().await;
+            return self.exchange(false, None).await;
         };
         // Fails closed: without the lock, two processes could send one refresh token.
-        let _lock = store.lock_exchange().await?;
-        if let Some(token) = self.adopt_shared(store.as_ref()).await? {
+        let lock = store.lock_exchange().await?;
+        let lapses = lock.as_ref().and_then(ExchangeLock::expires);
+        // Always read the grant: a process living on shared access tokens still learns each
+        // rotation, and never holds an older refresh token than the newest stored.
+        self.sync_with_store(store.as_ref()).await?;
+        if let Some(token) = self
+            .sharing
+            .adopt(store.as_ref(), &self.config, self.clock.as_ref())
+            .await
+        {
             return Ok(token);
         }
-        let token = self.exchange().await?;
-        self.share(store.as_ref(), &token).await;
+        let token = self.exchange(true, lapses).await?;
+        self.sharing
+            .share(store.as_ref(), &token, self.clock.as_ref())
+            .await;
+        drop(lock);
         Ok(token)
-    }
-
-    /// The shared access token, if another process obtained it since this one's last token
-    /// and it has at least half its lifetime left.
-    async fn adopt_shared(&self, store: &dyn TokenStore) -> Result<Option<Token>, Error> {
-        let shared = match store.load_shared_token().await {
-            Ok(Some(shared)) => shared,
-            Ok(None) => return Ok(None),
-            Err(error) => {
-                tracing::warn!(%error, "could not read the shared access token; refreshing");
-                return Ok(None);
-            }
-        };
-        let now = self.clock.now();
-        let newer = self
-            .lock()
-            .last_issued
-            .is_none_or(|last| shared.issued_at > last);
-        let lifetime = shared
-            .expires_at
-            .duration_since(shared.issued_at)
-            .unwrap_or_default();
-        let left = shared.expires_at.duration_since(now).unwrap_or_default();
-        if !newer || lifetime.is_zero() || left < lifetime / 2 {
-            return Ok(None);
-        }
-        let age = now.duration_since(shared.issued_at).unwrap_or_default();
-        let issued = tokio::time::Instant::now()
-            .checked_sub(age)
-            .unwrap_or_else(tokio::time::Instant::now);
-        let mut builder = Token::builder(shared.access_token.expose_secret().to_owned())
-            .issued_at(issued)
-            .expires_in(lifetime);
-        if let Some(scope) = &shared.scope {
-            builder = builder.scope(scope.clone());
-        }
-        let token = builder.build()?;
-        self.config.check_scopes(token.scope())?;
-        self.lock().last_issued = Some(shared.issued_at);
-        tracing::debug!("adopted the access token another process obtained");
-        Ok(Some(token))
-    }
-
-    /// Shares `token` through the store (if it shares access tokens).
-    async fn share(&self, store: &dyn TokenStore, token: &Token) {
-        let now = self.clock.now();
-        let issued_at = now.checked_sub(token.issued_at().elapsed()).unwrap_or(now);
-        let expires_at = issued_at.checked_add(token.lifetime()).unwrap_or(issued_at);
-        self.lock().last_issued = Some(issued_at);
-        let shared = SharedToken::new(
-            token.access_token().expose_secret().to_owned(),
-            issued_at,
-            expires_at,
-            token.scope().map(str::to_owned),
-        );
-        if let Err(error) = store.store_shared_token(shared).await {
-            tracing::warn!(%error, "could not share the access token; the other processes refresh on their own");
-        }
     }
 
     /// The store's revision, the grant's own writes left out.
@@ -364,10 +326,33 @@ impl RefreshInner {
     /// stored grant, persist a pending rotation, or seed an empty store.
     async fn sync_with_store(&self, store: &dyn TokenStore) -> Result<(), Error> {
         let stored = store.load().await?;
-        let (pending, current, persisted) = {
+        let (pending, current, persisted, generation) = {
             let st = self.lock();
-            (st.pending, st.current.clone(), st.persisted.clone())
+            (st.pending, st.current.clone(), st.persisted.clone(), st.generation)
         };
+        if let (Some(older), Some(ours)) = (&stored, &current)
+            && older.generation < generation
+            && !older.holds(ours)
+        {
+            // The store lost writes (restored from a snapshot or a backup): what it holds is
+            // older than what this process last saw. Adopting it would replay a rotated
+            // refresh token; write ours back instead.
+            tracing::warn!(
+                stored = older.generation,
+                known = generation,
+                "the store holds an older grant than this process last saw (it lost writes); writing the newer one back"
+            );
+            let older = older.refresh_token.clone();
+            return self.write_back(store, Some(&older), ours.clone()).await;
+        }
+        if stored.is_none() && persisted.is_some() {
+            if let Some(ours) = &current {
+                tracing::warn!(
+                    "the store lost the grant (emptied or restarted without its data); writing back the newest refresh token this process holds"
+                );
+                return self.write_back(store, None, ours.clone()).await;
+            }
+        }
         if pending && !matches_expected(stored.as_ref(), persisted.as_ref()) {
             // Another process wrote after our failed write: its grant is newer.
             tracing::warn!(
@@ -378,25 +363,9 @@ impl RefreshInner {
             let Some(current) = current else {
                 return Err(Error::NoRefreshToken);
             };
-            let grant = self.lock().to_stored(current.clone());
             // A pending rotation replaces what we last persisted; a seed fills an empty store.
             let expected = if pending { persisted.as_ref() } else { None };
-            return match self.swap(store, expected, grant).await {
-                Ok(CasOutcome::Swapped) => {
-                    let mut st = self.lock();
-                    st.persisted = Some(current);
-                    st.pending = false;
-                    Ok(())
-                }
-                Ok(CasOutcome::Conflict {
-                    current: Some(newer),
-                }) => {
-                    self.lock().adopt(newer);
-                    Ok(())
-                }
-                Ok(CasOutcome::Conflict { current: None }) => Err(Error::NoRefreshToken),
-                Err(error) => self.on_write_failure(error),
-            };
+            return self.write_back(store, expected, current).await;
         }
         match stored {
             Some(grant) => {
@@ -407,12 +376,45 @@ impl RefreshInner {
         }
     }
 
-    async fn exchange(&self) -> Result<Token, Error> {
+    /// Writes `ours` in place of `expected` (a pending rotation, a seed, or the newer grant
+    /// a store lost).
+    async fn write_back(
+        &self,
+        store: &dyn TokenStore,
+        expected: Option<&SecretString>,
+        ours: SecretString,
+    ) -> Result<(), Error> {
+        let grant = self.lock().to_stored(ours);
+        match self.swap(store, expected, grant.clone()).await {
+            Ok(CasOutcome::Swapped) => {
+                self.lock().persisted(&grant);
+                Ok(())
+            }
+            Ok(CasOutcome::Conflict {
+                current: Some(newer),
+            }) => {
+                self.lock().adopt(newer);
+                Ok(())
+            }
+            Ok(CasOutcome::Conflict { current: None }) => Err(Error::NoRefreshToken),
+            Err(error) => self.on_write_failure(error),
+        }
+    }
+
+    /// One exchange of the refresh token (`synced`: the state was just brought in line with
+    /// the store). The request is given up when the exchange lock `lapses`.
+    async fn exchange(
+        &self,
+        mut synced: bool,
+        lapses: Option<tokio::time::Instant>,
+    ) -> Result<Token, Error> {
         // Two rounds at most: a second one only after adopting a refresh token that another
         // process rotated between our load and our request.
         let mut adopted_after_rejection = false;
         loop {
-            if let Some(store) = &self.store {
+            if let Some(store) = &self.store
+                && !std::mem::take(&mut synced)
+            {
                 self.sync_with_store(store.as_ref()).await?;
             }
             let (current, status) = {
@@ -439,16 +441,24 @@ impl RefreshInner {
             if let Some(error) = status.hard_fail_error() {
                 return Err(error);
             }
-            let result = self
-                .config
-                .request_with(
-                    &[
-                        ("grant_type", "refresh_token"),
-                        ("refresh_token", current.expose_secret()),
-                    ],
-                    true,
-                )
-                .await;
+            let params = [
+                ("grant_type", "refresh_token"),
+                ("refresh_token", current.expose_secret()),
+            ];
+            let request = self.config.request_with(&params, true);
+            let started = tokio::time::Instant::now();
+            let result = match lapses {
+                // Past the lock's TTL another process may take it and send this refresh
+                // token too: give the request up first.
+                Some(at) => match tokio::time::timeout_at(at, request).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        tracing::warn!("the exchange lock lapsed before the token endpoint answered; giving the refresh up");
+                        return Err(Error::Timeout(at.saturating_duration_since(started)));
+                    }
+                },
+                None => request.await,
+            };
             let result = match result {
                 Ok(token) => Ok(token),
                 Err(Refusal {
@@ -537,16 +547,24 @@ impl RefreshInner {
         let Some(store) = &self.store else {
             return Ok(());
         };
-        match self.swap(store.as_ref(), persisted.as_ref(), grant).await {
+        match self.swap(store.as_ref(), persisted.as_ref(), grant.clone()).await {
             Ok(CasOutcome::Swapped) => {
-                let mut st = self.lock();
-                st.current = Some(next.clone());
-                st.persisted = Some(next);
-                st.pending = false;
+                self.lock().persisted(&grant);
                 if rotated.is_some() {
                     tracing::debug!("rotated refresh token persisted");
                 }
                 Ok(())
+            }
+            Ok(CasOutcome::Conflict {
+                current: Some(older),
+            }) if older.generation < grant.generation.saturating_sub(1) => {
+                // The store lost writes since our last read: ours is the newer grant.
+                tracing::warn!(
+                    "the store holds an older grant than this process last saw (it lost writes); writing the newer one back"
+                );
+                let older = older.refresh_token.clone();
+                self.lock().current = Some(next.clone());
+                self.write_back(store.as_ref(), Some(&older), next).await
             }
             Ok(CasOutcome::Conflict { current }) => {
                 tracing::warn!(
@@ -657,6 +675,7 @@ impl GrantBuilder<ForRefreshToken> {
                 exchange_timeout: grant.exchange_timeout,
                 reuse_grace: grant.reuse_grace,
                 own_write: Mutex::new(None),
+                sharing: Sharing::default(),
             }),
         })
     }

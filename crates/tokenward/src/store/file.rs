@@ -249,6 +249,12 @@ struct FileFormat {
     /// Unix seconds.
     #[serde(default)]
     stored_at: Option<u64>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    generation: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 fn to_unix(t: SystemTime) -> u64 {
@@ -303,6 +309,7 @@ pub(crate) fn parse(path: &Path, bytes: &[u8]) -> Result<StoredGrant, StoreError
         scope: format.scope,
         last_used: format.last_used.map(from_unix),
         stored_at: format.stored_at.map(from_unix),
+        generation: format.generation,
     })
 }
 
@@ -421,6 +428,7 @@ fn write_atomic(path: &Path, grant: &StoredGrant) -> Result<(), StoreError> {
         scope: grant.scope.clone(),
         last_used: grant.last_used.map(to_unix),
         stored_at: grant.stored_at.map(to_unix),
+        generation: grant.generation,
     };
     let bytes = serde_json::to_vec_pretty(&format).map_err(|e| write_err(io::Error::other(e)))?;
     write_bytes_atomic(path, &bytes)

@@ -57,6 +57,13 @@ pub struct StoredGrant {
     pub last_used: Option<SystemTime>,
     /// When this refresh token was first stored.
     pub stored_at: Option<SystemTime>,
+    /// How many times the grant has been replaced: each rotation
+    /// [`RefreshTokenGrant`](crate::RefreshTokenGrant) persists stores one more than the
+    /// grant it replaces. A store that hands back a lower generation than a process last
+    /// saw lost writes (a Redis restarted from an old snapshot, a file restored from a
+    /// backup): the process writes its newer grant back instead of adopting the older one.
+    /// `0` when unknown.
+    pub generation: u64,
 }
 
 impl StoredGrant {
@@ -67,6 +74,7 @@ impl StoredGrant {
             scope: None,
             last_used: None,
             stored_at: None,
+            generation: 0,
         }
     }
 
@@ -88,6 +96,12 @@ impl StoredGrant {
         self
     }
 
+    /// With the generation (see [`generation`](StoredGrant::generation)).
+    pub fn with_generation(mut self, generation: u64) -> Self {
+        self.generation = generation;
+        self
+    }
+
     /// Whether this grant holds `refresh_token`.
     pub fn holds(&self, refresh_token: &SecretString) -> bool {
         self.refresh_token.expose_secret() == refresh_token.expose_secret()
@@ -101,6 +115,7 @@ impl fmt::Debug for StoredGrant {
             .field("scope", &self.scope)
             .field("last_used", &self.last_used)
             .field("stored_at", &self.stored_at)
+            .field("generation", &self.generation)
             .finish()
     }
 }
@@ -171,21 +186,40 @@ pub trait TokenStore: fmt::Debug + Send + Sync + 'static {
 #[must_use = "the lock is released when dropped"]
 pub struct ExchangeLock {
     _held: Box<dyn Send + Sync>,
+    expires: Option<tokio::time::Instant>,
 }
 
 impl ExchangeLock {
-    /// A lock that `held` keeps: dropping it releases the lock (an open locked file, a
-    /// guard that deletes a lock key).
+    /// A lock that `held` keeps until dropped (an open locked file): dropping it releases
+    /// the lock.
     pub fn new(held: impl Send + Sync + 'static) -> Self {
         ExchangeLock {
             _held: Box::new(held),
+            expires: None,
         }
+    }
+
+    /// A lock that lapses by itself after `valid_for` (a networked lock with a TTL), kept
+    /// by `held` until then (a guard that deletes the lock key when dropped). The exchange
+    /// run under it is given up when it lapses, before another process may take the lock.
+    pub fn expiring(held: impl Send + Sync + 'static, valid_for: std::time::Duration) -> Self {
+        ExchangeLock {
+            _held: Box::new(held),
+            expires: Some(crate::token::checked_add(tokio::time::Instant::now(), valid_for)),
+        }
+    }
+
+    /// When the lock lapses by itself (`None`: it is held until dropped).
+    pub fn expires(&self) -> Option<tokio::time::Instant> {
+        self.expires
     }
 }
 
 impl fmt::Debug for ExchangeLock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ExchangeLock").finish_non_exhaustive()
+        f.debug_struct("ExchangeLock")
+            .field("expires", &self.expires)
+            .finish_non_exhaustive()
     }
 }
 
