@@ -6,7 +6,8 @@
 //! the store and the client in the environment:
 //! - `FLEET_CLIENT_ID`, `FLEET_CLIENT_SECRET`;
 //! - `FLEET_STORE=redis` with `FLEET_REDIS_URL`, `FLEET_NAME`, `FLEET_KEY` (base64) and
-//!   `FLEET_LOCK_TTL_MS`; or `FLEET_STORE=file` with `FLEET_FILE`.
+//!   `FLEET_LOCK_TTL_MS`; or `FLEET_STORE=file` with `FLEET_FILE`;
+//! - `FLEET_PAUSE_MS`: each caller's pause between two requests (default 50).
 //!
 //! Prints `requests=N failed=N` and exits 0 when every request was answered with a 2xx.
 
@@ -95,6 +96,12 @@ async fn main() {
         }
     };
 
+    let pause = Duration::from_millis(
+        std::env::var("FLEET_PAUSE_MS")
+            .ok()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(50),
+    );
     let (requests, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let end = tokio::time::Instant::now() + Duration::from_secs(seconds);
     let tasks: Vec<_> = (0..callers)
@@ -137,7 +144,7 @@ async fn main() {
                             }
                         }
                     }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    tokio::time::sleep(pause).await;
                 }
             })
         })
