@@ -52,7 +52,10 @@ async fn replica(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    println!("replica {}: {ok} requests answered, {failed} failed", std::process::id());
+    println!(
+        "replica {}: {ok} requests answered, {failed} failed",
+        std::process::id()
+    );
     Ok(())
 }
 

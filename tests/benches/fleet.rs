@@ -18,7 +18,10 @@ use tokenward_testkit::RedisServer;
 async fn main() {
     let redis = RedisServer::start();
     let periods = periods(SECONDS as f64);
-    println!("{SECONDS} s with {:?} tokens: {periods} refresh periods", run::LIFETIME);
+    println!(
+        "{SECONDS} s with {:?} tokens: {periods} refresh periods",
+        run::LIFETIME
+    );
     println!("store  processes  token calls  calls/period  requests  failed  reuse");
     for processes in [1, 2, 4, 8] {
         let mut stores = vec![("file", Shared::file())];

@@ -152,7 +152,10 @@ async fn main() {
     for task in tasks {
         task.await.unwrap();
     }
-    let (requests, failed) = (requests.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    let (requests, failed) = (
+        requests.load(Ordering::Relaxed),
+        failed.load(Ordering::Relaxed),
+    );
     println!("requests={requests} failed={failed}");
     std::process::exit(if failed == 0 && requests > 0 { 0 } else { 2 });
 }

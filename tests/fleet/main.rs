@@ -30,9 +30,18 @@ fn check(what: &str, run: &Run, processes: usize, seconds: f64) {
     );
     assert!(run.failed.is_empty(), "{what}: {:#?}", run.failed);
     assert!(run.requests > 0, "{what}: no request was sent");
-    assert_eq!(run.reuse_detected, 0, "{what}: a rotated refresh token was replayed");
-    assert_eq!(run.token_errors, 0, "{what}: the token endpoint refused a request");
-    assert_eq!(run.grace_used, 0, "{what}: a process relied on the reuse grace");
+    assert_eq!(
+        run.reuse_detected, 0,
+        "{what}: a rotated refresh token was replayed"
+    );
+    assert_eq!(
+        run.token_errors, 0,
+        "{what}: the token endpoint refused a request"
+    );
+    assert_eq!(
+        run.grace_used, 0,
+        "{what}: a process relied on the reuse grace"
+    );
     assert!(
         run.token_calls <= periods(seconds) + 1,
         "{what}: {} token calls for {} periods (ideal: one each, not {processes}×)",
@@ -53,13 +62,14 @@ async fn eight_processes_on_one_redis_make_one_call_per_period_under_every_grace
         return;
     };
     for grace in GRACES {
-        let run = run(Shared::redis(&redis, Duration::from_secs(60)), 8, grace, false).await;
-        check(
-            &format!("Redis, grace {grace:?}"),
-            &run,
+        let run = run(
+            Shared::redis(&redis, Duration::from_secs(60)),
             8,
-            SECONDS as f64,
-        );
+            grace,
+            false,
+        )
+        .await;
+        check(&format!("Redis, grace {grace:?}"), &run, 8, SECONDS as f64);
     }
 }
 

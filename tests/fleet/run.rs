@@ -145,7 +145,12 @@ pub(crate) struct Run {
     pub(crate) takeover: Option<Duration>,
 }
 
-pub(crate) async fn run(shared: Shared<'_>, processes: usize, grace: Duration, kill_holder: bool) -> Run {
+pub(crate) async fn run(
+    shared: Shared<'_>,
+    processes: usize,
+    grace: Duration,
+    kill_holder: bool,
+) -> Run {
     let server = FakeServer::builder()
         .client(CLIENT_ID, CLIENT_SECRET)
         .token_lifetime(LIFETIME)
@@ -270,4 +275,3 @@ pub(crate) fn periods(seconds: f64) -> u64 {
     let period = LIFETIME.as_secs_f64() * 0.8 * 0.95;
     1 + (seconds / period).floor() as u64
 }
-

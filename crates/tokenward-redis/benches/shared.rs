@@ -89,7 +89,11 @@ fn time(mut f: impl FnMut()) -> f64 {
 }
 
 /// How long after the holder's persist + release a waiter has the lock and the new grant.
-async fn handoff(holder: &dyn TokenStore, waiter: Arc<dyn TokenStore>, hold: Duration) -> Vec<Duration> {
+async fn handoff(
+    holder: &dyn TokenStore,
+    waiter: Arc<dyn TokenStore>,
+    hold: Duration,
+) -> Vec<Duration> {
     let mut current = holder.load().await.unwrap().unwrap().refresh_token;
     let mut seen = Vec::new();
     for i in 0..HANDOFFS {
@@ -98,7 +102,10 @@ async fn handoff(holder: &dyn TokenStore, waiter: Arc<dyn TokenStore>, hold: Dur
         let waiting = tokio::spawn(async move {
             let _lock = w.lock_exchange().await.unwrap();
             let grant = w.load().await.unwrap().unwrap();
-            (Instant::now(), grant.refresh_token.expose_secret().to_owned())
+            (
+                Instant::now(),
+                grant.refresh_token.expose_secret().to_owned(),
+            )
         });
         tokio::time::sleep(hold).await;
         let next = format!("rt-handoff-{i}");
@@ -131,10 +138,7 @@ fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     let key = EncryptionKey::generate().to_base64();
 
-    let mut caches = vec![(
-        "no store",
-        rt.block_on(cache_over(&server, None)),
-    )];
+    let mut caches = vec![("no store", rt.block_on(cache_over(&server, None)))];
     caches.push((
         "FileStore, shared",
         rt.block_on(cache_over(
@@ -188,7 +192,9 @@ fn main() {
     }
     drop(_enter);
 
-    println!("hand-off ({HANDOFFS} each): persisted + released → the waiter has the lock and the new grant");
+    println!(
+        "hand-off ({HANDOFFS} each): persisted + released → the waiter has the lock and the new grant"
+    );
     for hold in [Duration::from_millis(20), Duration::from_millis(500)] {
         let file = rt.block_on(async {
             let holder = FileStore::new(dir.join("handoff.json"));
@@ -197,7 +203,12 @@ fn main() {
                 .compare_and_swap(None, StoredGrant::new("rt-start"))
                 .await
                 .unwrap();
-            handoff(&holder, Arc::new(FileStore::new(dir.join("handoff.json"))), hold).await
+            handoff(
+                &holder,
+                Arc::new(FileStore::new(dir.join("handoff.json"))),
+                hold,
+            )
+            .await
         });
         report("FileStore", hold, file);
         if let Some(redis) = &redis {

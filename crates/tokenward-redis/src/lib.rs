@@ -74,8 +74,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use redis::aio::ConnectionManager;
 use redis::Script;
+use redis::aio::ConnectionManager;
 use secrecy::{ExposeSecret, SecretBox, SecretString};
 use serde::{Deserialize, Serialize};
 use tokenward::store::{
@@ -238,9 +238,8 @@ impl RedisStoreBuilder {
     /// Builds the store. No connection is made until it is first used (so a replica starts
     /// while Redis is down).
     pub fn build(self) -> Result<RedisStore, ConfigError> {
-        let valid = |s: &str| {
-            !s.is_empty() && !s.chars().any(|c| c == '{' || c == '}' || c.is_control())
-        };
+        let valid =
+            |s: &str| !s.is_empty() && !s.chars().any(|c| c == '{' || c == '}' || c.is_control());
         if !valid(&self.name) {
             return Err(ConfigError::Name("grant's name"));
         }
@@ -392,12 +391,26 @@ impl Inner {
         Ok(conn.clone())
     }
 
-    /// Runs `cmd`, bounded by the command timeout.
+    /// Runs `cmd`, bounded by the command timeout. A command that met a dropped connection
+    /// (Redis restarted, a proxy closed it) is sent once more on the new one; the second
+    /// result says whether that happened.
     async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
-        let mut conn = self.connection().await?;
-        match tokio::time::timeout(self.command_timeout, cmd.query_async(&mut conn)).await {
-            Ok(result) => result.map_err(|e| self.failed(e)),
-            Err(_) => Err(Inner::backend(BackendError::Timeout(self.command_timeout))),
+        self.query_noting_resend(cmd).await.map(|(value, _)| value)
+    }
+
+    async fn query_noting_resend<T: redis::FromRedisValue>(
+        &self,
+        cmd: &redis::Cmd,
+    ) -> Result<(T, bool), StoreError> {
+        let mut resent = false;
+        loop {
+            let mut conn = self.connection().await?;
+            match tokio::time::timeout(self.command_timeout, cmd.query_async(&mut conn)).await {
+                Ok(Ok(value)) => return Ok((value, resent)),
+                Ok(Err(e)) if !resent && e.is_connection_dropped() => resent = true,
+                Ok(Err(e)) => return Err(self.failed(e)),
+                Err(_) => return Err(Inner::backend(BackendError::Timeout(self.command_timeout))),
+            }
         }
     }
 
@@ -405,11 +418,17 @@ impl Inner {
         &self,
         invocation: &redis::ScriptInvocation<'_>,
     ) -> Result<T, StoreError> {
-        let mut conn = self.connection().await?;
-        match tokio::time::timeout(self.command_timeout, invocation.invoke_async(&mut conn)).await
-        {
-            Ok(result) => result.map_err(|e| self.failed(e)),
-            Err(_) => Err(Inner::backend(BackendError::Timeout(self.command_timeout))),
+        let mut resent = false;
+        loop {
+            let mut conn = self.connection().await?;
+            match tokio::time::timeout(self.command_timeout, invocation.invoke_async(&mut conn))
+                .await
+            {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(e)) if !resent && e.is_connection_dropped() => resent = true,
+                Ok(Err(e)) => return Err(self.failed(e)),
+                Err(_) => return Err(Inner::backend(BackendError::Timeout(self.command_timeout))),
+            }
         }
     }
 
@@ -460,10 +479,9 @@ impl Inner {
                 key,
                 "it is stored in plaintext, but this store has an encryption key",
             )),
-            (Seal::Plain, Some((SEALED, _))) => Err(self.corrupt(
-                key,
-                "it is encrypted, but this store has no encryption key",
-            )),
+            (Seal::Plain, Some((SEALED, _))) => {
+                Err(self.corrupt(key, "it is encrypted, but this store has no encryption key"))
+            }
             (Seal::Plain, Some((PLAIN, rest))) => Ok(rest.to_vec()),
             _ => Err(self.corrupt(key, "not a tokenward value")),
         }
@@ -513,9 +531,7 @@ impl Inner {
     }
 
     async fn load_raw(&self) -> Result<Option<Vec<u8>>, StoreError> {
-        let value: Option<Vec<u8>> = self
-            .query(redis::cmd("GET").arg(&self.grant_key))
-            .await?;
+        let value: Option<Vec<u8>> = self.query(redis::cmd("GET").arg(&self.grant_key)).await?;
         self.saw(value.as_deref());
         Ok(value)
     }
@@ -561,12 +577,16 @@ impl Inner {
     }
 
     async fn lock(&self) -> Result<ExchangeLock, StoreError> {
-        let owner = format!("pid={};id={:016x}", std::process::id(), rand::random::<u64>());
+        let owner = format!(
+            "pid={};id={:016x}",
+            std::process::id(),
+            rand::random::<u64>()
+        );
         let ttl_ms = u64::try_from(self.lock_ttl.as_millis()).unwrap_or(u64::MAX);
         let mut pause = Duration::from_millis(5);
         loop {
-            let taken: Option<String> = self
-                .query(
+            let (taken, resent): (Option<String>, bool) = self
+                .query_noting_resend(
                     redis::cmd("SET")
                         .arg(&self.lock_key)
                         .arg(&owner)
@@ -575,7 +595,14 @@ impl Inner {
                         .arg(ttl_ms),
                 )
                 .await?;
-            if taken.is_some() {
+            // A resent SET whose first copy took the lock finds it held: by us.
+            let ours = taken.is_some()
+                || (resent
+                    && self
+                        .query::<Option<String>>(redis::cmd("GET").arg(&self.lock_key))
+                        .await?
+                        .is_some_and(|holder| holder == owner));
+            if ours {
                 let guard = LockGuard {
                     conn: self.connection().await?,
                     key: self.lock_key.clone(),
@@ -594,9 +621,7 @@ impl Inner {
         if !self.share {
             return Ok(None);
         }
-        let value: Option<Vec<u8>> = self
-            .query(redis::cmd("GET").arg(&self.access_key))
-            .await?;
+        let value: Option<Vec<u8>> = self.query(redis::cmd("GET").arg(&self.access_key)).await?;
         let Some(value) = value else {
             return Ok(None);
         };

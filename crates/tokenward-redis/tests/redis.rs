@@ -160,7 +160,10 @@ async fn compare_and_swap_round_trip_sealed_and_bound_to_its_key() {
         .compare_and_swap(None, StoredGrant::new("rt-other"))
         .await
         .unwrap();
-    let CasOutcome::Conflict { current: Some(current) } = stale else {
+    let CasOutcome::Conflict {
+        current: Some(current),
+    } = stale
+    else {
         panic!("{stale:?}")
     };
     assert_eq!(current.refresh_token.expose_secret(), "rt-Sealed-1");
@@ -206,7 +209,10 @@ async fn the_lock_has_one_holder_and_a_lapsed_holder_never_releases_the_next_one
     let held = a.lock_exchange().await.unwrap().expect("a lock");
     assert!(held.expires().is_some(), "a Redis lock lapses by itself");
     let owner = String::from_utf8(raw_get(&redis, a.lock_key()).await.unwrap()).unwrap();
-    assert!(owner.starts_with(&format!("pid={};", std::process::id())), "{owner}");
+    assert!(
+        owner.starts_with(&format!("pid={};", std::process::id())),
+        "{owner}"
+    );
     let waiting = tokio::time::timeout(Duration::from_millis(300), b.lock_exchange()).await;
     assert!(waiting.is_err(), "taken twice");
     drop(held);
@@ -302,7 +308,10 @@ async fn a_slow_redis_is_a_timeout_not_a_hang() {
         "{err:?}"
     );
     assert!(err.to_string().contains("did not answer"), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(3), "bounded by the command timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "bounded by the command timeout"
+    );
     assert_eq!(server.counters().issued_for("refresh_token"), 0);
 }
 
@@ -313,7 +322,12 @@ async fn garbage_in_redis_is_corrupt_and_never_quoted() {
     };
     let server = server();
     let store = store(&redis, "garbage", &EncryptionKey::generate());
-    raw_set(&redis, store.grant_key(), b"rt-Garbage-Quoted-9 not a grant").await;
+    raw_set(
+        &redis,
+        store.grant_key(),
+        b"rt-Garbage-Quoted-9 not a grant",
+    )
+    .await;
     let cache = TokenCache::new(refresh_grant(&server, store.clone()));
     let err = cache.token().await.unwrap_err();
     let Error::Store(StoreError::Corrupt { reason, .. }) = err.cause() else {
@@ -354,9 +368,17 @@ async fn a_redis_restored_from_an_older_snapshot_is_written_over_not_replayed() 
 
     cache.force_refresh().await.unwrap();
     let counters = server.counters();
-    assert_eq!(counters.refresh_reuse_detected, 0, "an older refresh token was replayed");
+    assert_eq!(
+        counters.refresh_reuse_detected, 0,
+        "an older refresh token was replayed"
+    );
     let now = store.load().await.unwrap().unwrap();
-    assert!(now.generation > newest.generation, "{} !> {}", now.generation, newest.generation);
+    assert!(
+        now.generation > newest.generation,
+        "{} !> {}",
+        now.generation,
+        newest.generation
+    );
 }
 
 #[tokio::test]
@@ -389,6 +411,28 @@ async fn client_credentials_share_one_token_and_degrade_to_their_own_with_a_warn
     );
     assert_eq!(server.counters().issued_for("client_credentials"), 1);
 
+    // Garbage where the shared token should be: not adopted, a token of its own.
+    raw_set(&redis, &format!("tokenward:{{cc}}:access"), b"tw1s garbage").await;
+    let d = TokenCache::new(grant(store(&redis, "cc", &key)));
+    let after_garbage = d.token().await.unwrap();
+    assert_ne!(
+        after_garbage.access_token().expose_secret(),
+        first.access_token().expose_secret()
+    );
+    assert_eq!(server.counters().issued_for("client_credentials"), 2);
+
+    // Redis paused (slow): bounded by the command timeout, then a token of its own.
+    let () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(2000)
+        .arg("ALL")
+        .query_async(&mut admin(&redis).await)
+        .await
+        .unwrap();
+    let e = TokenCache::new(grant(store(&redis, "cc", &key)));
+    e.token().await.unwrap();
+    assert_eq!(server.counters().issued_for("client_credentials"), 3);
+
     // Redis down: each obtains its own, with a WARN event, and is served.
     redis.stop();
     let c = TokenCache::new(grant(store(&redis, "cc", &key)));
@@ -397,7 +441,7 @@ async fn client_credentials_share_one_token_and_degrade_to_their_own_with_a_warn
         own.access_token().expose_secret(),
         first.access_token().expose_secret()
     );
-    assert_eq!(server.counters().issued_for("client_credentials"), 2);
+    assert_eq!(server.counters().issued_for("client_credentials"), 4);
     let logs = capture.text();
     assert!(
         logs.contains("WARN") && logs.contains("obtaining a token for this process alone"),
@@ -405,4 +449,97 @@ async fn client_credentials_share_one_token_and_degrade_to_their_own_with_a_warn
     );
     assert!(!logs.contains("cc-Secret-Shared-4"));
     assert!(!logs.contains(own.access_token().expose_secret()));
+}
+
+#[tokio::test]
+async fn client_credentials_over_an_unreadable_grant_file_get_their_own_token_with_a_warning() {
+    let capture = Capture::default();
+    let _guard = capture.install();
+    let server = FakeServer::builder()
+        .client("cc-client", "cc-secret")
+        .build();
+    let dir = std::env::temp_dir().join(format!(
+        "tokenward-cc-file-{}-{:x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let grant = |store: tokenward::store::FileStore| {
+        ClientCredentials::builder(server.token_url(), "cc-client")
+            .client_secret("cc-secret")
+            .http_client(server.http_client())
+            .share_through(store)
+            .build()
+            .unwrap()
+    };
+    let shared = || tokenward::store::FileStore::new(dir.join("cc.json")).share_access_token(true);
+    let a = TokenCache::new(grant(shared()));
+    let b = TokenCache::new(grant(shared()));
+    let first = a.token().await.unwrap();
+    let second = b.token().await.unwrap();
+    assert_eq!(
+        first.access_token().expose_secret(),
+        second.access_token().expose_secret()
+    );
+    assert_eq!(server.counters().issued_for("client_credentials"), 1);
+
+    // A folder that is not there: the lock cannot be taken; a token of its own.
+    let missing =
+        tokenward::store::FileStore::new(dir.join("gone/cc.json")).share_access_token(true);
+    let c = TokenCache::new(grant(missing));
+    c.token().await.unwrap();
+    assert_eq!(server.counters().issued_for("client_credentials"), 2);
+    // An unreadable shared token file: not adopted, a token of its own.
+    std::fs::write(dir.join("cc.json.access"), "not json").unwrap();
+    let d = TokenCache::new(grant(shared()));
+    d.token().await.unwrap();
+    assert_eq!(server.counters().issued_for("client_credentials"), 3);
+    let logs = capture.text();
+    assert!(
+        logs.contains("obtaining a token for this process alone")
+            && logs.contains("could not read the shared access token"),
+        "{logs}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_living_on_shared_access_tokens_still_learns_each_rotation() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let server = server();
+    let key = EncryptionKey::generate();
+    let seed = store(&redis, "learns", &key);
+    seed.compare_and_swap(
+        None,
+        StoredGrant::new(server.issue_refresh_token("redis-client", "jobs.read")),
+    )
+    .await
+    .unwrap();
+    let a = TokenCache::new(refresh_grant(&server, store(&redis, "learns", &key)));
+    let b = TokenCache::new(refresh_grant(&server, store(&redis, "learns", &key)));
+    a.token().await.unwrap();
+    b.token().await.unwrap();
+    a.force_refresh().await.unwrap();
+    a.force_refresh().await.unwrap();
+    // B adopts A's newest access token: no call, but B learns the newest refresh token too.
+    let calls = server.counters().issued_for("refresh_token");
+    b.force_refresh().await.unwrap();
+    assert_eq!(
+        server.counters().issued_for("refresh_token"),
+        calls,
+        "adopted, not refreshed"
+    );
+
+    // Redis loses everything; B is the first to notice and writes back what it holds.
+    redis.restart();
+    b.force_refresh().await.unwrap();
+    assert_eq!(
+        server.counters().refresh_reuse_detected,
+        0,
+        "B wrote back a refresh token A had rotated out"
+    );
+    a.force_refresh().await.unwrap();
+    assert_eq!(server.counters().refresh_reuse_detected, 0);
 }

@@ -57,7 +57,9 @@ impl RedisServer {
         if std::env::var(REQUIRE_REDIS).is_ok_and(|v| v == "1") {
             panic!("{message}; {REQUIRE_REDIS}=1 makes this a failure");
         }
-        eprintln!("\n*** SKIPPING a Redis test: {message}; set {REQUIRE_REDIS}=1 to fail instead ***\n");
+        eprintln!(
+            "\n*** SKIPPING a Redis test: {message}; set {REQUIRE_REDIS}=1 to fail instead ***\n"
+        );
         None
     }
 
@@ -105,7 +107,9 @@ impl Drop for RedisServer {
 }
 
 fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
+    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+        .local_addr()?
+        .port())
 }
 
 fn spawn(port: u16) -> Result<RedisServer, String> {

@@ -35,6 +35,8 @@ mod refresh;
 mod shared;
 
 pub use self::refresh::{ForRefreshToken, PersistFailure, RefreshTokenGrant};
+use self::shared::Sharing;
+use crate::decay::SystemClock;
 pub use crate::endpoint::ClientAuth;
 use crate::endpoint::{
     DEFAULT_MAX_RESPONSE_BYTES, Endpoint, Refusal, default_http_client, parse_url,
@@ -42,10 +44,8 @@ use crate::endpoint::{
 use crate::error::{EndpointError, Error};
 use crate::redact::{ParamsDebug, redact_url};
 use crate::scope::ScopeSet;
-use crate::decay::SystemClock;
 use crate::secret::ClientSecret;
 use crate::store::TokenStore;
-use self::shared::Sharing;
 pub use crate::token::Lifetimes;
 use crate::token::Token;
 use crate::transport::HttpClient;

@@ -11,7 +11,9 @@ use super::{FetchFuture, GrantBuilder, GrantConfig, TokenSource};
 use crate::decay::{DecayPolicy, DecayStatus, SystemClock, WallClock};
 use crate::endpoint::Refusal;
 use crate::error::Error;
-use crate::store::{CasOutcome, ExchangeLock, StoreError, StoredGrant, TokenStore, matches_expected};
+use crate::store::{
+    CasOutcome, ExchangeLock, StoreError, StoredGrant, TokenStore, matches_expected,
+};
 use crate::token::Token;
 
 /// What to do when a rotated refresh token cannot be persisted.
@@ -328,7 +330,12 @@ impl RefreshInner {
         let stored = store.load().await?;
         let (pending, current, persisted, generation) = {
             let st = self.lock();
-            (st.pending, st.current.clone(), st.persisted.clone(), st.generation)
+            (
+                st.pending,
+                st.current.clone(),
+                st.persisted.clone(),
+                st.generation,
+            )
         };
         if let (Some(older), Some(ours)) = (&stored, &current)
             && older.generation < generation
@@ -453,7 +460,9 @@ impl RefreshInner {
                 Some(at) => match tokio::time::timeout_at(at, request).await {
                     Ok(result) => result,
                     Err(_) => {
-                        tracing::warn!("the exchange lock lapsed before the token endpoint answered; giving the refresh up");
+                        tracing::warn!(
+                            "the exchange lock lapsed before the token endpoint answered; giving the refresh up"
+                        );
                         return Err(Error::Timeout(at.saturating_duration_since(started)));
                     }
                 },
@@ -547,7 +556,10 @@ impl RefreshInner {
         let Some(store) = &self.store else {
             return Ok(());
         };
-        match self.swap(store.as_ref(), persisted.as_ref(), grant.clone()).await {
+        match self
+            .swap(store.as_ref(), persisted.as_ref(), grant.clone())
+            .await
+        {
             Ok(CasOutcome::Swapped) => {
                 self.lock().persisted(&grant);
                 if rotated.is_some() {

@@ -40,7 +40,9 @@ impl Sharing {
             }
         };
         let now = clock.now();
-        let newer = self.last_issued().is_none_or(|last| shared.issued_at > last);
+        let newer = self
+            .last_issued()
+            .is_none_or(|last| shared.issued_at > last);
         let lifetime = shared
             .expires_at
             .duration_since(shared.issued_at)

@@ -205,7 +205,10 @@ impl ExchangeLock {
     pub fn expiring(held: impl Send + Sync + 'static, valid_for: std::time::Duration) -> Self {
         ExchangeLock {
             _held: Box::new(held),
-            expires: Some(crate::token::checked_add(tokio::time::Instant::now(), valid_for)),
+            expires: Some(crate::token::checked_add(
+                tokio::time::Instant::now(),
+                valid_for,
+            )),
         }
     }
 
