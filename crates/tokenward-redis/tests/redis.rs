@@ -412,7 +412,7 @@ async fn client_credentials_share_one_token_and_degrade_to_their_own_with_a_warn
     assert_eq!(server.counters().issued_for("client_credentials"), 1);
 
     // Garbage where the shared token should be: not adopted, a token of its own.
-    raw_set(&redis, &format!("tokenward:{{cc}}:access"), b"tw1s garbage").await;
+    raw_set(&redis, "tokenward:{cc}:access", b"tw1s garbage").await;
     let d = TokenCache::new(grant(store(&redis, "cc", &key)));
     let after_garbage = d.token().await.unwrap();
     assert_ne!(

@@ -352,13 +352,14 @@ impl RefreshInner {
             let older = older.refresh_token.clone();
             return self.write_back(store, Some(&older), ours.clone()).await;
         }
-        if stored.is_none() && persisted.is_some() {
-            if let Some(ours) = &current {
-                tracing::warn!(
-                    "the store lost the grant (emptied or restarted without its data); writing back the newest refresh token this process holds"
-                );
-                return self.write_back(store, None, ours.clone()).await;
-            }
+        if stored.is_none()
+            && persisted.is_some()
+            && let Some(ours) = &current
+        {
+            tracing::warn!(
+                "the store lost the grant (emptied or restarted without its data); writing back the newest refresh token this process holds"
+            );
+            return self.write_back(store, None, ours.clone()).await;
         }
         if pending && !matches_expected(stored.as_ref(), persisted.as_ref()) {
             // Another process wrote after our failed write: its grant is newer.
