@@ -1,4 +1,4 @@
-//! Redis for [tokenward](tokenward): the replicas of a service share one OAuth 2.0 grant,
+//! Redis for [`tokenward`]: the replicas of a service share one OAuth 2.0 grant,
 //! refresh it one at a time, and never replay a rotated refresh token.
 //!
 //! Each replica keeps its own [`TokenCache`](tokenward::TokenCache): reads never touch Redis
