@@ -23,20 +23,34 @@ const SECONDS: u64 = 10;
 const LIFETIME: Duration = Duration::from_secs(4);
 
 /// What every replica is configured with (in production: the same config and secret
-/// manager entries on every replica).
-fn store(redis_url: &str, key: &str) -> Result<RedisStore, Box<dyn std::error::Error>> {
-    Ok(RedisStore::builder(redis_url, "fleet-demo")
+/// manager entries on every replica). The Redis URL may hold a password and the key is a
+/// secret: they come from the environment, never the command line (`ps` shows that).
+fn store(
+    redis_url: &str,
+    grant: &str,
+    key: &str,
+) -> Result<RedisStore, Box<dyn std::error::Error>> {
+    Ok(RedisStore::builder(redis_url, grant)
         .encryption_key(EncryptionKey::from_base64(key)?)
         .share_access_token(true)
         .build()?)
 }
 
+fn store_from_env() -> Result<RedisStore, Box<dyn std::error::Error>> {
+    let var = |name: &str| std::env::var(name).map_err(|_| format!("{name} is not set"));
+    store(
+        &var("FLEET_REDIS_URL")?,
+        &var("FLEET_GRANT")?,
+        &var("FLEET_KEY")?,
+    )
+}
+
 /// One replica: requests to the protected resource through `AuthMiddleware`.
 async fn replica(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
-    let [token_url, resource_url, redis_url, key] = args else {
-        return Err("usage: fleet --replica <token_url> <resource_url> <redis_url> <key>".into());
+    let [token_url, resource_url] = args else {
+        return Err("usage: fleet --replica <token_url> <resource_url>".into());
     };
-    let grant = RefreshTokenGrant::from_store(token_url, "fleet-client", store(redis_url, key)?)
+    let grant = RefreshTokenGrant::from_store(token_url, "fleet-client", store_from_env()?)
         .client_secret("fleet-secret")
         .build()?;
     let cache = TokenCache::new(grant);
@@ -88,10 +102,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .token_lifetime(LIFETIME)
         .build();
     let running = server.listen().await?;
+    // This run's configuration, handed to the replicas in their environment: a new key and
+    // grant name each run, so a Redis kept between runs holds nothing sealed with another
+    // run's key.
     let key = EncryptionKey::generate().to_base64();
+    let grant = format!("fleet-demo-{:08x}", rand::random::<u32>());
     // The grant the authorization code flow would have stored.
     let seed = server.issue_refresh_token("fleet-client", "jobs.read");
-    store(&redis_url, key.expose_secret())?
+    store(&redis_url, &grant, key.expose_secret())?
         .compare_and_swap(None, StoredGrant::new(seed))
         .await?;
 
@@ -101,7 +119,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|_| {
             Command::new(&me)
                 .args(["--replica", &running.token_url(), &running.resource_url()])
-                .args([&redis_url, key.expose_secret()])
+                .env("FLEET_REDIS_URL", &redis_url)
+                .env("FLEET_GRANT", &grant)
+                .env("FLEET_KEY", key.expose_secret())
                 .stdout(Stdio::inherit())
                 .spawn()
         })

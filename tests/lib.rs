@@ -6,3 +6,14 @@
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+/// Starts `fleet_child` processes spawned with `FLEET_BARRIER=1` and a piped stdin together:
+/// each waits for a line on its stdin before its first request.
+pub fn release_barrier(children: &mut [std::process::Child]) {
+    use std::io::Write as _;
+    for child in children {
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(b"\n");
+        }
+    }
+}

@@ -7,7 +7,9 @@
 //! - `FLEET_CLIENT_ID`, `FLEET_CLIENT_SECRET`;
 //! - `FLEET_STORE=redis` with `FLEET_REDIS_URL`, `FLEET_NAME`, `FLEET_KEY` (base64) and
 //!   `FLEET_LOCK_TTL_MS`; or `FLEET_STORE=file` with `FLEET_FILE`;
-//! - `FLEET_PAUSE_MS`: each caller's pause between two requests (default 50).
+//! - `FLEET_PAUSE_MS`: each caller's pause between two requests (default 50);
+//! - `FLEET_BARRIER=1`: wait for a line on stdin before the first request, so that siblings
+//!   started one after the other begin together.
 //!
 //! Prints `requests=N failed=N` and exits 0 when every request was answered with a 2xx.
 
@@ -102,6 +104,10 @@ async fn main() {
             .and_then(|p| p.parse().ok())
             .unwrap_or(50),
     );
+    if std::env::var("FLEET_BARRIER").is_ok_and(|v| v == "1") {
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+    }
     let (requests, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let end = tokio::time::Instant::now() + Duration::from_secs(seconds);
     let tasks: Vec<_> = (0..callers)

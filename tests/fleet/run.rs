@@ -183,12 +183,15 @@ pub(crate) async fn run(
                 ])
                 .env("FLEET_CLIENT_ID", CLIENT_ID)
                 .env("FLEET_CLIENT_SECRET", CLIENT_SECRET)
+                .env("FLEET_BARRIER", "1")
+                .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped());
             shared.configure(&mut command);
             command.spawn().unwrap()
         })
         .collect();
+    tokenward_tests::release_barrier(&mut children);
 
     let mut killed = None;
     let mut takeover = None;

@@ -24,7 +24,7 @@ async fn two_processes(op: &Provider, store: &dyn TokenStore, configure: impl Fn
     store_refresh_token(&token, store).await.unwrap();
 
     let child = env!("CARGO_BIN_EXE_fleet_child");
-    let children: Vec<_> = ["tower", "reqwest"]
+    let mut children: Vec<_> = ["tower", "reqwest"]
         .into_iter()
         .map(|via| {
             let mut command = Command::new(child);
@@ -39,12 +39,15 @@ async fn two_processes(op: &Provider, store: &dyn TokenStore, configure: impl Fn
                 .env("FLEET_CLIENT_ID", &op.web.id)
                 .env("FLEET_CLIENT_SECRET", &op.web.secret)
                 .env("FLEET_PAUSE_MS", "100")
+                .env("FLEET_BARRIER", "1")
+                .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped());
             configure(&mut command);
             command.spawn().unwrap()
         })
         .collect();
+    tokenward_tests::release_barrier(&mut children);
     let outputs = tokio::task::spawn_blocking(move || {
         children
             .into_iter()

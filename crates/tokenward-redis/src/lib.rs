@@ -55,8 +55,13 @@
 //! Redis's persistence makes it (use AOF with `appendfsync always` for grants you cannot
 //! re-authorize). A Redis that loses the grant is written back by the first replica that
 //! notices, with the newest refresh token it holds; a Redis restored from an older snapshot
-//! is recognised by the grant's generation and overwritten the same way. A replica started
-//! after such a loss with an older refresh token in its own configuration cannot tell.
+//! is recognised by the grant's generation and overwritten the same way. That is the newest
+//! token *that replica* holds: every replica reads the grant each time it takes the lock,
+//! so it is at most one rotation behind, but a replica that has not taken the lock since the
+//! last rotation, or one started after the loss with an older refresh token in its own
+//! configuration, writes back a rotated-out token and the server revokes the grant. A Redis
+//! that restarts without its data also forgets the lock while a refresh may be under way.
+//! Redis persistence is what closes these.
 //!
 //! # When Redis fails
 //!
@@ -90,6 +95,8 @@ const NONCE_BYTES: usize = 24;
 const MAX_VALUE_BYTES: usize = 64 * 1024;
 /// How many times a compare-and-swap is tried when the value changes under it.
 const CAS_ATTEMPTS: usize = 8;
+const MIN_LOCK_TTL: Duration = Duration::from_secs(1);
+const MAX_LOCK_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// A 256-bit key the stored tokens are sealed with. Its `Debug` never shows it.
 pub struct EncryptionKey(SecretBox<[u8; 32]>);
@@ -151,6 +158,9 @@ pub enum ConfigError {
     /// A duration is zero.
     #[error("the {0} must be longer than zero")]
     ZeroDuration(&'static str),
+    /// The lock TTL is shorter than a second or longer than a day.
+    #[error("the lock TTL must be between 1 s and 24 h")]
+    LockTtl,
 }
 
 /// A failure talking to Redis, as the [`StoreError::Backend`] source.
@@ -221,9 +231,12 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// How long the exchange lock lasts if its holder dies (default 60 s). A refresh under
-    /// the lock is given up before it lapses: keep it longer than the token endpoint's
-    /// slowest answer.
+    /// How long the exchange lock lasts if its holder dies (default 60 s; 1 s to 24 h). A
+    /// request to the token endpoint is only sent, and only waited for, until the TTL less a
+    /// margin (a tenth of it, or three command timeouts if longer, at most half) — the
+    /// margin is for persisting what it brings back. A request given up is left to the
+    /// lock's lapse, never released early. Keep it well above the token endpoint's slowest
+    /// answer.
     pub fn lock_ttl(mut self, ttl: Duration) -> Self {
         self.lock_ttl = ttl;
         self
@@ -246,8 +259,8 @@ impl RedisStoreBuilder {
         if !valid(&self.namespace) {
             return Err(ConfigError::Name("namespace"));
         }
-        if self.lock_ttl.is_zero() {
-            return Err(ConfigError::ZeroDuration("lock TTL"));
+        if !(MIN_LOCK_TTL..=MAX_LOCK_TTL).contains(&self.lock_ttl) {
+            return Err(ConfigError::LockTtl);
         }
         if self.command_timeout.is_zero() {
             return Err(ConfigError::ZeroDuration("command timeout"));
@@ -583,8 +596,22 @@ impl Inner {
             rand::random::<u64>()
         );
         let ttl_ms = u64::try_from(self.lock_ttl.as_millis()).unwrap_or(u64::MAX);
+        let margin = (self.lock_ttl / 10)
+            .max(self.command_timeout * 3)
+            .min(self.lock_ttl / 2);
         let mut pause = Duration::from_millis(5);
         loop {
+            // Armed while an answer is outstanding: a SET that timed out or was cancelled may
+            // still have taken the lock, and nobody else would release it.
+            let mut guard = LockGuard {
+                conn: self.connection().await?,
+                key: self.lock_key.clone(),
+                owner: owner.clone(),
+                timeout: self.command_timeout,
+                armed: true,
+            };
+            // The TTL runs from when Redis takes the SET: count from before it is sent.
+            let asked = tokio::time::Instant::now();
             let (taken, resent): (Option<String>, bool) = self
                 .query_noting_resend(
                     redis::cmd("SET")
@@ -603,15 +630,15 @@ impl Inner {
                         .await?
                         .is_some_and(|holder| holder == owner));
             if ours {
-                let guard = LockGuard {
-                    conn: self.connection().await?,
-                    key: self.lock_key.clone(),
-                    owner,
-                    timeout: self.command_timeout,
-                };
-                // Given up a little before Redis lets another process take it.
-                return Ok(ExchangeLock::expiring(guard, self.lock_ttl.mul_f64(0.9)));
+                let valid_for = self
+                    .lock_ttl
+                    .saturating_sub(margin)
+                    .saturating_sub(asked.elapsed());
+                return Ok(ExchangeLock::expiring(guard, valid_for));
             }
+            // Held by another: nothing of ours to release.
+            guard.armed = false;
+            drop(guard);
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(100));
         }
@@ -712,10 +739,14 @@ struct LockGuard {
     key: String,
     owner: String,
     timeout: Duration,
+    armed: bool,
 }
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
@@ -749,6 +780,10 @@ impl TokenStore for RedisStore {
         Box::pin(self.inner.compare_and_swap(expected, new))
     }
 
+    fn shares_access_token(&self) -> bool {
+        self.inner.share
+    }
+
     /// Bumped whenever this process reads or writes a different grant value than it last
     /// saw.
     fn revision(&self) -> u64 {
@@ -770,8 +805,9 @@ impl TokenStore for RedisStore {
     }
 }
 
+/// Fields added later are ignored by earlier versions (a rolling deploy); the seal already
+/// vouches for what is in it.
 #[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct GrantFormat {
     version: u32,
     refresh_token: String,
@@ -786,7 +822,6 @@ struct GrantFormat {
 }
 
 #[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct SharedFormat {
     version: u32,
     access_token: String,

@@ -119,6 +119,14 @@ fn a_store_needs_an_explicit_choice_of_how_tokens_are_kept() {
         .unwrap_err();
     assert!(matches!(err, ConfigError::Url));
     assert!(!err.to_string().contains("hunter2"));
+    for ttl in [Duration::from_millis(999), Duration::from_secs(90_000)] {
+        let err = RedisStore::builder("redis://127.0.0.1:1", "g")
+            .store_plaintext()
+            .lock_ttl(ttl)
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, ConfigError::LockTtl), "{ttl:?}: {err}");
+    }
     assert!(EncryptionKey::from_bytes(&[0; 31]).is_err());
     assert!(EncryptionKey::from_base64("not base64!").is_err());
     let key = EncryptionKey::generate();
@@ -216,31 +224,61 @@ async fn the_lock_has_one_holder_and_a_lapsed_holder_never_releases_the_next_one
     let waiting = tokio::time::timeout(Duration::from_millis(300), b.lock_exchange()).await;
     assert!(waiting.is_err(), "taken twice");
     drop(held);
-    let again = tokio::time::timeout(Duration::from_secs(5), b.lock_exchange()).await;
+    // Well within the 5 s TTL: released, not lapsed.
+    let again = tokio::time::timeout(Duration::from_secs(1), b.lock_exchange()).await;
     let again = again.expect("released on drop").unwrap().unwrap();
 
     // A holder whose lock lapsed does not delete the next holder's.
     let short = RedisStore::builder(redis.url(), "lapse")
         .store_plaintext()
-        .lock_ttl(Duration::from_millis(200))
+        .lock_ttl(Duration::from_secs(1))
         .build()
         .unwrap();
     let first = short.lock_exchange().await.unwrap().unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     let second = tokio::time::timeout(Duration::from_secs(5), short.lock_exchange())
         .await
         .expect("a lapsed lock is free")
         .unwrap()
         .unwrap();
     let second_owner = raw_get(&redis, short.lock_key()).await.unwrap();
+    let scripts_before = script_calls(&redis).await;
     drop(first);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Wait until the first holder's release script has run, then look.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while script_calls(&redis).await == scripts_before {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no release was attempted"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     assert_eq!(
         raw_get(&redis, short.lock_key()).await.as_deref(),
         Some(second_owner.as_slice()),
         "the first holder released the second one's lock"
     );
     drop((second, again));
+}
+
+/// How many scripts Redis has run (`EVALSHA` and `EVAL` calls, from `INFO commandstats`).
+async fn script_calls(redis: &RedisServer) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut admin(redis).await)
+        .await
+        .unwrap();
+    info.lines()
+        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

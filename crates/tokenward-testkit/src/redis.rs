@@ -139,7 +139,8 @@ fn spawn(port: u16) -> Result<RedisServer, String> {
         if let Ok(Some(status)) = child.try_wait() {
             return Err(format!("redis-server exited at start ({status})"));
         }
-        if ping(addr) {
+        // Answered by this child, not by another server that took the port first.
+        if process_id(addr) == Some(child.id()) {
             return Ok(RedisServer {
                 child: Some(child),
                 addr,
@@ -154,14 +155,35 @@ fn spawn(port: u16) -> Result<RedisServer, String> {
     }
 }
 
-fn ping(addr: SocketAddr) -> bool {
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-    if stream.write_all(b"PING\r\n").is_err() {
-        return false;
+/// The `process_id` the server at `addr` reports in `INFO server`.
+fn process_id(addr: SocketAddr) -> Option<u32> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .ok()?;
+    stream.write_all(b"INFO server\r\n").ok()?;
+    // A bulk string: `$<len>\r\n<len bytes>\r\n`.
+    let mut reply = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        reply.extend_from_slice(&chunk[..n]);
+        if reply.len() > 64 * 1024 {
+            return None;
+        }
+        let text = String::from_utf8_lossy(&reply);
+        let Some((header, body)) = text.split_once("\r\n") else {
+            continue;
+        };
+        let len: usize = header.strip_prefix('$')?.parse().ok()?;
+        if body.len() >= len {
+            return body
+                .lines()
+                .find_map(|line| line.strip_prefix("process_id:"))
+                .and_then(|pid| pid.trim().parse().ok());
+        }
     }
-    let mut reply = [0u8; 7];
-    stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
 }

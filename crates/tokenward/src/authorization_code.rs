@@ -445,10 +445,18 @@ pub async fn store_refresh_token(token: &Token, store: &dyn TokenStore) -> Resul
         ));
     };
     for _ in 0..STORE_ATTEMPTS {
-        let expected = store.load().await?.map(|stored| stored.refresh_token);
+        let stored = store.load().await?;
+        // A new authorization is newer than anything stored: one generation on, and stored
+        // now, so no process takes it for a store that went back in time.
+        let generation = stored
+            .as_ref()
+            .map_or(0, |g| g.generation)
+            .saturating_add(1);
+        let expected = stored.map(|stored| stored.refresh_token);
         let grant = StoredGrant::new(refresh_token.expose_secret())
             .with_scope(token.scope().map(str::to_owned))
-            .with_stored_at(Some(SystemTime::now()));
+            .with_stored_at(Some(SystemTime::now()))
+            .with_generation(generation);
         match store.compare_and_swap(expected.as_ref(), grant).await? {
             CasOutcome::Swapped => return Ok(()),
             CasOutcome::Conflict { .. } => {

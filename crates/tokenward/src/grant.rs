@@ -183,9 +183,19 @@ impl<G> fmt::Debug for GrantBuilder<G> {
 }
 
 /// Marker for a [`GrantBuilder`] that builds [`ClientCredentials`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ForClientCredentials {
     shared: Option<Arc<dyn TokenStore>>,
+    lock_wait: std::time::Duration,
+}
+
+impl Default for ForClientCredentials {
+    fn default() -> Self {
+        ForClientCredentials {
+            shared: None,
+            lock_wait: std::time::Duration::from_secs(10),
+        }
+    }
 }
 
 impl<G> GrantBuilder<G> {
@@ -362,18 +372,21 @@ impl GrantConfig {
 /// the access token: under the store's exchange lock, a process adopts the token another one
 /// obtained (at least half its lifetime left) and makes no call, so N processes make about
 /// one token call per refresh period instead of N. When the store fails (down, slow, its
-/// lock not taken within [`SHARED_LOCK_WAIT`]), each process obtains its own token as if
-/// nothing were shared, with a WARN event: a client credentials token can always be asked
-/// for again, so nothing is risked.
+/// lock not taken within [`shared_lock_wait`](GrantBuilder::shared_lock_wait)), each process
+/// obtains its own token as if nothing were shared, with a WARN event: a client credentials
+/// token can always be asked for again, so nothing is risked.
 #[derive(Debug)]
 pub struct ClientCredentials {
     config: GrantConfig,
-    shared: Option<(Arc<dyn TokenStore>, Sharing)>,
+    shared: Option<Shared>,
 }
 
-/// How long a [`ClientCredentials`] grant sharing its token waits for the store's exchange
-/// lock before it obtains a token of its own.
-pub const SHARED_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+#[derive(Debug)]
+struct Shared {
+    store: Arc<dyn TokenStore>,
+    sharing: Sharing,
+    lock_wait: std::time::Duration,
+}
 
 impl ClientCredentials {
     /// Starts building a client credentials grant for `token_url` and `client_id`.
@@ -388,18 +401,43 @@ impl ClientCredentials {
 impl GrantBuilder<ForClientCredentials> {
     /// Shares the access token with the other processes using `store` (see
     /// [`ClientCredentials`]); the store must share access tokens (a `FileStore` with
-    /// [`share_access_token`](crate::store::FileStore::share_access_token), a Redis store).
+    /// [`share_access_token`](crate::store::FileStore::share_access_token), a Redis store
+    /// with its `share_access_token`), or `build` fails.
     pub fn share_through(mut self, store: impl TokenStore) -> Self {
         self.grant.shared = Some(Arc::new(store));
         self
     }
 
-    /// Builds the grant. Fails on an invalid URL, an empty client id, or a missing secret.
+    /// How long a grant sharing its token waits for the store's exchange lock before it
+    /// obtains a token of its own (default 10 s).
+    pub fn shared_lock_wait(mut self, wait: std::time::Duration) -> Self {
+        self.grant.lock_wait = wait;
+        self
+    }
+
+    /// Builds the grant. Fails on an invalid URL, an empty client id, a missing secret, or
+    /// a store given to [`share_through`](Self::share_through) that does not share access
+    /// tokens.
     pub fn build(self) -> Result<ClientCredentials, Error> {
         let (config, grant) = self.into_parts()?;
+        if grant
+            .shared
+            .as_ref()
+            .is_some_and(|s| !s.shares_access_token())
+        {
+            return Err(Error::Config(
+                "the store given to share_through does not share access tokens (turn on its share_access_token)"
+                    .into(),
+            ));
+        }
+        let lock_wait = grant.lock_wait;
         Ok(ClientCredentials {
             config,
-            shared: grant.shared.map(|store| (store, Sharing::default())),
+            shared: grant.shared.map(|store| Shared {
+                store,
+                sharing: Sharing::default(),
+                lock_wait,
+            }),
         })
     }
 }
@@ -455,9 +493,10 @@ impl ClientCredentials {
 
     /// Under the store's lock: adopt the shared token, or obtain one and share it. Any
     /// failure of the store falls back to a token of this process's own.
-    async fn shared(&self, store: &dyn TokenStore, sharing: &Sharing) -> Result<Token, Error> {
+    async fn shared(&self, shared: &Shared) -> Result<Token, Error> {
+        let (store, sharing, wait) = (shared.store.as_ref(), &shared.sharing, shared.lock_wait);
         let clock = SystemClock;
-        let _lock = match tokio::time::timeout(SHARED_LOCK_WAIT, store.lock_exchange()).await {
+        let _lock = match tokio::time::timeout(wait, store.lock_exchange()).await {
             Ok(Ok(lock)) => lock,
             Ok(Err(error)) => {
                 tracing::warn!(%error, "the shared token store failed; obtaining a token for this process alone");
@@ -465,7 +504,7 @@ impl ClientCredentials {
             }
             Err(_) => {
                 tracing::warn!(
-                    wait = ?SHARED_LOCK_WAIT,
+                    ?wait,
                     "the shared token store's lock was not free in time; obtaining a token for this process alone"
                 );
                 return self.request().await;
@@ -484,7 +523,7 @@ impl TokenSource for ClientCredentials {
     fn fetch(&self) -> FetchFuture<'_> {
         Box::pin(async move {
             match &self.shared {
-                Some((store, sharing)) => self.shared(store.as_ref(), sharing).await,
+                Some(shared) => self.shared(shared).await,
                 None => self.request().await,
             }
         })

@@ -476,3 +476,161 @@ async fn warn_and_page_are_tracing_events_with_the_age_and_the_action() {
     );
     assert!(page.contains("remaining_days=14"), "{page}");
 }
+
+/// A store written before generations existed (or by a third party): it keeps everything
+/// but the generation, which it gives back as 0.
+#[derive(Debug, Clone, Default)]
+struct NoGenerations(MemoryStore);
+
+impl TokenStore for NoGenerations {
+    fn load(&self) -> StoreFuture<'_, Option<StoredGrant>> {
+        let grant = self.0.snapshot().map(|g| g.with_generation(0));
+        Box::pin(async move { Ok(grant) })
+    }
+    fn compare_and_swap<'a>(
+        &'a self,
+        expected: Option<&'a SecretString>,
+        new: StoredGrant,
+    ) -> StoreFuture<'a, CasOutcome> {
+        Box::pin(async move {
+            match self
+                .0
+                .compare_and_swap(expected, new.with_generation(0))
+                .await?
+            {
+                CasOutcome::Conflict { current } => Ok(CasOutcome::Conflict {
+                    current: current.map(|g| g.with_generation(0)),
+                }),
+                swapped => Ok(swapped),
+            }
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_authorization_after_rotations_is_adopted_not_written_over() {
+    let server = server();
+    let store = MemoryStore::with_refresh_token(server.issue_refresh_token(CLIENT, "jobs.read"));
+    let cache = TokenCache::new(grant_from(&server, store.clone()).build().unwrap());
+    cache.token().await.unwrap();
+    cache.force_refresh().await.unwrap();
+    cache.force_refresh().await.unwrap();
+
+    // The grant is revoked and the user authorizes again: the new refresh token is stored.
+    let old = stored_rt(&store);
+    assert!(server.revoke_grant_of(&old));
+    let fresh = server.issue_refresh_token(CLIENT, "jobs.read");
+    let token = tokenward::Token::builder("at-from-the-code-flow")
+        .refresh_token(fresh.clone())
+        .build()
+        .unwrap();
+    tokenward::store_refresh_token(&token, &store)
+        .await
+        .unwrap();
+
+    cache.force_refresh().await.unwrap();
+    assert_ne!(
+        stored_rt(&store),
+        old,
+        "the revoked refresh token was written back"
+    );
+    assert_eq!(server.counters().refresh_reuse_detected, 0);
+    assert_eq!(
+        server.last_token_request().unwrap().params["refresh_token"],
+        fresh,
+        "the new authorization's refresh token was sent"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_processes_on_a_store_without_generations_never_write_an_older_grant_back() {
+    let server = server();
+    let store = NoGenerations(MemoryStore::with_refresh_token(
+        server.issue_refresh_token(CLIENT, "jobs.read"),
+    ));
+    let a = TokenCache::new(grant_from(&server, store.clone()).build().unwrap());
+    let b = TokenCache::new(grant_from(&server, store.clone()).build().unwrap());
+    for _ in 0..4 {
+        a.force_refresh().await.unwrap();
+        b.force_refresh().await.unwrap();
+    }
+    assert_eq!(server.counters().refresh_reuse_detected, 0);
+    assert_eq!(server.counters().issued_for("refresh_token"), 8);
+}
+
+/// A store whose exchange lock lapses after `valid_for`, like a networked lock with a TTL;
+/// `released` says whether its guard was dropped (the lock released) rather than left to
+/// lapse.
+#[derive(Debug, Clone)]
+struct LapsingLock {
+    inner: MemoryStore,
+    valid_for: Duration,
+    released: Arc<std::sync::atomic::AtomicBool>,
+}
+
+struct ReleaseOnDrop(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl TokenStore for LapsingLock {
+    fn load(&self) -> StoreFuture<'_, Option<StoredGrant>> {
+        self.inner.load()
+    }
+    fn compare_and_swap<'a>(
+        &'a self,
+        expected: Option<&'a SecretString>,
+        new: StoredGrant,
+    ) -> StoreFuture<'a, CasOutcome> {
+        self.inner.compare_and_swap(expected, new)
+    }
+    fn lock_exchange(&self) -> StoreFuture<'_, Option<tokenward::store::ExchangeLock>> {
+        let lock = tokenward::store::ExchangeLock::expiring(
+            ReleaseOnDrop(Arc::clone(&self.released)),
+            self.valid_for,
+        );
+        Box::pin(async move { Ok(Some(lock)) })
+    }
+}
+
+fn lapsing(server: &FakeServer, valid_for: Duration) -> LapsingLock {
+    LapsingLock {
+        inner: MemoryStore::with_refresh_token(server.issue_refresh_token(CLIENT, "jobs.read")),
+        valid_for,
+        released: Arc::default(),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_outlasting_its_lock_is_given_up_and_the_lock_left_to_lapse() {
+    let server = server();
+    server.push_fault(tokenward_testkit::Fault::Latency(Duration::from_secs(10)));
+    let store = lapsing(&server, Duration::from_secs(2));
+    let cache = TokenCache::new(grant_from(&server, store.clone()).build().unwrap());
+    let err = cache.token().await.unwrap_err();
+    assert!(matches!(err.cause(), Error::Timeout(_)), "{err:?}");
+    assert!(
+        !store.released.load(std::sync::atomic::Ordering::SeqCst),
+        "released while the request may still be at the server"
+    );
+
+    // Answered in time: released as usual.
+    let store = lapsing(&server, Duration::from_secs(2));
+    let cache = TokenCache::new(grant_from(&server, store.clone()).build().unwrap());
+    cache.token().await.unwrap();
+    assert!(store.released.load(std::sync::atomic::Ordering::SeqCst));
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_request_is_sent_under_a_lock_with_no_time_left() {
+    let server = server();
+    let store = lapsing(&server, Duration::ZERO);
+    let cache = TokenCache::new(grant_from(&server, store.clone()).build().unwrap());
+    let err = cache.token().await.unwrap_err();
+    assert!(matches!(err.cause(), Error::Timeout(_)), "{err:?}");
+    assert_eq!(server.counters().token_requests, 0);
+    assert!(store.released.load(std::sync::atomic::Ordering::SeqCst));
+}

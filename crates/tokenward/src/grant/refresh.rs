@@ -1,6 +1,7 @@
 //! The refresh token grant, with rotation, persistence and decay monitoring.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -158,6 +159,19 @@ impl RefreshState {
             .with_generation(self.generation.saturating_add(1))
     }
 
+    /// Whether `stored` is older than the grant this process last read or wrote: a store
+    /// that went back in time (restored from a snapshot or a backup). Only a known, lower
+    /// generation, not stored later than ours, counts: a generation of 0 (a store or a writer
+    /// that does not keep one) never does, and a new authorization is stored later.
+    fn is_older(&self, stored: &StoredGrant) -> bool {
+        stored.generation != 0
+            && stored.generation < self.generation
+            && match (stored.stored_at, self.stored_at) {
+                (Some(theirs), Some(ours)) => theirs <= ours,
+                _ => true,
+            }
+    }
+
     /// `grant` (made by [`to_stored`](Self::to_stored)) is what the store holds now.
     fn persisted(&mut self, grant: &StoredGrant) {
         self.current = Some(grant.refresh_token.clone());
@@ -264,8 +278,10 @@ impl RefreshInner {
             return self.exchange(false, None).await;
         };
         // Fails closed: without the lock, two processes could send one refresh token.
-        let lock = store.lock_exchange().await?;
-        let lapses = lock.as_ref().and_then(ExchangeLock::expires);
+        let held = Held {
+            lock: store.lock_exchange().await?,
+            in_flight: AtomicBool::new(false),
+        };
         // Always read the grant: a process living on shared access tokens still learns each
         // rotation, and never holds an older refresh token than the newest stored.
         self.sync_with_store(store.as_ref()).await?;
@@ -276,11 +292,11 @@ impl RefreshInner {
         {
             return Ok(token);
         }
-        let token = self.exchange(true, lapses).await?;
+        let token = self.exchange(true, Some(&held)).await?;
         self.sharing
             .share(store.as_ref(), &token, self.clock.as_ref())
             .await;
-        drop(lock);
+        drop(held);
         Ok(token)
     }
 
@@ -328,17 +344,17 @@ impl RefreshInner {
     /// stored grant, persist a pending rotation, or seed an empty store.
     async fn sync_with_store(&self, store: &dyn TokenStore) -> Result<(), Error> {
         let stored = store.load().await?;
-        let (pending, current, persisted, generation) = {
+        let (pending, current, persisted, generation, older) = {
             let st = self.lock();
             (
                 st.pending,
                 st.current.clone(),
                 st.persisted.clone(),
                 st.generation,
+                stored.as_ref().is_some_and(|s| st.is_older(s)),
             )
         };
-        if let (Some(older), Some(ours)) = (&stored, &current)
-            && older.generation < generation
+        if let (Some(older), Some(ours), true) = (&stored, &current, older)
             && !older.holds(ours)
         {
             // The store lost writes (restored from a snapshot or a backup): what it holds is
@@ -385,37 +401,51 @@ impl RefreshInner {
     }
 
     /// Writes `ours` in place of `expected` (a pending rotation, a seed, or the newer grant
-    /// a store lost).
+    /// a store lost). A conflict with a newer grant adopts it; one with an older grant (the
+    /// store went back in time again) writes over it, a few times at most.
     async fn write_back(
         &self,
         store: &dyn TokenStore,
         expected: Option<&SecretString>,
         ours: SecretString,
     ) -> Result<(), Error> {
-        let grant = self.lock().to_stored(ours);
-        match self.swap(store, expected, grant.clone()).await {
-            Ok(CasOutcome::Swapped) => {
-                self.lock().persisted(&grant);
-                Ok(())
+        let mut expected = expected.cloned();
+        for _ in 0..3 {
+            let grant = self.lock().to_stored(ours.clone());
+            match self.swap(store, expected.as_ref(), grant.clone()).await {
+                Ok(CasOutcome::Swapped) => {
+                    self.lock().persisted(&grant);
+                    return Ok(());
+                }
+                Ok(CasOutcome::Conflict {
+                    current: Some(other),
+                }) => {
+                    let mut st = self.lock();
+                    if !st.is_older(&other) {
+                        st.adopt(other);
+                        return Ok(());
+                    }
+                    expected = Some(other.refresh_token);
+                }
+                Ok(CasOutcome::Conflict { current: None }) => expected = None,
+                Err(error) => return self.on_write_failure(error),
             }
-            Ok(CasOutcome::Conflict {
-                current: Some(newer),
-            }) => {
-                self.lock().adopt(newer);
-                Ok(())
-            }
-            Ok(CasOutcome::Conflict { current: None }) => Err(Error::NoRefreshToken),
-            Err(error) => self.on_write_failure(error),
         }
+        Err(Error::Store(StoreError::Backend(Arc::new(
+            std::io::Error::other(
+                "the stored grant kept changing while this process wrote back its newer one",
+            ),
+        ))))
     }
 
     /// One exchange of the refresh token (`synced`: the state was just brought in line with
-    /// the store). The request is given up when the exchange lock `lapses`.
-    async fn exchange(
-        &self,
-        mut synced: bool,
-        lapses: Option<tokio::time::Instant>,
-    ) -> Result<Token, Error> {
+    /// the store), under the store's lock when it has one (`held`): no request is sent once
+    /// a lapsing lock's time for requests has passed, and one still running then is given
+    /// up.
+    async fn exchange(&self, mut synced: bool, held: Option<&Held>) -> Result<Token, Error> {
+        let lapses = held
+            .and_then(|h| h.lock.as_ref())
+            .and_then(ExchangeLock::expires);
         // Two rounds at most: a second one only after adopting a refresh token that another
         // process rotated between our load and our request.
         let mut adopted_after_rejection = false;
@@ -455,6 +485,17 @@ impl RefreshInner {
             ];
             let request = self.config.request_with(&params, true);
             let started = tokio::time::Instant::now();
+            if let Some(at) = lapses
+                && started >= at
+            {
+                tracing::warn!(
+                    "the exchange lock lapses before a request could be sent; giving the refresh up"
+                );
+                return Err(Error::Timeout(Duration::ZERO));
+            }
+            if let Some(held) = held {
+                held.in_flight.store(true, Ordering::Relaxed);
+            }
             let result = match lapses {
                 // Past the lock's TTL another process may take it and send this refresh
                 // token too: give the request up first.
@@ -469,6 +510,10 @@ impl RefreshInner {
                 },
                 None => request.await,
             };
+            // Answered: nothing of this request is left at the server.
+            if let Some(held) = held {
+                held.in_flight.store(false, Ordering::Relaxed);
+            }
             let result = match result {
                 Ok(token) => Ok(token),
                 Err(Refusal {
@@ -557,10 +602,25 @@ impl RefreshInner {
         let Some(store) = &self.store else {
             return Ok(());
         };
-        match self
+        // A rotation the store could not take is tried again a moment later, twice: the
+        // server has already retired the old refresh token, so the next process to read the
+        // store would replay it.
+        let mut outcome = self
             .swap(store.as_ref(), persisted.as_ref(), grant.clone())
-            .await
-        {
+            .await;
+        for pause in [Duration::from_millis(50), Duration::from_millis(250)] {
+            match &outcome {
+                Err(error) if rotated.is_some() && error.is_retryable() => {
+                    tracing::warn!(%error, "could not persist the rotated refresh token; trying again");
+                    tokio::time::sleep(pause).await;
+                    outcome = self
+                        .swap(store.as_ref(), persisted.as_ref(), grant.clone())
+                        .await;
+                }
+                _ => break,
+            }
+        }
+        match outcome {
             Ok(CasOutcome::Swapped) => {
                 self.lock().persisted(&grant);
                 if rotated.is_some() {
@@ -570,7 +630,7 @@ impl RefreshInner {
             }
             Ok(CasOutcome::Conflict {
                 current: Some(older),
-            }) if older.generation < grant.generation.saturating_sub(1) => {
+            }) if self.lock().is_older(&older) => {
                 // The store lost writes since our last read: ours is the newer grant.
                 tracing::warn!(
                     "the store holds an older grant than this process last saw (it lost writes); writing the newer one back"
@@ -600,6 +660,27 @@ impl RefreshInner {
                 // Only the last-used time was not recorded: nothing is lost.
                 tracing::warn!(%error, "could not record the refresh token's last use");
                 Ok(())
+            }
+        }
+    }
+}
+
+/// The store's exchange lock, held across one refresh. When the refresh ends or is
+/// cancelled while a request that may have reached the server is unanswered, a lock that
+/// lapses by itself is left to lapse rather than released: no other process sends the same
+/// refresh token while the server may still be rotating it.
+struct Held {
+    lock: Option<ExchangeLock>,
+    in_flight: AtomicBool,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(lock) = self.lock.take() {
+            if *self.in_flight.get_mut() {
+                lock.abandon();
+            } else {
+                drop(lock);
             }
         }
     }

@@ -142,6 +142,10 @@ impl TokenStore for FileStore {
         })
     }
 
+    fn shares_access_token(&self) -> bool {
+        self.share
+    }
+
     fn load_shared_token(&self) -> StoreFuture<'_, Option<SharedToken>> {
         let share = self.share;
         let path = sibling(&self.path, ".access");

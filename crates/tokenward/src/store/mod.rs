@@ -57,12 +57,14 @@ pub struct StoredGrant {
     pub last_used: Option<SystemTime>,
     /// When this refresh token was first stored.
     pub stored_at: Option<SystemTime>,
-    /// How many times the grant has been replaced: each rotation
-    /// [`RefreshTokenGrant`](crate::RefreshTokenGrant) persists stores one more than the
-    /// grant it replaces. A store that hands back a lower generation than a process last
-    /// saw lost writes (a Redis restarted from an old snapshot, a file restored from a
-    /// backup): the process writes its newer grant back instead of adopting the older one.
-    /// `0` when unknown.
+    /// How many times the grant has been replaced: every write by
+    /// [`RefreshTokenGrant`](crate::RefreshTokenGrant) or
+    /// [`store_refresh_token`](crate::store_refresh_token) stores one more than the grant
+    /// it replaces. A store that hands back a lower generation than a process last saw,
+    /// stored no later than its own, lost writes (a Redis restarted from an old snapshot, a
+    /// file restored from a backup): the process writes its newer grant back instead of
+    /// adopting the older one. `0` when unknown: never taken for older. Stores keep it as
+    /// given.
     pub generation: u64,
 }
 
@@ -137,7 +139,9 @@ pub enum CasOutcome {
 /// Persists one grant.
 ///
 /// Implementations must make `compare_and_swap` atomic with respect to every other process
-/// sharing the store, and durable before it returns `Swapped`.
+/// sharing the store, and durable before it returns `Swapped`, and give back every field of
+/// [`StoredGrant`] as written ([`generation`](StoredGrant::generation) included; a store
+/// that cannot keep it returns `0`).
 pub trait TokenStore: fmt::Debug + Send + Sync + 'static {
     /// The stored grant, or `None` when nothing is stored.
     fn load(&self) -> StoreFuture<'_, Option<StoredGrant>>;
@@ -167,6 +171,12 @@ pub trait TokenStore: fmt::Debug + Send + Sync + 'static {
     /// store only one process uses, returns `None` at once.
     fn lock_exchange(&self) -> StoreFuture<'_, Option<ExchangeLock>> {
         Box::pin(async { Ok(None) })
+    }
+
+    /// Whether the store shares access tokens between processes (see
+    /// [`FileStore::share_access_token`]). The default: no.
+    fn shares_access_token(&self) -> bool {
+        false
     }
 
     /// The access token the processes sharing this store last obtained, if the store shares
@@ -199,9 +209,12 @@ impl ExchangeLock {
         }
     }
 
-    /// A lock that lapses by itself after `valid_for` (a networked lock with a TTL), kept
-    /// by `held` until then (a guard that deletes the lock key when dropped). The exchange
-    /// run under it is given up when it lapses, before another process may take the lock.
+    /// A lock that lapses by itself (a networked lock with a TTL), kept by `held` (a guard
+    /// that deletes the lock key when dropped). `valid_for` is how long a request to the
+    /// token endpoint may run under it: the TTL less a margin for persisting what the
+    /// request brings back. A refresh sends no request once it has passed and gives up a
+    /// request still running then, leaving the lock to lapse
+    /// ([`abandon`](Self::abandon)).
     pub fn expiring(held: impl Send + Sync + 'static, valid_for: std::time::Duration) -> Self {
         ExchangeLock {
             _held: Box::new(held),
@@ -215,6 +228,16 @@ impl ExchangeLock {
     /// When the lock lapses by itself (`None`: it is held until dropped).
     pub fn expires(&self) -> Option<tokio::time::Instant> {
         self.expires
+    }
+
+    /// Gives the lock up without releasing it, when the exchange under it may still be
+    /// running at the server: a lock that lapses by itself is left to lapse (its guard is
+    /// never dropped), so no other process sends the same refresh token meanwhile. A lock
+    /// without a TTL is released.
+    pub fn abandon(self) {
+        if self.expires.is_some() {
+            std::mem::forget(self._held);
+        }
     }
 }
 
@@ -288,6 +311,10 @@ impl<T: TokenStore + ?Sized> TokenStore for Arc<T> {
 
     fn lock_exchange(&self) -> StoreFuture<'_, Option<ExchangeLock>> {
         (**self).lock_exchange()
+    }
+
+    fn shares_access_token(&self) -> bool {
+        (**self).shares_access_token()
     }
 
     fn load_shared_token(&self) -> StoreFuture<'_, Option<SharedToken>> {
