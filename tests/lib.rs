@@ -17,3 +17,15 @@ pub fn release_barrier(children: &mut [std::process::Child]) {
         }
     }
 }
+
+/// Waits for every child and collects its output, off the async threads.
+pub async fn outputs(children: Vec<std::process::Child>) -> Vec<std::process::Output> {
+    tokio::task::spawn_blocking(move || {
+        children
+            .into_iter()
+            .map(|c| c.wait_with_output().unwrap())
+            .collect()
+    })
+    .await
+    .unwrap()
+}

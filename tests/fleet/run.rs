@@ -226,14 +226,7 @@ pub(crate) async fn run(
         takeover = Some(at.elapsed());
     }
 
-    let outputs = tokio::task::spawn_blocking(move || {
-        children
-            .into_iter()
-            .map(|c| c.wait_with_output().unwrap())
-            .collect::<Vec<_>>()
-    })
-    .await
-    .unwrap();
+    let outputs = tokenward_tests::outputs(children).await;
     let mut failed = Vec::new();
     let mut requests = 0;
     for (i, output) in outputs.iter().enumerate() {

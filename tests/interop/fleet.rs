@@ -48,14 +48,7 @@ async fn two_processes(op: &Provider, store: &dyn TokenStore, configure: impl Fn
         })
         .collect();
     tokenward_tests::release_barrier(&mut children);
-    let outputs = tokio::task::spawn_blocking(move || {
-        children
-            .into_iter()
-            .map(|c| c.wait_with_output().unwrap())
-            .collect::<Vec<_>>()
-    })
-    .await
-    .unwrap();
+    let outputs = tokenward_tests::outputs(children).await;
     let stats = op.stats(&http).await;
     for output in &outputs {
         eprintln!("{}", String::from_utf8_lossy(&output.stdout).trim());

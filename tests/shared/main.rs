@@ -44,24 +44,17 @@ async fn run(mode: &str) -> Run {
         path.to_string_lossy().into_owned(),
         mode.to_owned(),
     );
-    let outputs = tokio::task::spawn_blocking(move || {
-        let children: Vec<_> = (0..PROCESSES)
-            .map(|_| {
-                Command::new(child)
-                    .args([&url, &file, &mode_arg, &SECONDS.to_string(), "25"])
-                    .stdout(std::process::Stdio::piped())
-                    .stderr(std::process::Stdio::piped())
-                    .spawn()
-                    .unwrap()
-            })
-            .collect();
-        children
-            .into_iter()
-            .map(|c| c.wait_with_output().unwrap())
-            .collect::<Vec<_>>()
-    })
-    .await
-    .unwrap();
+    let children: Vec<_> = (0..PROCESSES)
+        .map(|_| {
+            Command::new(child)
+                .args([&url, &file, &mode_arg, &SECONDS.to_string(), "25"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outputs = tokenward_tests::outputs(children).await;
     let failed_processes = outputs
         .iter()
         .filter(|o| !o.status.success())

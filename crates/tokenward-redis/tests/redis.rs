@@ -56,6 +56,29 @@ fn server() -> FakeServer {
         .build()
 }
 
+/// `store`, holding a refresh token the server issued.
+async fn seeded(store: RedisStore, server: &FakeServer) -> RedisStore {
+    store
+        .compare_and_swap(
+            None,
+            StoredGrant::new(server.issue_refresh_token("redis-client", "jobs.read")),
+        )
+        .await
+        .unwrap();
+    store
+}
+
+/// Makes Redis hold every client's commands for `ms` milliseconds.
+async fn pause(redis: &RedisServer, ms: u64) {
+    let () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(ms)
+        .arg("ALL")
+        .query_async(&mut admin(redis).await)
+        .await
+        .unwrap();
+}
+
 fn refresh_grant(server: &FakeServer, store: RedisStore) -> RefreshTokenGrant {
     RefreshTokenGrant::from_store(server.token_url(), "redis-client", store)
         .client_secret("redis-secret")
@@ -288,14 +311,7 @@ async fn a_rotating_grant_fails_closed_when_redis_is_down_and_recovers_after() {
     };
     let server = server();
     let key = EncryptionKey::generate();
-    let store = store(&redis, "down", &key);
-    store
-        .compare_and_swap(
-            None,
-            StoredGrant::new(server.issue_refresh_token("redis-client", "jobs.read")),
-        )
-        .await
-        .unwrap();
+    let store = seeded(store(&redis, "down", &key), &server).await;
     let cache = TokenCache::new(refresh_grant(&server, store.clone()));
     cache.token().await.unwrap();
     redis.stop();
@@ -323,22 +339,9 @@ async fn a_slow_redis_is_a_timeout_not_a_hang() {
         return;
     };
     let server = server();
-    let store = store(&redis, "slow", &EncryptionKey::generate());
-    store
-        .compare_and_swap(
-            None,
-            StoredGrant::new(server.issue_refresh_token("redis-client", "jobs.read")),
-        )
-        .await
-        .unwrap();
+    let store = seeded(store(&redis, "slow", &EncryptionKey::generate()), &server).await;
     let cache = TokenCache::new(refresh_grant(&server, store));
-    let () = redis::cmd("CLIENT")
-        .arg("PAUSE")
-        .arg(3000)
-        .arg("ALL")
-        .query_async(&mut admin(&redis).await)
-        .await
-        .unwrap();
+    pause(&redis, 3000).await;
     let started = tokio::time::Instant::now();
     let err = cache.token().await.unwrap_err();
     assert!(
@@ -387,14 +390,11 @@ async fn a_redis_restored_from_an_older_snapshot_is_written_over_not_replayed() 
         return;
     };
     let server = server();
-    let store = store(&redis, "snapshot", &EncryptionKey::generate());
-    store
-        .compare_and_swap(
-            None,
-            StoredGrant::new(server.issue_refresh_token("redis-client", "jobs.read")),
-        )
-        .await
-        .unwrap();
+    let store = seeded(
+        store(&redis, "snapshot", &EncryptionKey::generate()),
+        &server,
+    )
+    .await;
     let cache = TokenCache::new(refresh_grant(&server, store.clone()));
     cache.token().await.unwrap();
     // The snapshot: the grant after one rotation.
@@ -460,13 +460,7 @@ async fn client_credentials_share_one_token_and_degrade_to_their_own_with_a_warn
     assert_eq!(server.counters().issued_for("client_credentials"), 2);
 
     // Redis paused (slow): bounded by the command timeout, then a token of its own.
-    let () = redis::cmd("CLIENT")
-        .arg("PAUSE")
-        .arg(2000)
-        .arg("ALL")
-        .query_async(&mut admin(&redis).await)
-        .await
-        .unwrap();
+    pause(&redis, 2000).await;
     let e = TokenCache::new(grant(store(&redis, "cc", &key)));
     e.token().await.unwrap();
     assert_eq!(server.counters().issued_for("client_credentials"), 3);
@@ -548,13 +542,7 @@ async fn a_process_living_on_shared_access_tokens_still_learns_each_rotation() {
     };
     let server = server();
     let key = EncryptionKey::generate();
-    let seed = store(&redis, "learns", &key);
-    seed.compare_and_swap(
-        None,
-        StoredGrant::new(server.issue_refresh_token("redis-client", "jobs.read")),
-    )
-    .await
-    .unwrap();
+    seeded(store(&redis, "learns", &key), &server).await;
     let a = TokenCache::new(refresh_grant(&server, store(&redis, "learns", &key)));
     let b = TokenCache::new(refresh_grant(&server, store(&redis, "learns", &key)));
     a.token().await.unwrap();
