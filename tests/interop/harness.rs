@@ -222,6 +222,22 @@ impl Provider {
     /// route (which logs the user in and grants consent) back to the redirect URI, keeping
     /// cookies like a browser. Returns the callback's query string.
     pub(crate) async fn browse(&self, http: &reqwest::Client, authorize_url: &str) -> String {
+        let location = self
+            .browse_until(http, authorize_url, &self.redirect_uri)
+            .await;
+        location[self.redirect_uri.len()..]
+            .trim_start_matches('?')
+            .to_owned()
+    }
+
+    /// As [`browse`](Self::browse), for any client: follows the redirects until one goes to
+    /// a URL starting with `redirect_prefix`, and returns that URL.
+    pub(crate) async fn browse_until(
+        &self,
+        http: &reqwest::Client,
+        authorize_url: &str,
+        redirect_prefix: &str,
+    ) -> String {
         let mut cookies = BTreeMap::<String, String>::new();
         let mut url = authorize_url.to_owned();
         for _ in 0..8 {
@@ -252,8 +268,8 @@ impl Provider {
             } else {
                 location.to_owned()
             };
-            if let Some(rest) = location.strip_prefix(&self.redirect_uri) {
-                return rest.trim_start_matches('?').to_owned();
+            if location.starts_with(redirect_prefix) {
+                return location;
             }
             url = location;
         }

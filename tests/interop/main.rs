@@ -14,6 +14,7 @@
 //! Real time, so nothing asserts timing: counts come from the server's own counters
 //! (oidc-provider's events), outcomes from the responses.
 
+mod cli;
 mod fleet;
 mod harness;
 mod integrations;

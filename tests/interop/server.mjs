@@ -46,6 +46,8 @@ const CLIENTS = {
   // A confidential web app: authorization code + PKCE, rotating refresh tokens,
   // client_secret_basic with a secret that needs form-urlencoding (RFC 6749 §2.3.1).
   web: { id: 'web-client', secret: 'web:secret+/%&= ~x', redirect_uri: 'https://client.example/callback' },
+  // A native public client on a loopback redirect URI, any port (RFC 8252): the CLI's authorize.
+  cli: { id: 'cli-client', redirect_uri: 'http://127.0.0.1/callback' },
   // The resource server itself, for introspection.
   resourceServer: { id: 'rs-client', secret: 'rs-secret' },
 };
@@ -132,6 +134,14 @@ function newProvider(issuer, resource) {
         response_types: ['code'],
         redirect_uris: [CLIENTS.web.redirect_uri],
         token_endpoint_auth_method: 'client_secret_basic',
+      },
+      {
+        client_id: CLIENTS.cli.id,
+        application_type: 'native',
+        grant_types: ['authorization_code', 'refresh_token'],
+        response_types: ['code'],
+        redirect_uris: [CLIENTS.cli.redirect_uri],
+        token_endpoint_auth_method: 'none',
       },
       {
         client_id: CLIENTS.resourceServer.id,

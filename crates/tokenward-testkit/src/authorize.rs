@@ -94,7 +94,9 @@ pub(crate) fn authorize(shared: &Shared, query: &str) -> Outcome {
         return Outcome::Page("unknown client".into());
     };
     let redirect_uri = match (param("redirect_uri"), client.redirect_uris.as_slice()) {
-        (Some(uri), registered) if registered.iter().any(|r| r == uri) => uri.to_owned(),
+        (Some(uri), registered) if registered.iter().any(|r| redirect_matches(r, uri)) => {
+            uri.to_owned()
+        }
         (Some(_), _) => {
             return Outcome::Page("redirect_uri is not registered for this client".into());
         }
@@ -206,6 +208,64 @@ pub(crate) fn authorize(shared: &Shared, query: &str) -> Outcome {
     inner.codes.insert(code.clone(), record);
     inner.counters.codes_issued += 1;
     outcome
+}
+
+/// Whether `sent` is the `registered` redirect URI: the same string, or, for a loopback IP
+/// literal over http, the same but for the port (RFC 8252 §7.3: native apps pick a free port
+/// when they start).
+fn redirect_matches(registered: &str, sent: &str) -> bool {
+    /// The host and path of an http URI on a loopback IP literal, the port left out.
+    fn loopback(uri: &str) -> Option<(&str, &str)> {
+        let rest = uri.strip_prefix("http://")?;
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let (host, port) = match authority.strip_prefix("[::1]") {
+            Some(port) => ("[::1]", port),
+            None => authority.split_at(authority.find(':').unwrap_or(authority.len())),
+        };
+        let port_ok = port.is_empty()
+            || port
+                .strip_prefix(':')
+                .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+        (port_ok && matches!(host, "127.0.0.1" | "[::1]")).then_some((host, path))
+    }
+    registered == sent
+        || matches!((loopback(registered), loopback(sent)), (Some(a), Some(b)) if a == b)
+}
+
+#[cfg(test)]
+mod redirect_tests {
+    use super::redirect_matches;
+
+    #[test]
+    fn loopback_redirect_uris_match_any_port_and_nothing_else_does() {
+        let registered = "http://127.0.0.1/callback";
+        assert!(redirect_matches(
+            registered,
+            "http://127.0.0.1:53123/callback"
+        ));
+        assert!(redirect_matches("http://[::1]:1/cb", "http://[::1]:2/cb"));
+        assert!(!redirect_matches(
+            registered,
+            "http://127.0.0.1:53123/other"
+        ));
+        assert!(!redirect_matches(
+            registered,
+            "http://127.0.0.2:53123/callback"
+        ));
+        assert!(!redirect_matches(
+            registered,
+            "http://localhost:53123/callback"
+        ));
+        assert!(!redirect_matches(
+            registered,
+            "https://127.0.0.1:53123/callback"
+        ));
+        assert!(!redirect_matches(registered, "http://127.0.0.1:x/callback"));
+        assert!(!redirect_matches(
+            "https://app.example/cb",
+            "https://app.example:444/cb"
+        ));
+    }
 }
 
 /// A redirect to `redirect_uri` with `added` appended to its query.

@@ -153,6 +153,9 @@ impl FakeServerBuilder {
     ///
     /// If `uri` has a fragment (RFC 6749 §3.1.2 forbids one). [`build`](Self::build) panics if
     /// the client is not registered.
+    ///
+    /// A loopback IP redirect URI over http (`http://127.0.0.1/callback`, `http://[::1]/cb`)
+    /// matches the same URI with any port, as RFC 8252 §7.3 asks of servers.
     pub fn redirect_uri(mut self, client_id: impl Into<String>, uri: impl Into<String>) -> Self {
         let uri = uri.into();
         assert!(

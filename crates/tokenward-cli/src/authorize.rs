@@ -1,0 +1,217 @@
+//! `tokenward authorize`: the authorization code flow with PKCE for a person at a browser,
+//! with a loopback redirect URI (RFC 8252 §7.3): `http://127.0.0.1:<port>/callback`.
+
+use std::time::Duration;
+
+use secrecy::ExposeSecret as _;
+use serde_json::json;
+use tokenward::AuthorizationCode;
+use tokenward::store::FileStore;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::commands::Context;
+use crate::config::GrantKind;
+use crate::output::{Failure, Report, Spinner, pairs, span, time};
+
+/// The loopback address and path to listen on, from a configured redirect URI, or an
+/// ephemeral port.
+fn listen_on(redirect_uri: Option<&str>) -> Result<(u16, String), Failure> {
+    let Some(uri) = redirect_uri else {
+        return Ok((0, "/callback".into()));
+    };
+    let bad = || {
+        Failure::config(format!(
+            "redirect_uri {uri:?} is not a loopback URI: http://127.0.0.1:<port>/<path> (RFC 8252)"
+        ))
+    };
+    let rest = uri.strip_prefix("http://127.0.0.1").ok_or_else(bad)?;
+    let (port, path) = match rest.split_once('/') {
+        Some((port, path)) => (port, format!("/{path}")),
+        None => (rest, "/".to_owned()),
+    };
+    let port = match port.strip_prefix(':') {
+        Some(port) => port.parse().map_err(|_| bad())?,
+        None if port.is_empty() => 80,
+        None => return Err(bad()),
+    };
+    Ok((port, path))
+}
+
+pub(crate) async fn authorize(
+    ctx: &Context<'_>,
+    open: bool,
+    timeout: Duration,
+) -> Result<Report, Failure> {
+    let tenant = ctx.config.tenant(ctx.tenant.as_deref())?;
+    if tenant.grant != GrantKind::RefreshToken {
+        return Err(Failure::config(format!(
+            "{}: authorize obtains a refresh token; tenant {} uses client credentials",
+            tenant.at, tenant.name
+        )));
+    }
+    let Some(authorization_url) = &tenant.authorization_url else {
+        return Err(Failure::config(format!(
+            "{}: tenant {} has no authorization_url",
+            tenant.at, tenant.name
+        )));
+    };
+    let Some(store) = &tenant.store else {
+        return Err(Failure::config(format!(
+            "{}: tenant {} has no store",
+            tenant.at, tenant.name
+        )));
+    };
+    let (port, path) = listen_on(tenant.redirect_uri.as_deref())?;
+    let listener = TcpListener::bind(("127.0.0.1", port)).await.map_err(|e| {
+        Failure::failed("listen", format!("cannot listen on 127.0.0.1:{port}: {e}"))
+    })?;
+    let port = listener
+        .local_addr()
+        .map_err(|e| Failure::failed("listen", e.to_string()))?
+        .port();
+    let redirect_uri = format!("http://127.0.0.1:{port}{path}");
+
+    let secret = tenant.client_secret()?;
+    let mut builder = AuthorizationCode::builder(
+        authorization_url,
+        &tenant.token_url,
+        &tenant.client_id,
+        &redirect_uri,
+    )
+    .auth_method(tenant.auth);
+    if let Some(secret) = &secret {
+        builder = builder.client_secret(secret.expose_secret());
+    }
+    if let Some(scope) = &tenant.scope {
+        builder = builder.scope(scope.clone());
+    }
+    for (name, value) in &tenant.params {
+        builder = builder.param(name.clone(), value.clone());
+    }
+    if let Some(issuer) = &tenant.issuer {
+        builder = builder.issuer(issuer.clone());
+    }
+    let flow = builder.build()?;
+    let extra: Vec<(&str, &str)> = tenant
+        .authorize_params
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let request = flow.authorize_with(&extra);
+
+    ctx.notice(&format!(
+        "Open this URL in a browser and authorize (waiting {} on {redirect_uri}):\n{}",
+        span(timeout),
+        request.url()
+    ));
+    if open && !open_browser(request.url()) {
+        ctx.notice("(no browser could be started: open the URL yourself)");
+    }
+    let _spinner = Spinner::start("waiting for the browser", ctx.terminal);
+    let (mut stream, query) = match tokio::time::timeout(timeout, callback(&listener, &path)).await
+    {
+        Ok(Ok(found)) => found,
+        Ok(Err(e)) => return Err(Failure::failed("listen", e.to_string())),
+        Err(_) => {
+            return Err(Failure::failed(
+                "timeout",
+                format!(
+                    "nobody completed the authorization within {}: run `tokenward authorize` again and open the URL in a browser",
+                    span(timeout)
+                ),
+            ));
+        }
+    };
+    let result = flow.exchange(request, &query).await;
+    let token = match result {
+        Ok(token) => token,
+        Err(error) => {
+            reply(&mut stream, false).await;
+            return Err(error.into());
+        }
+    };
+    let file = FileStore::new(store);
+    let stored = tokenward::store_refresh_token(&token, &file).await;
+    reply(&mut stream, stored.is_ok()).await;
+    stored?;
+    let expires = std::time::SystemTime::now()
+        + token
+            .expires_at()
+            .saturating_duration_since(tokio::time::Instant::now());
+    Ok(Report::ok(
+        pairs(&[
+            ("tenant", tenant.name.clone()),
+            ("refresh token", format!("stored in {}", store.display())),
+            (
+                "scopes",
+                token.scope().unwrap_or("(none reported)").to_owned(),
+            ),
+            ("access token", format!("expires {}", time(expires))),
+        ]),
+        json!({
+            "tenant": tenant.name,
+            "store": store.display().to_string(),
+            "scope": token.scope(),
+        }),
+    ))
+}
+
+/// Waits for the browser's request to `path`; other requests (a favicon) get a 404.
+async fn callback(listener: &TcpListener, path: &str) -> std::io::Result<(TcpStream, String)> {
+    loop {
+        let (mut stream, _) = listener.accept().await?;
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
+            let n = stream.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            head.extend_from_slice(&buf[..n]);
+        }
+        let head = String::from_utf8_lossy(&head);
+        let target = head
+            .lines()
+            .next()
+            .and_then(|line| line.strip_prefix("GET "))
+            .and_then(|rest| rest.split(' ').next())
+            .unwrap_or_default();
+        let (target_path, query) = target.split_once('?').unwrap_or((target, ""));
+        if target_path == path && !query.is_empty() {
+            return Ok((stream, query.to_owned()));
+        }
+        let _ = stream
+            .write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+            .await;
+    }
+}
+
+async fn reply(stream: &mut TcpStream, ok: bool) {
+    let body = if ok {
+        "<!doctype html><title>tokenward</title><p>Authorized. You can close this window.</p>\n"
+    } else {
+        "<!doctype html><title>tokenward</title><p>The authorization failed; see the terminal.</p>\n"
+    };
+    let response = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+/// Starts the system's URL opener; whether it could be started.
+fn open_browser(url: &str) -> bool {
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else {
+        "xdg-open"
+    };
+    std::process::Command::new(opener)
+        .arg(url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .is_ok()
+}

@@ -1,0 +1,908 @@
+//! The commands. Protocol work is the core crate's: this module builds grants from the
+//! configuration, calls them, and reports.
+
+use std::cell::RefCell;
+use std::io::{Read as _, Write};
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use tokenward::decay::DecayState;
+use tokenward::grant::GrantBuilder;
+use tokenward::store::{FileStore, TokenStore};
+use tokenward::{
+    ClientCredentials, Introspection, RefreshTokenGrant, Revocation, ScopeSet, Token, TokenSource,
+    TokenTypeHint,
+};
+
+use crate::config::{Config, GrantKind, SecretSource, Tenant};
+use crate::output::{Failure, Level, Report, Spinner, grid, paint, pairs, span, time, unix};
+use crate::{Cli, Command, Format};
+
+/// What every command needs besides its own arguments.
+pub(crate) struct Context<'a> {
+    pub(crate) config: Config,
+    pub(crate) tenant: Option<String>,
+    /// Colour in tables and a spinner on waits.
+    pub(crate) terminal: bool,
+    /// Where to tell the person something while the command runs (stderr).
+    pub(crate) notices: &'a dyn Notices,
+}
+
+/// A place for lines the person must see at once.
+pub(crate) trait Notices {
+    fn line(&self, text: &str);
+}
+
+impl<W: Write> Notices for RefCell<W> {
+    fn line(&self, text: &str) {
+        let mut w = self.borrow_mut();
+        let _ = writeln!(w, "{text}");
+        let _ = w.flush();
+    }
+}
+
+impl Context<'_> {
+    /// Writes a line for the person at once (stderr).
+    pub(crate) fn notice(&self, text: &str) {
+        self.notices.line(text);
+    }
+}
+
+pub(crate) async fn dispatch(
+    cli: Cli,
+    terminal: bool,
+    notices: &dyn Notices,
+) -> Result<Report, Failure> {
+    let ctx = Context {
+        config: Config::load(&cli.config)?,
+        tenant: cli.tenant,
+        terminal,
+        notices,
+    };
+    match cli.command {
+        Command::Token {
+            force,
+            reveal,
+            format,
+        } => token(&ctx, force, reveal, format).await,
+        Command::Verify { introspect, url } => verify(&ctx, introspect, url.as_deref()).await,
+        Command::Scopes => scopes(&ctx).await,
+        Command::RotateSecret {
+            new_secret_env,
+            new_secret_file,
+        } => {
+            let source = match (new_secret_env, new_secret_file) {
+                (Some(env), None) => SecretSource::Env(env),
+                (None, Some(file)) => SecretSource::File(file),
+                _ => {
+                    return Err(Failure::config(
+                        "name where the new secret is: --new-secret-env VAR or --new-secret-file PATH (never the secret itself)",
+                    ));
+                }
+            };
+            rotate_secret(&ctx, &source).await
+        }
+        Command::Decay => decay(&ctx).await,
+        Command::Status => status(&ctx).await,
+        Command::Introspect { stdin } => introspect(&ctx, stdin).await,
+        Command::Revoke {
+            refresh_token,
+            stdin,
+        } => revoke(&ctx, refresh_token, stdin).await,
+        Command::Authorize { open, timeout } => {
+            crate::authorize::authorize(&ctx, open, timeout).await
+        }
+    }
+}
+
+impl Context<'_> {
+    fn tenant(&self) -> Result<&Tenant, Failure> {
+        Ok(self.config.tenant(self.tenant.as_deref())?)
+    }
+}
+
+/// The options every grant shares, from the tenant's configuration.
+fn configure<G>(
+    mut builder: GrantBuilder<G>,
+    tenant: &Tenant,
+    secret: Option<&SecretString>,
+) -> GrantBuilder<G> {
+    builder = builder.auth_method(tenant.auth);
+    if let Some(secret) = secret {
+        builder = builder.client_secret(secret.expose_secret());
+    }
+    if let Some(scope) = &tenant.scope {
+        builder = builder.scope(scope.clone());
+    }
+    for (name, value) in &tenant.params {
+        builder = builder.param(name.clone(), value.clone());
+    }
+    builder
+}
+
+fn client_credentials(
+    tenant: &Tenant,
+    secret: Option<&SecretString>,
+) -> Result<ClientCredentials, Failure> {
+    Ok(configure(
+        ClientCredentials::builder(&tenant.token_url, &tenant.client_id),
+        tenant,
+        secret,
+    )
+    .build()?)
+}
+
+fn store_of(tenant: &Tenant) -> Result<&Path, Failure> {
+    tenant.store.as_deref().ok_or_else(|| {
+        Failure::config(format!(
+            "{}: tenant {} has no grant file (store)",
+            tenant.at, tenant.name
+        ))
+    })
+}
+
+fn refresh_grant(
+    tenant: &Tenant,
+    secret: Option<&SecretString>,
+    share: bool,
+) -> Result<RefreshTokenGrant, Failure> {
+    let store = FileStore::new(store_of(tenant)?).share_access_token(share);
+    Ok(configure(
+        RefreshTokenGrant::from_store(&tenant.token_url, &tenant.client_id, store),
+        tenant,
+        secret,
+    )
+    .decay_policy(tenant.decay.clone())
+    .build()?)
+}
+
+/// A token with the tenant's grant and its current secret; for a refresh grant, a rotated
+/// refresh token is persisted before this returns. `force`: not the access token the grant
+/// file shares.
+async fn obtain(ctx: &Context<'_>, tenant: &Tenant, force: bool) -> Result<Token, Failure> {
+    let secret = tenant.client_secret()?;
+    let _spinner = Spinner::start("waiting for the token endpoint", ctx.terminal);
+    let token = match tenant.grant {
+        GrantKind::ClientCredentials => {
+            client_credentials(tenant, secret.as_ref())?.fetch().await?
+        }
+        GrantKind::RefreshToken => {
+            refresh_grant(tenant, secret.as_ref(), !force)?
+                .fetch()
+                .await?
+        }
+    };
+    Ok(token)
+}
+
+/// When `token` expires, on the wall clock.
+fn expires_at(token: &Token) -> SystemTime {
+    let left = token
+        .expires_at()
+        .saturating_duration_since(tokio::time::Instant::now());
+    SystemTime::now() + left
+}
+
+fn token_facts(tenant: &Tenant, token: &Token) -> (Vec<(&'static str, String)>, Value) {
+    let expires = expires_at(token);
+    let left = expires
+        .duration_since(SystemTime::now())
+        .unwrap_or_default();
+    let rows = vec![
+        (
+            "tenant",
+            format!("{} ({})", tenant.name, tenant.grant.as_str()),
+        ),
+        ("type", "Bearer".to_owned()),
+        ("expires", format!("{} (in {})", time(expires), span(left))),
+        ("lifetime", span(token.lifetime())),
+        (
+            "scopes",
+            token.scope().unwrap_or("(none reported)").to_owned(),
+        ),
+    ];
+    let json = json!({
+        "tenant": tenant.name,
+        "grant": tenant.grant.as_str(),
+        "token_type": "Bearer",
+        "expires_at": unix(expires),
+        "expires_in": left.as_secs(),
+        "lifetime": token.lifetime().as_secs(),
+        "scope": token.scope(),
+    });
+    (rows, json)
+}
+
+async fn token(
+    ctx: &Context<'_>,
+    force: bool,
+    reveal: bool,
+    format: Format,
+) -> Result<Report, Failure> {
+    let tenant = ctx.tenant()?;
+    let before = stored_refresh_token(tenant).await;
+    let token = obtain(ctx, tenant, force).await?;
+    let secret = token.access_token().expose_secret();
+    match format {
+        Format::Header => {
+            return Ok(Report::ok(
+                format!("Authorization: Bearer {secret}\n"),
+                json!({ "header": format!("Bearer {secret}") }),
+            ));
+        }
+        Format::Env => {
+            return Ok(Report::ok(
+                format!("export TOKENWARD_ACCESS_TOKEN='{secret}'\n"),
+                json!({ "access_token": secret }),
+            ));
+        }
+        Format::Text => {}
+    }
+    let (mut rows, mut json) = token_facts(tenant, &token);
+    if tenant.grant == GrantKind::RefreshToken {
+        let after = stored_refresh_token(tenant).await;
+        let rotated = before.is_some() && after.is_some() && before != after;
+        let path = store_of(tenant)?.display().to_string();
+        rows.push((
+            "refresh token",
+            if rotated {
+                format!("rotated, persisted to {path}")
+            } else {
+                format!("unchanged ({path})")
+            },
+        ));
+        json["refresh_token_rotated"] = Value::Bool(rotated);
+    }
+    if reveal {
+        rows.push(("access token", secret.to_owned()));
+        json["access_token"] = Value::String(secret.to_owned());
+    }
+    Ok(Report::ok(pairs(&rows), json))
+}
+
+/// A digest of the stored refresh token (never the token), to tell whether it rotated.
+async fn stored_refresh_token(tenant: &Tenant) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let store = FileStore::new(tenant.store.as_ref()?);
+    let grant = store.load().await.ok()??;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    grant.refresh_token.expose_secret().hash(&mut h);
+    Some(h.finish())
+}
+
+async fn verify(ctx: &Context<'_>, introspect: bool, url: Option<&str>) -> Result<Report, Failure> {
+    let tenant = ctx.tenant()?;
+    if tenant.grant != GrantKind::ClientCredentials {
+        return Err(Failure::config(format!(
+            "{}: verify checks a client credentials pair; tenant {} uses the refresh_token grant (run `tokenward token`)",
+            tenant.at, tenant.name
+        )));
+    }
+    let secret = tenant.client_secret()?;
+    verify_with(ctx, tenant, secret, introspect, url).await
+}
+
+/// The verification steps with `secret` alone: a token, then the optional checks.
+async fn verify_with(
+    ctx: &Context<'_>,
+    tenant: &Tenant,
+    secret: Option<SecretString>,
+    introspect: bool,
+    url: Option<&str>,
+) -> Result<Report, Failure> {
+    let mut rows = vec![(
+        "tenant",
+        format!("{} ({})", tenant.name, tenant.grant.as_str()),
+    )];
+    let mut steps = Vec::new();
+    let grant = client_credentials(tenant, secret.as_ref())?;
+    let obtained = {
+        let _spinner = Spinner::start("waiting for the token endpoint", ctx.terminal);
+        grant.verify(url).await
+    };
+    let token = match obtained {
+        Ok(token) => {
+            rows.push(("token", "PASS obtained with this secret alone".to_owned()));
+            steps.push(json!({"step": "token", "ok": true}));
+            if let Some(url) = url {
+                rows.push(("url", format!("PASS {url} answered 2xx")));
+                steps.push(json!({"step": "url", "ok": true}));
+            }
+            token
+        }
+        Err(error) => {
+            let step =
+                if url.is_some() && !matches!(error.cause(), tokenward::Error::InvalidClient(_)) {
+                    "token or url"
+                } else {
+                    "token"
+                };
+            rows.push((step_label(step), format!("FAIL {error}")));
+            steps.push(json!({"step": step, "ok": false, "error": error.to_string()}));
+            return Ok(Report::failed(
+                pairs(&rows),
+                json!({"tenant": tenant.name, "steps": steps}),
+            ));
+        }
+    };
+    if introspect {
+        let introspection = introspection(tenant, secret.as_ref())?;
+        match introspection
+            .introspect_with_hint(
+                token.access_token().expose_secret(),
+                Some(TokenTypeHint::AccessToken),
+            )
+            .await
+        {
+            Ok(info) if info.active => {
+                rows.push(("introspection", "PASS active".to_owned()));
+                steps.push(json!({"step": "introspection", "ok": true}));
+            }
+            Ok(_) => {
+                rows.push((
+                    "introspection",
+                    "FAIL the server says the token is not active".to_owned(),
+                ));
+                steps.push(json!({"step": "introspection", "ok": false}));
+                return Ok(Report::failed(
+                    pairs(&rows),
+                    json!({"tenant": tenant.name, "steps": steps}),
+                ));
+            }
+            Err(error) => {
+                rows.push(("introspection", format!("FAIL {error}")));
+                steps.push(
+                    json!({"step": "introspection", "ok": false, "error": error.to_string()}),
+                );
+                return Ok(Report::failed(
+                    pairs(&rows),
+                    json!({"tenant": tenant.name, "steps": steps}),
+                ));
+            }
+        }
+    }
+    Ok(Report::ok(
+        pairs(&rows),
+        json!({"tenant": tenant.name, "steps": steps}),
+    ))
+}
+
+fn step_label(step: &str) -> &'static str {
+    match step {
+        "token or url" => "token/url",
+        _ => "token",
+    }
+}
+
+fn introspection(tenant: &Tenant, secret: Option<&SecretString>) -> Result<Introspection, Failure> {
+    let url = tenant.introspection_url.as_deref().ok_or_else(|| {
+        Failure::config(format!(
+            "{}: tenant {} has no introspection_url",
+            tenant.at, tenant.name
+        ))
+    })?;
+    let mut builder = Introspection::builder(url, &tenant.client_id).auth_method(tenant.auth);
+    if let Some(secret) = secret {
+        builder = builder.client_secret(secret.expose_secret());
+    }
+    Ok(builder.build()?)
+}
+
+fn revocation(tenant: &Tenant, secret: Option<&SecretString>) -> Result<Revocation, Failure> {
+    let url = tenant.revocation_url.as_deref().ok_or_else(|| {
+        Failure::config(format!(
+            "{}: tenant {} has no revocation_url",
+            tenant.at, tenant.name
+        ))
+    })?;
+    let mut builder = Revocation::builder(url, &tenant.client_id).auth_method(tenant.auth);
+    if let Some(secret) = secret {
+        builder = builder.client_secret(secret.expose_secret());
+    }
+    Ok(builder.build()?)
+}
+
+async fn scopes(ctx: &Context<'_>) -> Result<Report, Failure> {
+    let tenant = ctx.tenant()?;
+    let Some(required) = &tenant.require_scopes else {
+        return Err(Failure::config(format!(
+            "{}: tenant {} has no require_scopes to check against",
+            tenant.at, tenant.name
+        )));
+    };
+    let required = ScopeSet::parse(required);
+    let token = obtain(ctx, tenant, false).await?;
+    let granted = ScopeSet::parse(token.scope().unwrap_or_default());
+    let missing = granted.missing(&required);
+    let action = |scope: &str| match tenant.grant {
+        GrantKind::ClientCredentials => format!(
+            "grant {scope} to client {} at the authorization server",
+            tenant.client_id
+        ),
+        GrantKind::RefreshToken => format!(
+            "re-authorize with `tokenward authorize`, consenting to {scope} (the user or an admin)"
+        ),
+    };
+    let rows: Vec<Vec<String>> = required
+        .iter()
+        .map(|scope| {
+            let ok = !missing.contains(scope);
+            vec![
+                scope.to_owned(),
+                paint(
+                    if ok { "granted" } else { "MISSING" },
+                    if ok { Level::Good } else { Level::Bad },
+                    ctx.terminal,
+                ),
+                if ok { String::new() } else { action(scope) },
+            ]
+        })
+        .collect();
+    let mut human = format!("tenant {} ({})\n", tenant.name, tenant.grant.as_str());
+    human.push_str(&grid(&["required", "state", "action"], &rows));
+    human.push_str(&format!(
+        "granted: {}\n",
+        token.scope().filter(|s| !s.is_empty()).unwrap_or("(none)")
+    ));
+    let json = json!({
+        "tenant": tenant.name,
+        "required": required.iter().collect::<Vec<_>>(),
+        "granted": granted.iter().collect::<Vec<_>>(),
+        "missing": missing.iter().map(|s| json!({"scope": s, "action": action(s)})).collect::<Vec<_>>(),
+    });
+    if missing.is_empty() {
+        Ok(Report::ok(human, json))
+    } else {
+        Ok(Report::failed(human, json))
+    }
+}
+
+async fn rotate_secret(ctx: &Context<'_>, new: &SecretSource) -> Result<Report, Failure> {
+    let tenant = ctx.tenant()?;
+    if tenant.grant != GrantKind::ClientCredentials {
+        return Err(Failure::config(format!(
+            "{}: rotate-secret verifies the new secret with a client credentials token; tenant {} uses the refresh_token grant",
+            tenant.at, tenant.name
+        )));
+    }
+    let new_secret = new.read("the new client secret")?;
+    let mut rows: Vec<(&str, String)> = vec![("tenant", tenant.name.clone())];
+    let mut steps = Vec::new();
+    let stop = |rows: &[(&str, String)], steps: Vec<Value>, why: String| {
+        let mut human = pairs(rows);
+        human.push_str(&format!("stopped: {why}\n"));
+        Report::failed(
+            human,
+            json!({"tenant": tenant.name, "steps": steps, "stopped": why}),
+        )
+    };
+
+    // 1. The new secret works on its own.
+    let _spinner = Spinner::start("verifying the new secret", ctx.terminal);
+    if let Err(error) = client_credentials(tenant, Some(&new_secret))?
+        .verify(None)
+        .await
+    {
+        rows.push(("1 verify new", format!("FAIL {error}")));
+        steps.push(json!({"step": "verify_new", "ok": false, "error": error.to_string()}));
+        return Ok(stop(
+            &rows,
+            steps,
+            "the new secret is refused: nothing was changed. Add it to the client at the authorization server first".into(),
+        ));
+    }
+    rows.push((
+        "1 verify new",
+        "PASS a token with the new secret alone".into(),
+    ));
+    steps.push(json!({"step": "verify_new", "ok": true}));
+
+    // 2. Switch the configured source to it.
+    let file = match &tenant.secret {
+        Some(SecretSource::File(path)) => path.clone(),
+        Some(SecretSource::Env(name)) => {
+            rows.push((
+                "2 switch",
+                format!("TODO set {name} to the new secret where your processes get their environment, restart or reload them, then run `tokenward verify`"),
+            ));
+            steps.push(json!({"step": "switch", "ok": false, "action": format!("set {name}")}));
+            return Ok(stop(
+                &rows,
+                steps,
+                format!(
+                    "an environment variable ({name}) cannot be switched from here; the old secret stays valid until you remove it"
+                ),
+            ));
+        }
+        None => {
+            return Err(Failure::config(format!(
+                "{}: tenant {} has no client secret",
+                tenant.at, tenant.name
+            )));
+        }
+    };
+    let previous = file.with_file_name(format!(
+        "{}.previous",
+        file.file_name().unwrap_or_default().to_string_lossy()
+    ));
+    if let Err(e) = switch_file(&file, &previous, &new_secret) {
+        rows.push(("2 switch", format!("FAIL {e}")));
+        steps.push(json!({"step": "switch", "ok": false, "error": e.to_string()}));
+        return Ok(stop(
+            &rows,
+            steps,
+            format!("{} was left as it was", file.display()),
+        ));
+    }
+    rows.push((
+        "2 switch",
+        format!(
+            "PASS {} holds the new secret (the old one is in {})",
+            file.display(),
+            previous.display()
+        ),
+    ));
+    steps.push(json!({"step": "switch", "ok": true}));
+
+    // 3. Verify again, through the configured source.
+    let reread = tenant.client_secret()?;
+    if let Err(error) = client_credentials(tenant, reread.as_ref())?
+        .verify(None)
+        .await
+    {
+        // Undo: put the old secret back.
+        let undone = std::fs::rename(&previous, &file).is_ok();
+        rows.push(("3 verify", format!("FAIL {error}")));
+        steps.push(json!({"step": "verify_configured", "ok": false, "error": error.to_string(), "undone": undone}));
+        return Ok(stop(
+            &rows,
+            steps,
+            if undone {
+                format!("{} holds the old secret again", file.display())
+            } else {
+                format!("restore {} from {}", file.display(), previous.display())
+            },
+        ));
+    }
+    rows.push((
+        "3 verify",
+        "PASS a token through the configured secret file".into(),
+    ));
+    steps.push(json!({"step": "verify_configured", "ok": true}));
+
+    // 4. What retires the old secret.
+    let next = format!(
+        "reload every process using {} (SIGHUP with spawn_reload_on_sighup, or a restart), then delete the old secret of client {} at the authorization server (OAuth has no standard API for it) and remove {}",
+        file.display(),
+        tenant.client_id,
+        previous.display()
+    );
+    rows.push(("4 old secret", format!("TODO {next}")));
+    steps.push(json!({"step": "revoke_old", "ok": true, "action": next}));
+    Ok(Report::ok(
+        pairs(&rows),
+        json!({"tenant": tenant.name, "steps": steps}),
+    ))
+}
+
+/// Replaces the secret file's contents with `new` (atomically, mode 0600), keeping the old
+/// file as `previous`.
+fn switch_file(file: &Path, previous: &Path, new: &SecretString) -> std::io::Result<()> {
+    let tmp = file.with_file_name(format!(
+        ".{}.new",
+        file.file_name().unwrap_or_default().to_string_lossy()
+    ));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    {
+        use std::io::Write as _;
+        let mut f = options.open(&tmp)?;
+        f.write_all(new.expose_secret().as_bytes())?;
+        f.write_all(b"\n")?;
+        f.sync_all()?;
+    }
+    std::fs::copy(file, previous)?;
+    std::fs::rename(&tmp, file)
+}
+
+async fn decay(ctx: &Context<'_>) -> Result<Report, Failure> {
+    let tenant = ctx.tenant()?;
+    if tenant.grant != GrantKind::RefreshToken {
+        return Err(Failure::config(format!(
+            "{}: tenant {} uses client credentials: there is no refresh token to decay",
+            tenant.at, tenant.name
+        )));
+    }
+    let store = FileStore::new(store_of(tenant)?);
+    let Some(grant) = store.load().await.map_err(tokenward::Error::from)? else {
+        return Err(Failure::failed(
+            "no_refresh_token",
+            format!(
+                "{} holds no refresh token: run `tokenward authorize`",
+                store.path().display()
+            ),
+        ));
+    };
+    let last = grant.last_used.or(grant.stored_at);
+    let status = tenant.decay.status(last, SystemTime::now());
+    let days = |d: Duration| d.as_secs() / 86_400;
+    let policy = &tenant.decay;
+    let (label, level) = decay_label(status.state);
+    let rows = vec![
+        ("tenant", tenant.name.clone()),
+        (
+            "last used",
+            last.map_or("unknown".into(), |t| {
+                format!("{} ({} days ago)", time(t), days(status.idle))
+            }),
+        ),
+        ("state", paint(label, level, ctx.terminal)),
+        (
+            "thresholds",
+            format!(
+                "warn at {} days, page at {}, refused at {}, the server's limit {}",
+                days(policy.warn_after),
+                days(policy.page_after),
+                days(policy.hard_fail_after),
+                days(policy.lifetime)
+            ),
+        ),
+        ("left", format!("{} days", days(status.remaining))),
+        ("action", status.action().to_owned()),
+    ];
+    let json = json!({
+        "tenant": tenant.name,
+        "state": label,
+        "idle_days": days(status.idle),
+        "remaining_days": days(status.remaining),
+        "last_used": last.map(unix),
+        "warn_days": days(policy.warn_after),
+        "page_days": days(policy.page_after),
+        "hard_fail_days": days(policy.hard_fail_after),
+        "action": status.action(),
+    });
+    if matches!(status.state, DecayState::Page | DecayState::HardFail) {
+        Ok(Report::failed(pairs(&rows), json))
+    } else {
+        Ok(Report::ok(pairs(&rows), json))
+    }
+}
+
+fn decay_label(state: DecayState) -> (&'static str, Level) {
+    match state {
+        DecayState::Healthy => ("healthy", Level::Good),
+        DecayState::Warn => ("warn", Level::Warn),
+        DecayState::Page => ("page", Level::Bad),
+        DecayState::HardFail => ("hard-fail", Level::Bad),
+        _ => ("unknown", Level::Warn),
+    }
+}
+
+async fn status(ctx: &Context<'_>) -> Result<Report, Failure> {
+    let mut rows = Vec::new();
+    let mut items = Vec::new();
+    let tenants: Vec<&Tenant> = match &ctx.tenant {
+        Some(_) => vec![ctx.tenant()?],
+        None => ctx.config.tenants.iter().collect(),
+    };
+    for tenant in tenants {
+        let (token, expires, last, decay, error) = match tenant.grant {
+            GrantKind::ClientCredentials => (
+                "not kept (obtained per process)".to_owned(),
+                "-".to_owned(),
+                "-".to_owned(),
+                "-".to_owned(),
+                "-".to_owned(),
+            ),
+            GrantKind::RefreshToken => refresh_status(ctx, tenant).await,
+        };
+        items.push(json!({
+            "tenant": tenant.name,
+            "grant": tenant.grant.as_str(),
+            "token": strip(&token),
+            "expires_in": strip(&expires),
+            "last_refresh": strip(&last),
+            "decay": strip(&decay),
+            "last_error": strip(&error),
+        }));
+        rows.push(vec![
+            tenant.name.clone(),
+            tenant.grant.as_str().to_owned(),
+            token,
+            expires,
+            last,
+            decay,
+            error,
+        ]);
+    }
+    let human = grid(
+        &[
+            "tenant",
+            "grant",
+            "token",
+            "expires in",
+            "last refresh",
+            "decay",
+            "last error",
+        ],
+        &rows,
+    );
+    Ok(Report::ok(human, json!({ "tenants": items })))
+}
+
+/// Without colour codes.
+fn strip(s: &str) -> String {
+    let mut out = String::new();
+    let mut in_code = false;
+    for c in s.chars() {
+        match (in_code, c) {
+            (false, '\u{1b}') => in_code = true,
+            (true, 'm') => in_code = false,
+            (true, _) => {}
+            (false, c) => out.push(c),
+        }
+    }
+    out
+}
+
+async fn refresh_status(
+    ctx: &Context<'_>,
+    tenant: &Tenant,
+) -> (String, String, String, String, String) {
+    let Some(path) = &tenant.store else {
+        return (
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            "no grant file".into(),
+        );
+    };
+    let store = FileStore::new(path).share_access_token(true);
+    let grant = match store.load().await {
+        Ok(Some(grant)) => grant,
+        Ok(None) => {
+            return (
+                "-".into(),
+                "-".into(),
+                "never".into(),
+                "-".into(),
+                paint("no refresh token: run authorize", Level::Bad, ctx.terminal),
+            );
+        }
+        Err(e) => {
+            return (
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                paint(&e.to_string(), Level::Bad, ctx.terminal),
+            );
+        }
+    };
+    let now = SystemTime::now();
+    let (token, expires) = match store.load_shared_token().await {
+        Ok(Some(shared)) => match shared.expires_at.duration_since(now) {
+            Ok(left) => (paint("fresh", Level::Good, ctx.terminal), span(left)),
+            Err(_) => (paint("expired", Level::Warn, ctx.terminal), "-".into()),
+        },
+        Ok(None) => ("none shared".into(), "-".into()),
+        Err(e) => (paint("unreadable", Level::Bad, ctx.terminal), e.to_string()),
+    };
+    let last = grant.last_used.map_or("never".into(), |t| {
+        format!("{} ago", span(now.duration_since(t).unwrap_or_default()))
+    });
+    let status = tenant
+        .decay
+        .status(grant.last_used.or(grant.stored_at), now);
+    let (label, level) = decay_label(status.state);
+    (
+        token,
+        expires,
+        last,
+        paint(label, level, ctx.terminal),
+        "-".into(),
+    )
+}
+
+/// A token from stdin (one line), never from the command line.
+fn token_from_stdin() -> Result<SecretString, Failure> {
+    let mut text = String::new();
+    std::io::stdin()
+        .take(64 * 1024)
+        .read_to_string(&mut text)
+        .map_err(|e| Failure::config(format!("cannot read the token from stdin: {e}")))?;
+    let token = text.lines().next().unwrap_or_default().trim().to_owned();
+    if token.is_empty() {
+        return Err(Failure::config("stdin holds no token"));
+    }
+    Ok(SecretString::from(token))
+}
+
+async fn introspect(ctx: &Context<'_>, stdin: bool) -> Result<Report, Failure> {
+    let tenant = ctx.tenant()?;
+    let client = introspection(tenant, tenant.client_secret()?.as_ref())?;
+    let (token, hint) = if stdin {
+        (token_from_stdin()?, None)
+    } else {
+        let token = obtain(ctx, tenant, false).await?;
+        (
+            token.access_token().clone(),
+            Some(TokenTypeHint::AccessToken),
+        )
+    };
+    let info = client
+        .introspect_with_hint(token.expose_secret(), hint)
+        .await?;
+    let mut rows = vec![
+        ("tenant", tenant.name.clone()),
+        ("active", info.active.to_string()),
+    ];
+    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    if info.active {
+        rows.push(("scope", opt(&info.scope)));
+        rows.push(("client_id", opt(&info.client_id)));
+        rows.push(("sub", opt(&info.sub)));
+        rows.push(("expires", info.expires_at().map_or("-".into(), time)));
+    }
+    let json = json!({
+        "tenant": tenant.name,
+        "active": info.active,
+        "scope": info.scope,
+        "client_id": info.client_id,
+        "sub": info.sub,
+        "exp": info.exp,
+    });
+    Ok(Report::ok(pairs(&rows), json))
+}
+
+async fn revoke(ctx: &Context<'_>, refresh_token: bool, stdin: bool) -> Result<Report, Failure> {
+    let tenant = ctx.tenant()?;
+    let client = revocation(tenant, tenant.client_secret()?.as_ref())?;
+    if refresh_token {
+        let store = FileStore::new(store_of(tenant)?);
+        let Some(grant) = store.load().await.map_err(tokenward::Error::from)? else {
+            return Err(Failure::failed(
+                "no_refresh_token",
+                format!("{} holds no refresh token", store.path().display()),
+            ));
+        };
+        client
+            .revoke(
+                grant.refresh_token.expose_secret(),
+                Some(TokenTypeHint::RefreshToken),
+            )
+            .await?;
+        return Ok(Report::ok(
+            pairs(&[
+                ("tenant", tenant.name.clone()),
+                (
+                    "revoked",
+                    format!(
+                        "the refresh token in {} (the grant has ended: run `tokenward authorize` to start a new one)",
+                        store.path().display()
+                    ),
+                ),
+            ]),
+            json!({"tenant": tenant.name, "revoked": "refresh_token"}),
+        ));
+    }
+    if !stdin {
+        return Err(Failure::config(
+            "say what to revoke: --refresh-token (the stored one) or --stdin (a token read from stdin)",
+        ));
+    }
+    let token = token_from_stdin()?;
+    client.revoke(token.expose_secret(), None).await?;
+    Ok(Report::ok(
+        pairs(&[
+            ("tenant", tenant.name.clone()),
+            ("revoked", "the token read from stdin".into()),
+        ]),
+        json!({"tenant": tenant.name, "revoked": "token"}),
+    ))
+}

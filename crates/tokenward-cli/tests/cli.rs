@@ -1,0 +1,554 @@
+//! The `tokenward` binary end to end, against the testkit's fake authorization server on
+//! 127.0.0.1 that each test starts: every command, and the failures an operator meets (a wrong
+//! secret, a missing scope, a decayed token, an unreachable endpoint, a corrupt config, an
+//! unknown tenant). Human output is snapshotted (times and durations masked), every `--json`
+//! output parses, and nothing prints a secret or a token without `--reveal`.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::PathBuf;
+use std::process::{Command as StdCommand, Stdio};
+use std::time::{Duration, SystemTime};
+
+use assert_cmd::Command;
+use serde_json::Value;
+use tokenward::store::{FileStore, StoredGrant, TokenStore};
+use tokenward_testkit::{FakeServer, RunningServer};
+
+const SVC_SECRET: &str = "svc-Secret-0001";
+const APP_SECRET: &str = "app-Secret-0002";
+
+/// A fake server on loopback and a folder holding `tokenward.toml`.
+struct Fixture {
+    rt: tokio::runtime::Runtime,
+    server: FakeServer,
+    running: Option<RunningServer>,
+    dir: PathBuf,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let server = FakeServer::builder()
+            .client("svc", SVC_SECRET)
+            .client_scopes("svc", "jobs.read jobs.write")
+            .client("app", APP_SECRET)
+            .redirect_uri("app", "http://127.0.0.1/callback")
+            .token_lifetime(Duration::from_secs(3600))
+            .build();
+        let running = rt.block_on(server.listen()).unwrap();
+        let dir = std::env::temp_dir().join(format!(
+            "tokenward-cli-{}-{:x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fixture = Fixture {
+            rt,
+            server,
+            running: Some(running),
+            dir,
+        };
+        fixture.config(&fixture.standard_config());
+        fixture
+    }
+
+    fn running(&self) -> &RunningServer {
+        self.running.as_ref().unwrap()
+    }
+
+    fn standard_config(&self) -> String {
+        let r = self.running();
+        format!(
+            r#"# tenants of the CLI tests
+[tenant.svc]
+grant = "client_credentials"
+token_url = "{token}"
+client_id = "svc"
+client_secret_env = "SVC_SECRET"
+scope = "jobs.read"
+require_scopes = "jobs.read"
+introspection_url = "{introspect}"
+revocation_url = "{revoke}"
+
+[tenant.app]
+grant = "refresh_token"
+token_url = "{token}"
+client_id = "app"
+client_secret_env = "APP_SECRET"
+scope = "jobs.read"
+store = "app-grant.json"
+authorization_url = "{authorize}"
+introspection_url = "{introspect}"
+revocation_url = "{revoke}"
+"#,
+            token = r.token_url(),
+            introspect = r.introspect_url(),
+            revoke = r.revoke_url(),
+            authorize = r.authorize_url(),
+        )
+    }
+
+    fn config(&self, text: &str) {
+        std::fs::write(self.dir.join("tokenward.toml"), text).unwrap();
+    }
+
+    fn cmd(&self) -> Command {
+        let mut cmd = Command::cargo_bin("tokenward").unwrap();
+        cmd.current_dir(&self.dir)
+            .env("SVC_SECRET", SVC_SECRET)
+            .env("APP_SECRET", APP_SECRET)
+            .env("NO_COLOR", "1");
+        cmd
+    }
+
+    /// Runs `args`; returns the exit code, stdout and stderr.
+    fn run(&self, args: &[&str]) -> (i32, String, String) {
+        run(self.cmd().args(args))
+    }
+
+    /// Puts a refresh token for `app` in its grant file, last used `idle` ago.
+    fn seed_app(&self, idle: Duration) {
+        let refresh_token = self.server.issue_refresh_token("app", "jobs.read");
+        let used = SystemTime::now() - idle;
+        let store = FileStore::new(self.dir.join("app-grant.json"));
+        self.rt
+            .block_on(
+                store.compare_and_swap(
+                    None,
+                    StoredGrant::new(refresh_token)
+                        .with_scope(Some("jobs.read".into()))
+                        .with_last_used(Some(used))
+                        .with_stored_at(Some(used)),
+                ),
+            )
+            .unwrap();
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if let Some(running) = self.running.take() {
+            self.rt.block_on(running.shutdown());
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn run(cmd: &mut Command) -> (i32, String, String) {
+    let output = cmd.output().unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let code = output.status.code().unwrap_or(-1);
+    let (out, err) = (text(&output.stdout), text(&output.stderr));
+    assert_no_secret(&out);
+    assert_no_secret(&err);
+    (code, out, err)
+}
+
+/// No client secret and nothing shaped like a testkit token (`at_…`, `rt_…`, `ac_…`).
+fn assert_no_secret(text: &str) {
+    for secret in [SVC_SECRET, APP_SECRET, "svc-Secret-NEW-0003"] {
+        assert!(
+            !text.contains(secret),
+            "a client secret was printed:\n{text}"
+        );
+    }
+    let token = regex::Regex::new(r"\b(at|rt|ac)_[A-Za-z0-9_-]{12,}").unwrap();
+    assert!(!token.is_match(text), "a token was printed:\n{text}");
+}
+
+/// Times, durations and ports vary: masked in snapshots.
+fn masked(text: &str) -> String {
+    let rules = [
+        (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", "[TIME]"),
+        (r"\(in [^)]*\)", "(in [DURATION])"),
+        (r"(lifetime\s+)\S.*", "${1}[DURATION]"),
+        (r"127\.0\.0\.1:\d+", "127.0.0.1:[PORT]"),
+        (r"/tmp/[^ \n)]*/", "[DIR]/"),
+    ];
+    let mut text = text.to_owned();
+    for (pattern, with) in rules {
+        text = regex::Regex::new(pattern)
+            .unwrap()
+            .replace_all(&text, with)
+            .into_owned();
+    }
+    text
+}
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}):\n{text}"))
+}
+
+#[test]
+fn token_prints_what_was_obtained_and_the_token_only_when_asked() {
+    let f = Fixture::new();
+    let (code, out, err) = f.run(&["token", "--tenant", "svc"]);
+    assert_eq!(code, 0, "{err}");
+    insta::assert_snapshot!("token_svc", masked(&out));
+
+    let (code, out, _) = f.run(&["--json", "token", "--tenant", "svc"]);
+    assert_eq!(code, 0);
+    let v = json(&out);
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["scope"], "jobs.read");
+    assert!(v["expires_in"].as_u64().unwrap() > 3000);
+    assert!(v.get("access_token").is_none());
+
+    // With --reveal (or a script format), the token, and it is one the server accepts.
+    let output = f
+        .cmd()
+        .args(["token", "--tenant", "svc", "--format", "header"])
+        .output()
+        .unwrap();
+    let header = String::from_utf8(output.stdout).unwrap();
+    let token = header
+        .trim()
+        .strip_prefix("Authorization: Bearer ")
+        .unwrap()
+        .to_owned();
+    let status = f.rt.block_on(async {
+        reqwest::Client::new()
+            .get(f.running().resource_url())
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(status, 200);
+    let output = f
+        .cmd()
+        .args(["token", "--tenant", "svc", "--reveal"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8(output.stdout)
+            .unwrap()
+            .contains("access token  at_")
+    );
+    let output = f
+        .cmd()
+        .args(["token", "--tenant", "svc", "--format", "env"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8(output.stdout)
+            .unwrap()
+            .starts_with("export TOKENWARD_ACCESS_TOKEN='at_")
+    );
+}
+
+#[test]
+fn token_with_a_refresh_grant_persists_the_rotation() {
+    let f = Fixture::new();
+    f.seed_app(Duration::from_secs(60));
+    let before = std::fs::read(f.path("app-grant.json")).unwrap();
+    let (code, out, err) = f.run(&["token", "--tenant", "app", "--force"]);
+    assert_eq!(code, 0, "{err}");
+    insta::assert_snapshot!("token_app", masked(&out));
+    assert_ne!(std::fs::read(f.path("app-grant.json")).unwrap(), before);
+    assert_eq!(f.server.counters().refresh_reuse_detected, 0);
+}
+
+#[test]
+fn verify_passes_with_the_right_secret_and_fails_with_a_wrong_one() {
+    let f = Fixture::new();
+    let (code, out, err) = f.run(&["verify", "--tenant", "svc", "--introspect"]);
+    assert_eq!(code, 0, "{err}");
+    insta::assert_snapshot!("verify_pass", masked(&out));
+
+    let (code, out, _) = run(f
+        .cmd()
+        .env("SVC_SECRET", "svc-Secret-NEW-0003")
+        .args(["verify", "--tenant", "svc"]));
+    assert_eq!(code, 1);
+    assert!(out.contains("FAIL"), "{out}");
+    let (code, out, _) = run(f
+        .cmd()
+        .env("SVC_SECRET", "svc-Secret-NEW-0003")
+        .args(["--json", "verify", "--tenant", "svc"]));
+    assert_eq!(code, 1);
+    assert_eq!(json(&out)["ok"], false);
+}
+
+#[test]
+fn scopes_lists_what_is_missing_with_the_action_and_fails_on_drift() {
+    let f = Fixture::new();
+    let (code, _, err) = f.run(&["scopes", "--tenant", "svc"]);
+    assert_eq!(code, 0, "{err}");
+    f.config(&f.standard_config().replace(
+        "require_scopes = \"jobs.read\"",
+        "require_scopes = \"jobs.read reports.*\"",
+    ));
+    let (code, out, _) = f.run(&["scopes", "--tenant", "svc"]);
+    assert_eq!(code, 1);
+    insta::assert_snapshot!("scopes_drift", masked(&out));
+    let (code, out, _) = f.run(&["--json", "scopes", "--tenant", "svc"]);
+    assert_eq!(code, 1);
+    assert_eq!(json(&out)["missing"][0]["scope"], "reports.*");
+}
+
+#[test]
+fn decay_reports_the_age_and_pages_on_an_old_token() {
+    let f = Fixture::new();
+    f.seed_app(Duration::from_secs(80 * 86_400));
+    let (code, out, _) = f.run(&["decay", "--tenant", "app"]);
+    assert_eq!(code, 1, "page is a failure: {out}");
+    insta::assert_snapshot!("decay_page", masked(&out));
+    let (_, out, _) = f.run(&["--json", "decay", "--tenant", "app"]);
+    let v = json(&out);
+    assert_eq!(v["state"], "page");
+    assert_eq!(v["idle_days"], 80);
+
+    // Past the hard-fail age, the token is not even sent.
+    let f = Fixture::new();
+    f.seed_app(Duration::from_secs(86 * 86_400));
+    let (code, _, err) = f.run(&["token", "--tenant", "app"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("idle for 86 days"), "{err}");
+    assert_eq!(f.server.counters().token_requests, 0);
+}
+
+#[test]
+fn status_is_one_line_per_tenant() {
+    let f = Fixture::new();
+    f.seed_app(Duration::from_secs(3 * 86_400));
+    let (code, _, err) = f.run(&["token", "--tenant", "app"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = f.run(&["status"]);
+    assert_eq!(code, 0, "{err}");
+    // Durations vary in length, and the columns with them: masked, spaces folded.
+    let out = regex::Regex::new(r"\d+m( \d+s)?|\d+s")
+        .unwrap()
+        .replace_all(&out, "[D]")
+        .into_owned();
+    let out = regex::Regex::new(r" {2,}")
+        .unwrap()
+        .replace_all(&out, " | ")
+        .into_owned();
+    insta::assert_snapshot!("status", masked(&out));
+    let (_, out, _) = f.run(&["--json", "status"]);
+    let v = json(&out);
+    assert_eq!(v["tenants"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn introspect_and_revoke() {
+    let f = Fixture::new();
+    let (code, out, err) = f.run(&["introspect", "--tenant", "svc"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("active     true"), "{out}");
+    assert!(out.contains("client_id  svc"), "{out}");
+
+    // A token given on stdin, never on the command line.
+    let (code, out, _) = run(f
+        .cmd()
+        .args(["--json", "introspect", "--tenant", "svc", "--stdin"])
+        .write_stdin("at_not_a_token_this_server_issued\n"));
+    assert_eq!(code, 0);
+    assert_eq!(json(&out)["active"], false);
+
+    f.seed_app(Duration::from_secs(60));
+    let (code, out, err) = f.run(&["revoke", "--tenant", "app", "--refresh-token"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("the grant has ended"), "{out}");
+    let (code, _, err) = f.run(&["token", "--tenant", "app"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("authoriz"), "{err}");
+    let (code, out, _) = f.run(&["--json", "token", "--tenant", "app"]);
+    assert_eq!(code, 1);
+    assert_eq!(json(&out)["error"]["kind"], "reauthorization_required");
+}
+
+#[test]
+fn authorize_stores_the_refresh_token_where_the_grant_finds_it() {
+    let f = Fixture::new();
+    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("tokenward"))
+        .current_dir(&f.dir)
+        .env("APP_SECRET", APP_SECRET)
+        .args(["authorize", "--tenant", "app", "--timeout", "30s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = lines
+        .by_ref()
+        .map(Result::unwrap)
+        .find(|l| l.starts_with("http"))
+        .expect("the authorization URL");
+    assert!(url.contains("code_challenge_method=S256"), "{url}");
+    // The browser: the server approves and redirects to the loopback listener.
+    f.rt.block_on(async {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let response = http.get(&url).send().await.unwrap();
+        let location = response.headers()["location"].to_str().unwrap().to_owned();
+        assert!(location.starts_with("http://127.0.0.1:"), "{location}");
+        let page = http.get(&location).send().await.unwrap();
+        assert_eq!(page.status(), 200);
+        assert!(page.text().await.unwrap().contains("Authorized"));
+    });
+    let output = child.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert_no_secret(&out);
+    assert!(output.status.success(), "{out}");
+    insta::assert_snapshot!("authorize", masked(&out));
+    let (code, _, err) = f.run(&["token", "--tenant", "app"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(f.server.counters().codes_issued, 1);
+}
+
+#[test]
+fn authorize_gives_up_with_a_clear_message() {
+    let f = Fixture::new();
+    let (code, _, err) = f.run(&["authorize", "--tenant", "app", "--timeout", "1s"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("nobody completed the authorization within 1s"),
+        "{err}"
+    );
+}
+
+#[test]
+fn rotate_secret_switches_a_secret_file_after_verifying_and_stops_at_a_refusal() {
+    let f = Fixture::new();
+    std::fs::write(f.path("svc.secret"), format!("{SVC_SECRET}\n")).unwrap();
+    f.config(&f.standard_config().replace(
+        "client_secret_env = \"SVC_SECRET\"",
+        "client_secret_file = \"svc.secret\"",
+    ));
+    // Not yet added at the server: refused, nothing changed.
+    let (code, out, _) = run(f.cmd().env("NEW_SECRET", "svc-Secret-NEW-0003").args([
+        "rotate-secret",
+        "--tenant",
+        "svc",
+        "--new-secret-env",
+        "NEW_SECRET",
+    ]));
+    assert_eq!(code, 1);
+    assert!(out.contains("stopped: the new secret is refused"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(f.path("svc.secret"))
+            .unwrap()
+            .trim(),
+        SVC_SECRET
+    );
+
+    f.server.add_client_secret("svc", "svc-Secret-NEW-0003");
+    let (code, out, err) = run(f.cmd().env("NEW_SECRET", "svc-Secret-NEW-0003").args([
+        "rotate-secret",
+        "--tenant",
+        "svc",
+        "--new-secret-env",
+        "NEW_SECRET",
+    ]));
+    assert_eq!(code, 0, "{err}");
+    insta::assert_snapshot!("rotate_secret", masked(&out));
+    assert_eq!(
+        std::fs::read_to_string(f.path("svc.secret"))
+            .unwrap()
+            .trim(),
+        "svc-Secret-NEW-0003"
+    );
+    assert_eq!(
+        std::fs::read_to_string(f.path("svc.secret.previous"))
+            .unwrap()
+            .trim(),
+        SVC_SECRET
+    );
+    // The old one can go: the configured source now works alone.
+    assert!(f.server.remove_client_secret("svc", SVC_SECRET));
+    let (code, _, err) = f.run(&["verify", "--tenant", "svc"]);
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn operator_mistakes_are_named_precisely() {
+    let f = Fixture::new();
+    // An unreachable endpoint.
+    f.config(
+        &f.standard_config()
+            .replace(&f.running().token_url(), "http://127.0.0.1:9/token"),
+    );
+    let (code, out, _) = f.run(&["--json", "token", "--tenant", "svc"]);
+    assert_eq!(code, 1);
+    assert_eq!(json(&out)["error"]["kind"], "unreachable");
+
+    // A corrupt configuration: the file, the line, the key.
+    f.config("[tenant.svc]\ngrant = \"client_credentials\"\ntoken_url = 7\n");
+    let (code, _, err) = f.run(&["token"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("tokenward.toml:3"), "{err}");
+    f.config(
+        &f.standard_config()
+            .replace("grant = \"client_credentials\"", "grant = \"password\""),
+    );
+    let (code, _, err) = f.run(&["token", "--tenant", "svc"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("tokenward.toml:3: tenant.svc.grant: \"password\" is not a grant"),
+        "{err}"
+    );
+
+    // An unknown tenant, and no tenant among several.
+    f.config(&f.standard_config());
+    let (code, _, err) = f.run(&["token", "--tenant", "nope"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("no tenant \"nope\" (configured: app, svc)"),
+        "{err}"
+    );
+    let (code, _, err) = f.run(&["token"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("choose one with --tenant"), "{err}");
+
+    // A secret's variable not set.
+    let (code, _, err) = run(f
+        .cmd()
+        .env_remove("SVC_SECRET")
+        .args(["token", "--tenant", "svc"]));
+    assert_eq!(code, 2);
+    assert!(err.contains("SVC_SECRET is not set"), "{err}");
+
+    // A secret in the file itself is not accepted.
+    f.config(&f.standard_config().replace(
+        "client_secret_env = \"SVC_SECRET\"",
+        "client_secret = \"svc-Secret-0001\"",
+    ));
+    let (code, _, err) = f.run(&["token", "--tenant", "svc"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown field `client_secret`"), "{err}");
+}
+
+#[test]
+fn every_json_output_parses() {
+    let f = Fixture::new();
+    f.seed_app(Duration::from_secs(60));
+    for args in [
+        &["token", "--tenant", "svc"][..],
+        &["verify", "--tenant", "svc"],
+        &["scopes", "--tenant", "svc"],
+        &["decay", "--tenant", "app"],
+        &["status"],
+        &["introspect", "--tenant", "svc"],
+        &["token", "--tenant", "nope"],
+        &["revoke", "--tenant", "app", "--refresh-token"],
+    ] {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let (_, out, _) = f.run(&all);
+        let v = json(&out);
+        assert!(v["ok"].is_boolean(), "{args:?}: {out}");
+    }
+}
