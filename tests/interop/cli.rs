@@ -81,7 +81,7 @@ issuer = "{issuer}"
         &mut out,
         &mut err,
     );
-    let browser = async {
+    let browser = tokio::time::timeout(std::time::Duration::from_secs(90), async {
         // "Open this URL … (waiting 1m on http://127.0.0.1:<port>/callback):", then the URL.
         let mut redirect_uri = None;
         let url = loop {
@@ -99,8 +99,9 @@ issuer = "{issuer}"
         let page = http.get(&callback).send().await.unwrap();
         assert_eq!(page.status(), 200);
         page.text().await.unwrap()
-    };
+    });
     let (code, page) = tokio::join!(cli, browser);
+    let page = page.expect("the CLI printed no URL, or the browser's part took too long");
     let out = String::from_utf8(out).unwrap();
     assert_eq!(code, 0, "{out}\n{}", op.stderr());
     assert!(page.contains("Authorized"), "{page}");

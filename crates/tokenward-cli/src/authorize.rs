@@ -26,12 +26,18 @@ fn listen_on(redirect_uri: Option<&str>) -> Result<(u16, String), Failure> {
         ))
     };
     let rest = uri.strip_prefix("http://127.0.0.1").ok_or_else(bad)?;
+    if rest.contains(['?', '#']) {
+        return Err(bad());
+    }
     let (port, path) = match rest.split_once('/') {
         Some((port, path)) => (port, format!("/{path}")),
         None => (rest, "/".to_owned()),
     };
     let port = match port.strip_prefix(':') {
-        Some(port) => port.parse().map_err(|_| bad())?,
+        Some(port) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+            port.parse().map_err(|_| bad())?
+        }
+        Some(_) => return Err(bad()),
         None if port.is_empty() => 80,
         None => return Err(bad()),
     };
@@ -63,6 +69,20 @@ pub(crate) async fn authorize(
         )));
     };
     let (port, path) = listen_on(tenant.redirect_uri.as_deref())?;
+    let port_fixed = port != 0;
+    // The grant file's folder must take the refresh token: checked before anyone consents.
+    let folder = match store.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => std::path::PathBuf::from("."),
+    };
+    if !folder.is_dir() {
+        return Err(Failure::config(format!(
+            "{}: tenant {}: the grant file's folder {} does not exist",
+            tenant.at,
+            tenant.name,
+            folder.display()
+        )));
+    }
     let listener = TcpListener::bind(("127.0.0.1", port)).await.map_err(|e| {
         Failure::failed("listen", format!("cannot listen on 127.0.0.1:{port}: {e}"))
     })?;
@@ -70,7 +90,11 @@ pub(crate) async fn authorize(
         .local_addr()
         .map_err(|e| Failure::failed("listen", e.to_string()))?
         .port();
-    let redirect_uri = format!("http://127.0.0.1:{port}{path}");
+    // A configured redirect URI is sent as written; an ephemeral one names the port taken.
+    let redirect_uri = match &tenant.redirect_uri {
+        Some(uri) if port_fixed => uri.clone(),
+        _ => format!("http://127.0.0.1:{port}{path}"),
+    };
 
     let secret = tenant.client_secret()?;
     let mut builder = AuthorizationCode::builder(
@@ -109,8 +133,9 @@ pub(crate) async fn authorize(
         ctx.notice("(no browser could be started: open the URL yourself)");
     }
     let _spinner = Spinner::start("waiting for the browser", ctx.terminal);
-    let (mut stream, query) = match tokio::time::timeout(timeout, callback(&listener, &path)).await
-    {
+    let state = request.state().to_owned();
+    let waiting = callback(&listener, &path, &state);
+    let (mut stream, query) = match tokio::time::timeout(timeout, waiting).await {
         Ok(Ok(found)) => found,
         Ok(Err(e)) => return Err(Failure::failed("listen", e.to_string())),
         Err(_) => {
@@ -135,6 +160,8 @@ pub(crate) async fn authorize(
     let stored = tokenward::store_refresh_token(&token, &file).await;
     reply(&mut stream, stored.is_ok()).await;
     stored?;
+    // An access token shared from the previous grant (its scopes) is not this grant's.
+    crate::commands::forget_shared_token(store);
     let expires = std::time::SystemTime::now()
         + token
             .expires_at()
@@ -157,20 +184,22 @@ pub(crate) async fn authorize(
     ))
 }
 
-/// Waits for the browser's request to `path`; other requests (a favicon) get a 404.
-async fn callback(listener: &TcpListener, path: &str) -> std::io::Result<(TcpStream, String)> {
+/// How long one connection to the listener may take to send its request.
+const REQUEST_READ: Duration = Duration::from_secs(5);
+
+/// Waits for the browser's redirect to `path` carrying this request's `state`. Anything else
+/// (a favicon, a probe, a callback for another request, a connection that sends nothing or
+/// breaks) is answered or dropped, and the wait goes on.
+async fn callback(
+    listener: &TcpListener,
+    path: &str,
+    state: &str,
+) -> std::io::Result<(TcpStream, String)> {
     loop {
         let (mut stream, _) = listener.accept().await?;
-        let mut head = Vec::new();
-        let mut buf = [0u8; 1024];
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
-            let n = stream.read(&mut buf).await?;
-            if n == 0 {
-                break;
-            }
-            head.extend_from_slice(&buf[..n]);
-        }
-        let head = String::from_utf8_lossy(&head);
+        let Ok(Ok(head)) = tokio::time::timeout(REQUEST_READ, read_head(&mut stream)).await else {
+            continue;
+        };
         let target = head
             .lines()
             .next()
@@ -178,13 +207,51 @@ async fn callback(listener: &TcpListener, path: &str) -> std::io::Result<(TcpStr
             .and_then(|rest| rest.split(' ').next())
             .unwrap_or_default();
         let (target_path, query) = target.split_once('?').unwrap_or((target, ""));
-        if target_path == path && !query.is_empty() {
+        if target_path != path {
+            let _ = stream
+                .write_all(
+                    b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                )
+                .await;
+            continue;
+        }
+        let theirs = form_urlencoded::parse(query.as_bytes())
+            .find(|(name, _)| name == "state")
+            .map(|(_, value)| value.into_owned())
+            .unwrap_or_default();
+        if same(theirs.as_bytes(), state.as_bytes()) {
             return Ok((stream, query.to_owned()));
         }
+        let body = "not the callback of this authorization request\n";
         let _ = stream
-            .write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+            .write_all(
+                format!(
+                    "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            )
             .await;
     }
+}
+
+/// The request line and headers (at most 16 KiB).
+async fn read_head(stream: &mut TcpStream) -> std::io::Result<String> {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    Ok(String::from_utf8_lossy(&head).into_owned())
+}
+
+/// Equal, in time independent of where they differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn reply(stream: &mut TcpStream, ok: bool) {

@@ -169,7 +169,7 @@ async fn obtain(ctx: &Context<'_>, tenant: &Tenant, force: bool) -> Result<Token
             client_credentials(tenant, secret.as_ref())?.fetch().await?
         }
         GrantKind::RefreshToken => {
-            refresh_grant(tenant, secret.as_ref(), !force)?
+            refresh_grant(tenant, secret.as_ref(), tenant.share_access_token && !force)?
                 .fetch()
                 .await?
         }
@@ -233,8 +233,10 @@ async fn token(
             ));
         }
         Format::Env => {
+            // Single-quoted for a POSIX shell: a quote in the token cannot end the string.
+            let quoted = secret.replace('\'', "'\\''");
             return Ok(Report::ok(
-                format!("export TOKENWARD_ACCESS_TOKEN='{secret}'\n"),
+                format!("export TOKENWARD_ACCESS_TOKEN='{quoted}'\n"),
                 json!({ "access_token": secret }),
             ));
         }
@@ -306,8 +308,9 @@ async fn verify_with(
         Ok(token) => {
             rows.push(("token", "PASS obtained with this secret alone".to_owned()));
             steps.push(json!({"step": "token", "ok": true}));
-            if let Some(url) = url {
-                rows.push(("url", format!("PASS {url} answered 2xx")));
+            if url.is_some() {
+                // Not the URL itself: it may hold credentials.
+                rows.push(("url", "PASS the URL answered 2xx".to_owned()));
                 steps.push(json!({"step": "url", "ok": true}));
             }
             token
@@ -468,6 +471,13 @@ async fn rotate_secret(ctx: &Context<'_>, new: &SecretSource) -> Result<Report, 
         )));
     }
     let new_secret = new.read("the new client secret")?;
+    if let Ok(Some(current)) = tenant.client_secret()
+        && current.expose_secret() == new_secret.expose_secret()
+    {
+        return Err(Failure::config(
+            "the new secret is the one configured now: nothing to rotate",
+        ));
+    }
     let mut rows: Vec<(&str, String)> = vec![("tenant", tenant.name.clone())];
     let mut steps = Vec::new();
     let stop = |rows: &[(&str, String)], steps: Vec<Value>, why: String| {
@@ -487,11 +497,12 @@ async fn rotate_secret(ctx: &Context<'_>, new: &SecretSource) -> Result<Report, 
     {
         rows.push(("1 verify new", format!("FAIL {error}")));
         steps.push(json!({"step": "verify_new", "ok": false, "error": error.to_string()}));
-        return Ok(stop(
-            &rows,
-            steps,
-            "the new secret is refused: nothing was changed. Add it to the client at the authorization server first".into(),
-        ));
+        let why = if matches!(error.cause(), tokenward::Error::InvalidClient(_)) {
+            "the new secret is refused: nothing was changed. Add it to the client at the authorization server first"
+        } else {
+            "the new secret could not be checked: nothing was changed. Try again when the token endpoint answers"
+        };
+        return Ok(stop(&rows, steps, why.into()));
     }
     rows.push((
         "1 verify new",
@@ -527,6 +538,16 @@ async fn rotate_secret(ctx: &Context<'_>, new: &SecretSource) -> Result<Report, 
         "{}.previous",
         file.file_name().unwrap_or_default().to_string_lossy()
     ));
+    if previous.exists() {
+        return Ok(stop(
+            &rows,
+            steps,
+            format!(
+                "{} exists from an earlier rotation: remove it once that old secret is retired, then run this again",
+                previous.display()
+            ),
+        ));
+    }
     if let Err(e) = switch_file(&file, &previous, &new_secret) {
         rows.push(("2 switch", format!("FAIL {e}")));
         steps.push(json!({"step": "switch", "ok": false, "error": e.to_string()}));
@@ -547,11 +568,14 @@ async fn rotate_secret(ctx: &Context<'_>, new: &SecretSource) -> Result<Report, 
     steps.push(json!({"step": "switch", "ok": true}));
 
     // 3. Verify again, through the configured source.
-    let reread = tenant.client_secret()?;
-    if let Err(error) = client_credentials(tenant, reread.as_ref())?
-        .verify(None)
-        .await
-    {
+    let verified = match tenant.client_secret() {
+        Ok(reread) => match client_credentials(tenant, reread.as_ref()) {
+            Ok(grant) => grant.verify(None).await.map(drop),
+            Err(failure) => Err(tokenward::Error::Config(failure.message.into())),
+        },
+        Err(e) => Err(tokenward::Error::Config(e.message.into())),
+    };
+    if let Err(error) = verified {
         // Undo: put the old secret back.
         let undone = std::fs::rename(&previous, &file).is_ok();
         rows.push(("3 verify", format!("FAIL {error}")));
@@ -587,26 +611,50 @@ async fn rotate_secret(ctx: &Context<'_>, new: &SecretSource) -> Result<Report, 
     ))
 }
 
-/// Replaces the secret file's contents with `new` (atomically, mode 0600), keeping the old
-/// file as `previous`.
+/// Replaces the secret file's contents with `new`, keeping the old file as `previous`: a
+/// temporary file beside it (created new, the original's permissions), renamed over it. On
+/// any error the original is untouched and nothing is left behind.
 fn switch_file(file: &Path, previous: &Path, new: &SecretString) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let meta = std::fs::symlink_metadata(file)?;
+    if meta.file_type().is_symlink() {
+        return Err(std::io::Error::other(format!(
+            "{} is a symbolic link: configure the file it points to",
+            file.display()
+        )));
+    }
     let tmp = file.with_file_name(format!(
-        ".{}.new",
-        file.file_name().unwrap_or_default().to_string_lossy()
+        ".{}.{:016x}.new",
+        file.file_name().unwrap_or_default().to_string_lossy(),
+        rand::random::<u64>()
     ));
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    {
-        use std::io::Write as _;
+    let written = (|| {
         let mut f = options.open(&tmp)?;
         f.write_all(new.expose_secret().as_bytes())?;
         f.write_all(b"\n")?;
+        // Whoever could read the old file reads the new one.
+        f.set_permissions(meta.permissions())?;
         f.sync_all()?;
+        std::fs::copy(file, previous)?;
+        std::fs::rename(&tmp, file)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    std::fs::copy(file, previous)?;
-    std::fs::rename(&tmp, file)
+    written
+}
+
+/// Removes the access token a grant file shares (`<store>.access`), if any.
+pub(crate) fn forget_shared_token(store: &Path) {
+    let access = store.with_file_name(format!(
+        "{}.access",
+        store.file_name().unwrap_or_default().to_string_lossy()
+    ));
+    let _ = std::fs::remove_file(access);
 }
 
 async fn decay(ctx: &Context<'_>) -> Result<Report, Failure> {
@@ -877,6 +925,8 @@ async fn revoke(ctx: &Context<'_>, refresh_token: bool, stdin: bool) -> Result<R
                 Some(TokenTypeHint::RefreshToken),
             )
             .await?;
+        // The access token the grant file shares came from the grant just ended.
+        forget_shared_token(store.path());
         return Ok(Report::ok(
             pairs(&[
                 ("tenant", tenant.name.clone()),

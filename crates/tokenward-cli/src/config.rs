@@ -51,6 +51,8 @@ struct RawTenant {
     #[serde(default)]
     authorize_params: BTreeMap<String, String>,
     store: Option<Spanned<String>>,
+    #[serde(default)]
+    share_access_token: bool,
     introspection_url: Option<String>,
     revocation_url: Option<String>,
     authorization_url: Option<String>,
@@ -141,6 +143,9 @@ pub(crate) struct Tenant {
     /// Extra parameters of the authorization URL (`prompt`, `resource`, `access_type`).
     pub(crate) authorize_params: BTreeMap<String, String>,
     pub(crate) store: Option<PathBuf>,
+    /// The grant file shares the access token too (`<store>.access`), as the service's
+    /// `FileStore::share_access_token(true)` does. Off by default.
+    pub(crate) share_access_token: bool,
     pub(crate) introspection_url: Option<String>,
     pub(crate) revocation_url: Option<String>,
     pub(crate) authorization_url: Option<String>,
@@ -197,11 +202,25 @@ impl Config {
     /// Checks the contents `text` of `path`.
     pub(crate) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let file: File = toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|s| line_of(text, s.start));
+            let message = e.message().trim_end();
             ConfigError {
-                message: match line {
-                    Some(line) => format!("{}:{line}: {}", path.display(), e.message()),
-                    None => format!("{}: {}", path.display(), e.message()),
+                message: match e.span() {
+                    Some(span) => {
+                        let line = line_of(text, span.start);
+                        // The key on that line, never its value (it could be a misplaced
+                        // secret).
+                        let key = text
+                            .lines()
+                            .nth(line - 1)
+                            .and_then(|l| l.split_once('='))
+                            .map(|(key, _)| key.trim())
+                            .filter(|key| !key.is_empty() && !key.starts_with('['));
+                        match key {
+                            Some(key) => format!("{}:{line}: {key}: {message}", path.display()),
+                            None => format!("{}:{line}: {message}", path.display()),
+                        }
+                    }
+                    None => format!("{}: {message}", path.display()),
                 },
             }
         })?;
@@ -362,6 +381,7 @@ impl Tenant {
             params: raw.params,
             authorize_params: raw.authorize_params,
             store,
+            share_access_token: raw.share_access_token,
             introspection_url: raw.introspection_url,
             revocation_url: raw.revocation_url,
             authorization_url: raw.authorization_url,

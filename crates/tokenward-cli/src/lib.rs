@@ -141,12 +141,20 @@ async fn run_with(
     err: &mut dyn Write,
     terminal: bool,
 ) -> i32 {
-    let cli = match Cli::try_parse_from(args) {
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(e) => {
             let text = e.render().to_string();
             let code = e.exit_code();
-            if e.use_stderr() {
+            if e.use_stderr() && args.iter().any(|a| a.to_str() == Some("--json")) {
+                let report = serde_json::json!({
+                    "ok": false,
+                    "error": { "kind": "usage", "message": e.kind().to_string() },
+                });
+                let _ = writeln!(out, "{report}");
+                let _ = write!(err, "{text}");
+            } else if e.use_stderr() {
                 let _ = write!(err, "{text}");
             } else {
                 let _ = write!(out, "{text}");

@@ -109,10 +109,16 @@ impl Failure {
     }
 
     pub(crate) fn into_report(self) -> Report {
+        // A server's text can carry terminal escapes: never sent to a terminal raw.
+        let shown: String = self
+            .message
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
         Report {
             code: self.code,
             human: String::new(),
-            human_err: format!("error: {}\n", self.message),
+            human_err: format!("error: {shown}\n"),
             json: json!({
                 "ok": false,
                 "error": { "kind": self.kind, "message": self.message },
@@ -210,8 +216,13 @@ pub(crate) enum Level {
     Bad,
 }
 
-/// A wall-clock time as RFC 3339, seconds.
+/// A wall-clock time as RFC 3339, seconds; past the year 9999 (an `exp` in milliseconds),
+/// the seconds since the epoch.
 pub(crate) fn time(t: SystemTime) -> String {
+    const YEAR_10000: u64 = 253_402_300_800;
+    if unix(t) >= YEAR_10000 {
+        return format!("{} s after the epoch", unix(t));
+    }
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
@@ -226,42 +237,37 @@ pub(crate) fn unix(t: SystemTime) -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// A spinner on stderr while a wait lasts longer than a second, on a terminal only.
+/// A spinner on stderr while a wait lasts longer than a second, on a terminal only. Cleared
+/// when dropped, before anything else is printed.
 pub(crate) struct Spinner {
-    task: Option<tokio::task::JoinHandle<()>>,
+    bar: Option<indicatif::ProgressBar>,
 }
 
 impl Spinner {
     pub(crate) fn start(message: &str, terminal: bool) -> Spinner {
-        if !terminal {
-            return Spinner { task: None };
+        if !terminal || !std::io::stderr().is_terminal() {
+            return Spinner { bar: None };
         }
-        let message = message.to_owned();
-        let task = tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            let bar = indicatif::ProgressBar::new_spinner();
-            bar.set_message(message);
-            bar.enable_steady_tick(Duration::from_millis(100));
-            // Kept until the task is aborted; the bar clears when dropped.
-            let _clear = ClearOnDrop(bar);
-            std::future::pending::<()>().await;
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_message(message.to_owned());
+        // Drawn only once the wait has lasted a second.
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        let shown = bar.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(1));
+            if !shown.is_finished() {
+                shown.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                shown.enable_steady_tick(Duration::from_millis(100));
+            }
         });
-        Spinner { task: Some(task) }
-    }
-}
-
-struct ClearOnDrop(indicatif::ProgressBar);
-
-impl Drop for ClearOnDrop {
-    fn drop(&mut self) {
-        self.0.finish_and_clear();
+        Spinner { bar: Some(bar) }
     }
 }
 
 impl Drop for Spinner {
     fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
         }
     }
 }

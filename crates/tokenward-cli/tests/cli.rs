@@ -154,7 +154,12 @@ fn run(cmd: &mut Command) -> (i32, String, String) {
 
 /// No client secret and nothing shaped like a testkit token (`at_…`, `rt_…`, `ac_…`).
 fn assert_no_secret(text: &str) {
-    for secret in [SVC_SECRET, APP_SECRET, "svc-Secret-NEW-0003"] {
+    for secret in [
+        SVC_SECRET,
+        APP_SECRET,
+        "svc-Secret-NEW-0003",
+        "svc-Secret-NEWER-04",
+    ] {
         assert!(
             !text.contains(secret),
             "a client secret was printed:\n{text}"
@@ -250,12 +255,17 @@ fn token_prints_what_was_obtained_and_the_token_only_when_asked() {
 fn token_with_a_refresh_grant_persists_the_rotation() {
     let f = Fixture::new();
     f.seed_app(Duration::from_secs(60));
-    let before = std::fs::read(f.path("app-grant.json")).unwrap();
     let (code, out, err) = f.run(&["token", "--tenant", "app", "--force"]);
     assert_eq!(code, 0, "{err}");
     insta::assert_snapshot!("token_app", masked(&out));
-    assert_ne!(std::fs::read(f.path("app-grant.json")).unwrap(), before);
+    // The next run sends the rotated refresh token the first one persisted, not the old one.
+    let (code, out, err) = f.run(&["--json", "token", "--tenant", "app"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(json(&out)["refresh_token_rotated"], true);
+    assert_eq!(f.server.counters().issued_for("refresh_token"), 2);
     assert_eq!(f.server.counters().refresh_reuse_detected, 0);
+    // Access tokens are not written to disk unless the config shares them.
+    assert!(!f.path("app-grant.json.access").exists());
 }
 
 #[test]
@@ -380,11 +390,18 @@ fn authorize_stores_the_refresh_token_where_the_grant_finds_it() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut redirect_uri = None;
     let url = lines
         .by_ref()
         .map(Result::unwrap)
-        .find(|l| l.starts_with("http"))
+        .find(|l| {
+            if let Some((_, rest)) = l.split_once(" on ") {
+                redirect_uri = rest.strip_suffix("):").map(str::to_owned);
+            }
+            l.starts_with("http")
+        })
         .expect("the authorization URL");
+    let redirect_uri = redirect_uri.expect("the redirect URI");
     assert!(url.contains("code_challenge_method=S256"), "{url}");
     // The browser: the server approves and redirects to the loopback listener.
     f.rt.block_on(async {
@@ -392,13 +409,33 @@ fn authorize_stores_the_refresh_token_where_the_grant_finds_it() {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap();
+        // Other requests to the listener (a forged callback, an idle connection) do not end
+        // the wait.
+        let forged = http
+            .get(format!(
+                "{redirect_uri}?code=ac_forged_code_000000&state=wrong"
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(forged.status(), 400);
+        let host = redirect_uri
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        let idle = tokio::net::TcpStream::connect(host).await.unwrap();
         let response = http.get(&url).send().await.unwrap();
         let location = response.headers()["location"].to_str().unwrap().to_owned();
         assert!(location.starts_with("http://127.0.0.1:"), "{location}");
         let page = http.get(&location).send().await.unwrap();
         assert_eq!(page.status(), 200);
         assert!(page.text().await.unwrap().contains("Authorized"));
+        drop(idle);
     });
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    assert_no_secret(&rest.join("\n"));
     let output = child.wait_with_output().unwrap();
     let out = String::from_utf8_lossy(&output.stdout);
     assert_no_secret(&out);
@@ -424,6 +461,13 @@ fn authorize_gives_up_with_a_clear_message() {
 fn rotate_secret_switches_a_secret_file_after_verifying_and_stops_at_a_refusal() {
     let f = Fixture::new();
     std::fs::write(f.path("svc.secret"), format!("{SVC_SECRET}\n")).unwrap();
+    // Readable by the service's group: the new file keeps that.
+    #[cfg(unix)]
+    std::fs::set_permissions(
+        f.path("svc.secret"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o640),
+    )
+    .unwrap();
     f.config(&f.standard_config().replace(
         "client_secret_env = \"SVC_SECRET\"",
         "client_secret_file = \"svc.secret\"",
@@ -467,6 +511,32 @@ fn rotate_secret_switches_a_secret_file_after_verifying_and_stops_at_a_refusal()
             .trim(),
         SVC_SECRET
     );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(f.path("svc.secret"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o640);
+    }
+    // Again before the old secret is retired: refused, the kept old secret not overwritten.
+    f.server.add_client_secret("svc", "svc-Secret-NEWER-04");
+    let (code, out, _) = run(f.cmd().env("NEW_SECRET", "svc-Secret-NEWER-04").args([
+        "rotate-secret",
+        "--tenant",
+        "svc",
+        "--new-secret-env",
+        "NEW_SECRET",
+    ]));
+    assert_eq!(code, 1);
+    assert!(out.contains("exists from an earlier rotation"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(f.path("svc.secret.previous"))
+            .unwrap()
+            .trim(),
+        SVC_SECRET
+    );
     // The old one can go: the configured source now works alone.
     assert!(f.server.remove_client_secret("svc", SVC_SECRET));
     let (code, _, err) = f.run(&["verify", "--tenant", "svc"]);
@@ -476,10 +546,14 @@ fn rotate_secret_switches_a_secret_file_after_verifying_and_stops_at_a_refusal()
 #[test]
 fn operator_mistakes_are_named_precisely() {
     let f = Fixture::new();
-    // An unreachable endpoint.
+    // An unreachable endpoint: a port that was just free.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     f.config(
         &f.standard_config()
-            .replace(&f.running().token_url(), "http://127.0.0.1:9/token"),
+            .replace(&f.running().token_url(), &format!("http://{closed}/token")),
     );
     let (code, out, _) = f.run(&["--json", "token", "--tenant", "svc"]);
     assert_eq!(code, 1);
@@ -489,7 +563,10 @@ fn operator_mistakes_are_named_precisely() {
     f.config("[tenant.svc]\ngrant = \"client_credentials\"\ntoken_url = 7\n");
     let (code, _, err) = f.run(&["token"]);
     assert_eq!(code, 2);
-    assert!(err.contains("tokenward.toml:3"), "{err}");
+    assert!(
+        err.contains("tokenward.toml:3: token_url: invalid type"),
+        "{err}"
+    );
     f.config(
         &f.standard_config()
             .replace("grant = \"client_credentials\"", "grant = \"password\""),
@@ -535,6 +612,9 @@ fn operator_mistakes_are_named_precisely() {
 fn every_json_output_parses() {
     let f = Fixture::new();
     f.seed_app(Duration::from_secs(60));
+    let (code, out, _) = f.run(&["--json", "token", "--bogus"]);
+    assert_eq!(code, 2);
+    assert_eq!(json(&out)["error"]["kind"], "usage");
     for args in [
         &["token", "--tenant", "svc"][..],
         &["verify", "--tenant", "svc"],
