@@ -464,12 +464,6 @@ async fn scopes(ctx: &Context<'_>) -> Result<Report, Failure> {
 
 async fn rotate_secret(ctx: &Context<'_>, new: &SecretSource) -> Result<Report, Failure> {
     let tenant = ctx.tenant()?;
-    if tenant.grant != GrantKind::ClientCredentials {
-        return Err(Failure::config(format!(
-            "{}: rotate-secret verifies the new secret with a client credentials token; tenant {} uses the refresh_token grant",
-            tenant.at, tenant.name
-        )));
-    }
     let new_secret = new.read("the new client secret")?;
     if let Ok(Some(current)) = tenant.client_secret()
         && current.expose_secret() == new_secret.expose_secret()
@@ -491,10 +485,7 @@ async fn rotate_secret(ctx: &Context<'_>, new: &SecretSource) -> Result<Report, 
 
     // 1. The new secret works on its own.
     let _spinner = Spinner::start("verifying the new secret", ctx.terminal);
-    if let Err(error) = client_credentials(tenant, Some(&new_secret))?
-        .verify(None)
-        .await
-    {
+    if let Err(error) = secret_works(tenant, Some(&new_secret)).await {
         rows.push(("1 verify new", format!("FAIL {error}")));
         steps.push(json!({"step": "verify_new", "ok": false, "error": error.to_string()}));
         let why = if matches!(error.cause(), tokenward::Error::InvalidClient(_)) {
@@ -569,10 +560,7 @@ async fn rotate_secret(ctx: &Context<'_>, new: &SecretSource) -> Result<Report, 
 
     // 3. Verify again, through the configured source.
     let verified = match tenant.client_secret() {
-        Ok(reread) => match client_credentials(tenant, reread.as_ref()) {
-            Ok(grant) => grant.verify(None).await.map(drop),
-            Err(failure) => Err(tokenward::Error::Config(failure.message.into())),
-        },
+        Ok(reread) => secret_works(tenant, reread.as_ref()).await,
         Err(e) => Err(tokenward::Error::Config(e.message.into())),
     };
     if let Err(error) = verified {
@@ -609,6 +597,27 @@ async fn rotate_secret(ctx: &Context<'_>, new: &SecretSource) -> Result<Report, 
         pairs(&rows),
         json!({"tenant": tenant.name, "steps": steps}),
     ))
+}
+
+/// Whether `secret` alone obtains a token: a client credentials token, or a refresh of the
+/// stored grant (its rotation persisted, as every refresh).
+async fn secret_works(
+    tenant: &Tenant,
+    secret: Option<&SecretString>,
+) -> Result<(), tokenward::Error> {
+    let failed = |f: Failure| tokenward::Error::Config(f.message.into());
+    match tenant.grant {
+        GrantKind::ClientCredentials => client_credentials(tenant, secret)
+            .map_err(failed)?
+            .verify(None)
+            .await
+            .map(drop),
+        GrantKind::RefreshToken => refresh_grant(tenant, secret, false)
+            .map_err(failed)?
+            .fetch()
+            .await
+            .map(drop),
+    }
 }
 
 /// Replaces the secret file's contents with `new`, keeping the old file as `previous`: a

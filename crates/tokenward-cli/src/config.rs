@@ -340,6 +340,48 @@ impl Tenant {
                 return Err(at.error(value.span(), key, "is empty"));
             }
         }
+        if !raw.token_url.get_ref().starts_with("https://")
+            && !raw.token_url.get_ref().starts_with("http://")
+        {
+            return Err(at.error(raw.token_url.span(), "token_url", "is not an http(s) URL"));
+        }
+        let urls = [
+            ("introspection_url", &raw.introspection_url),
+            ("revocation_url", &raw.revocation_url),
+            ("authorization_url", &raw.authorization_url),
+            ("redirect_uri", &raw.redirect_uri),
+            ("issuer", &raw.issuer),
+        ];
+        for (key, value) in urls {
+            if let Some(url) = value
+                && !url.starts_with("https://")
+                && !url.starts_with("http://")
+            {
+                return Err(at.error(span.clone(), key, "is not an http(s) URL"));
+            }
+        }
+        // Credentials have their own keys, read from the environment or a file: never as a
+        // parameter written in this file.
+        const SECRET_PARAMS: [&str; 6] = [
+            "client_secret",
+            "client_assertion",
+            "password",
+            "refresh_token",
+            "code",
+            "code_verifier",
+        ];
+        for (key, params) in [
+            ("params", &raw.params),
+            ("authorize_params", &raw.authorize_params),
+        ] {
+            if let Some(name) = params.keys().find(|k| SECRET_PARAMS.contains(&k.as_str())) {
+                return Err(at.error(
+                    span.clone(),
+                    key,
+                    &format!("{name} is a credential: it cannot be a parameter in this file"),
+                ));
+            }
+        }
         let store = raw.store.as_ref().map(|s| folder.join(s.get_ref()));
         if grant == GrantKind::RefreshToken && store.is_none() {
             return Err(at.error(

@@ -632,3 +632,82 @@ fn every_json_output_parses() {
         assert!(v["ok"].is_boolean(), "{args:?}: {out}");
     }
 }
+
+#[test]
+fn every_command_names_an_unknown_tenant_and_fails_on_a_wrong_secret() {
+    let f = Fixture::new();
+    f.seed_app(Duration::from_secs(60));
+    for args in [
+        &["token"][..],
+        &["verify"],
+        &["scopes"],
+        &["decay"],
+        &["status"],
+        &["introspect"],
+        &["revoke", "--refresh-token"],
+        &["authorize", "--timeout", "1s"],
+        &["rotate-secret", "--new-secret-env", "SVC_SECRET"],
+    ] {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--tenant", "nope"]);
+        let (code, _, err) = f.run(&all);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains("no tenant \"nope\""), "{args:?}: {err}");
+    }
+    // A wrong secret: a failure of the command, never the secret shown.
+    for args in [
+        &["token", "--tenant", "svc"][..],
+        &["verify", "--tenant", "svc"],
+        &["scopes", "--tenant", "svc"],
+        &["introspect", "--tenant", "svc"],
+        &["token", "--tenant", "app", "--force"],
+    ] {
+        let (code, out, err) = run(f
+            .cmd()
+            .env("SVC_SECRET", "svc-Secret-NEW-0003")
+            .env("APP_SECRET", "svc-Secret-NEW-0003")
+            .args(args));
+        assert_eq!(code, 1, "{args:?}: {out}{err}");
+    }
+    // Credentials written as parameters are refused, with the line.
+    f.config(&f.standard_config().replace(
+        "scope = \"jobs.read\"\nrequire_scopes",
+        "scope = \"jobs.read\"\nparams = { client_assertion = \"eyJ\" }\nrequire_scopes",
+    ));
+    let (code, _, err) = f.run(&["token", "--tenant", "svc"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("tenant.svc.params: client_assertion is a credential"),
+        "{err}"
+    );
+    assert!(!err.contains("eyJ"), "{err}");
+}
+
+#[test]
+fn rotate_secret_for_a_refresh_grant_verifies_with_a_refresh() {
+    let f = Fixture::new();
+    f.seed_app(Duration::from_secs(60));
+    std::fs::write(f.path("app.secret"), format!("{APP_SECRET}\n")).unwrap();
+    f.config(&f.standard_config().replace(
+        "client_secret_env = \"APP_SECRET\"",
+        "client_secret_file = \"app.secret\"",
+    ));
+    f.server.add_client_secret("app", "svc-Secret-NEW-0003");
+    let (code, out, err) = run(f.cmd().env("NEW_SECRET", "svc-Secret-NEW-0003").args([
+        "rotate-secret",
+        "--tenant",
+        "app",
+        "--new-secret-env",
+        "NEW_SECRET",
+    ]));
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        std::fs::read_to_string(f.path("app.secret"))
+            .unwrap()
+            .trim(),
+        "svc-Secret-NEW-0003"
+    );
+    // Two refreshes (one per verification), each sending the refresh token the last stored.
+    assert_eq!(f.server.counters().issued_for("refresh_token"), 2);
+    assert_eq!(f.server.counters().refresh_reuse_detected, 0);
+}
