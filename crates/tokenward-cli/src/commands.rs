@@ -17,7 +17,7 @@ use tokenward::{
 };
 
 use crate::config::{Config, GrantKind, SecretSource, Tenant};
-use crate::output::{Failure, Level, Report, Spinner, grid, paint, pairs, span, time, unix};
+use crate::output::{Failure, Level, Report, Spinner, grid, paint, pairs, span, strip, time, unix};
 use crate::{Cli, Command, Format};
 
 /// What every command needs besides its own arguments.
@@ -789,21 +789,6 @@ async fn status(ctx: &Context<'_>) -> Result<Report, Failure> {
         &rows,
     );
     Ok(Report::ok(human, json!({ "tenants": items })))
-}
-
-/// Without colour codes.
-fn strip(s: &str) -> String {
-    let mut out = String::new();
-    let mut in_code = false;
-    for c in s.chars() {
-        match (in_code, c) {
-            (false, '\u{1b}') => in_code = true,
-            (true, 'm') => in_code = false,
-            (true, _) => {}
-            (false, c) => out.push(c),
-        }
-    }
-    out
 }
 
 async fn refresh_status(

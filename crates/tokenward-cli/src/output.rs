@@ -177,17 +177,22 @@ pub(crate) fn grid(header: &[&str], rows: &[Vec<String>]) -> String {
 
 /// The length of `s` without ANSI colour codes.
 fn visible_len(s: &str) -> usize {
-    let mut len = 0;
+    strip(s).chars().count()
+}
+
+/// `s` without ANSI colour codes.
+pub(crate) fn strip(s: &str) -> String {
+    let mut out = String::new();
     let mut in_code = false;
     for c in s.chars() {
         match (in_code, c) {
             (false, '\u{1b}') => in_code = true,
             (true, 'm') => in_code = false,
             (true, _) => {}
-            (false, _) => len += 1,
+            (false, c) => out.push(c),
         }
     }
-    len
+    out
 }
 
 /// Whether to colour: stdout is a terminal and `NO_COLOR` is unset.
