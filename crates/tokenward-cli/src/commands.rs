@@ -17,7 +17,7 @@ use tokenward::{
 };
 
 use crate::config::{Config, GrantKind, SecretSource, Tenant};
-use crate::output::{Failure, Level, Report, Spinner, grid, paint, pairs, span, strip, time, unix};
+use crate::output::{Failure, Level, Report, Spinner, grid, paint, pairs, span, time, unix};
 use crate::{Cli, Command, Format};
 
 /// What every command needs besides its own arguments.
@@ -742,38 +742,46 @@ fn decay_label(state: DecayState) -> (&'static str, Level) {
 async fn status(ctx: &Context<'_>) -> Result<Report, Failure> {
     let mut rows = Vec::new();
     let mut items = Vec::new();
+    let mut broken = false;
     let tenants: Vec<&Tenant> = match &ctx.tenant {
         Some(_) => vec![ctx.tenant()?],
         None => ctx.config.tenants.iter().collect(),
     };
     for tenant in tenants {
-        let (token, expires, last, decay, error) = match tenant.grant {
-            GrantKind::ClientCredentials => (
-                "not kept (obtained per process)".to_owned(),
-                "-".to_owned(),
-                "-".to_owned(),
-                "-".to_owned(),
-                "-".to_owned(),
-            ),
-            GrantKind::RefreshToken => refresh_status(ctx, tenant).await,
+        let line = match tenant.grant {
+            GrantKind::ClientCredentials => StatusLine {
+                token: "not kept (obtained per process)".into(),
+                ..StatusLine::default()
+            },
+            GrantKind::RefreshToken => refresh_status(tenant).await,
         };
+        broken |= line.broken;
+        let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
         items.push(json!({
             "tenant": tenant.name,
             "grant": tenant.grant.as_str(),
-            "token": strip(&token),
-            "expires_in": strip(&expires),
-            "last_refresh": strip(&last),
-            "decay": strip(&decay),
-            "last_error": strip(&error),
+            "token": line.token,
+            "expires_in": line.expires_in.map(|d| d.as_secs()),
+            "last_refresh": line.last_refresh.map(unix),
+            "decay": line.decay.map(|(label, _)| label),
+            "last_error": line.error,
         }));
+        let now = SystemTime::now();
         rows.push(vec![
             tenant.name.clone(),
             tenant.grant.as_str().to_owned(),
-            token,
-            expires,
-            last,
-            decay,
-            error,
+            line.token.clone(),
+            line.expires_in.map_or("-".into(), span),
+            line.last_refresh.map_or("-".into(), |t| {
+                format!("{} ago", span(now.duration_since(t).unwrap_or_default()))
+            }),
+            line.decay.map_or("-".into(), |(label, level)| {
+                paint(label, level, ctx.terminal)
+            }),
+            match &line.error {
+                Some(e) => paint(e, Level::Bad, ctx.terminal),
+                None => dash(&None),
+            },
         ]);
     }
     let human = grid(
@@ -788,67 +796,68 @@ async fn status(ctx: &Context<'_>) -> Result<Report, Failure> {
         ],
         &rows,
     );
-    Ok(Report::ok(human, json!({ "tenants": items })))
+    let json = json!({ "tenants": items });
+    // A tenant that cannot refresh (no grant, an unreadable file, a decaying token) fails
+    // the run, so a cron job or a probe notices.
+    Ok(if broken {
+        Report::failed(human, json)
+    } else {
+        Report::ok(human, json)
+    })
 }
 
-async fn refresh_status(
-    ctx: &Context<'_>,
-    tenant: &Tenant,
-) -> (String, String, String, String, String) {
+/// One tenant's line of `status`.
+#[derive(Default)]
+struct StatusLine {
+    token: String,
+    expires_in: Option<Duration>,
+    last_refresh: Option<SystemTime>,
+    decay: Option<(&'static str, Level)>,
+    error: Option<String>,
+    broken: bool,
+}
+
+async fn refresh_status(tenant: &Tenant) -> StatusLine {
+    let failed = |error: String| StatusLine {
+        token: "-".into(),
+        error: Some(error),
+        broken: true,
+        ..StatusLine::default()
+    };
     let Some(path) = &tenant.store else {
-        return (
-            "-".into(),
-            "-".into(),
-            "-".into(),
-            "-".into(),
-            "no grant file".into(),
-        );
+        return failed("no grant file".into());
     };
     let store = FileStore::new(path).share_access_token(true);
     let grant = match store.load().await {
         Ok(Some(grant)) => grant,
-        Ok(None) => {
-            return (
-                "-".into(),
-                "-".into(),
-                "never".into(),
-                "-".into(),
-                paint("no refresh token: run authorize", Level::Bad, ctx.terminal),
-            );
-        }
-        Err(e) => {
-            return (
-                "-".into(),
-                "-".into(),
-                "-".into(),
-                "-".into(),
-                paint(&e.to_string(), Level::Bad, ctx.terminal),
-            );
-        }
+        Ok(None) => return failed("no refresh token: run authorize".into()),
+        Err(e) => return failed(e.to_string()),
     };
     let now = SystemTime::now();
-    let (token, expires) = match store.load_shared_token().await {
-        Ok(Some(shared)) => match shared.expires_at.duration_since(now) {
-            Ok(left) => (paint("fresh", Level::Good, ctx.terminal), span(left)),
-            Err(_) => (paint("expired", Level::Warn, ctx.terminal), "-".into()),
-        },
-        Ok(None) => ("none shared".into(), "-".into()),
-        Err(e) => (paint("unreadable", Level::Bad, ctx.terminal), e.to_string()),
+    let mut line = StatusLine {
+        last_refresh: grant.last_used,
+        ..StatusLine::default()
     };
-    let last = grant.last_used.map_or("never".into(), |t| {
-        format!("{} ago", span(now.duration_since(t).unwrap_or_default()))
-    });
+    match store.load_shared_token().await {
+        Ok(Some(shared)) => match shared.expires_at.duration_since(now) {
+            Ok(left) => {
+                line.token = "fresh".into();
+                line.expires_in = Some(left);
+            }
+            Err(_) => line.token = "expired".into(),
+        },
+        Ok(None) => line.token = "none shared".into(),
+        Err(e) => {
+            line.token = "unreadable".into();
+            line.error = Some(e.to_string());
+        }
+    }
     let status = tenant
         .decay
         .status(grant.last_used.or(grant.stored_at), now);
-    let (label, level) = decay_label(status.state);
-    (
-        token,
-        expires,
-        last,
-        paint(label, level, ctx.terminal),
-        "-".into(),
-    )
+    line.decay = Some(decay_label(status.state));
+    line.broken = matches!(status.state, DecayState::Page | DecayState::HardFail);
+    line
 }
 
 /// A token from stdin (one line), never from the command line.

@@ -181,7 +181,7 @@ fn visible_len(s: &str) -> usize {
 }
 
 /// `s` without ANSI colour codes.
-pub(crate) fn strip(s: &str) -> String {
+fn strip(s: &str) -> String {
     let mut out = String::new();
     let mut in_code = false;
     for c in s.chars() {

@@ -348,6 +348,20 @@ fn status_is_one_line_per_tenant() {
     let (_, out, _) = f.run(&["--json", "status"]);
     let v = json(&out);
     assert_eq!(v["tenants"].as_array().unwrap().len(), 2);
+    let app = &v["tenants"][0];
+    assert_eq!(app["tenant"], "app");
+    assert!(
+        app["last_refresh"].as_u64().unwrap() > 1_700_000_000,
+        "{app}"
+    );
+    assert_eq!(app["decay"], "healthy");
+    assert!(app["last_error"].is_null());
+
+    // A tenant that cannot refresh fails the run, for a probe or a cron job.
+    std::fs::remove_file(f.path("app-grant.json")).unwrap();
+    let (code, out, _) = f.run(&["status"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("no refresh token: run authorize"), "{out}");
 }
 
 #[test]
