@@ -756,7 +756,6 @@ async fn status(ctx: &Context<'_>) -> Result<Report, Failure> {
             GrantKind::RefreshToken => refresh_status(tenant).await,
         };
         broken |= line.broken;
-        let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
         items.push(json!({
             "tenant": tenant.name,
             "grant": tenant.grant.as_str(),
@@ -780,7 +779,7 @@ async fn status(ctx: &Context<'_>) -> Result<Report, Failure> {
             }),
             match &line.error {
                 Some(e) => paint(e, Level::Bad, ctx.terminal),
-                None => dash(&None),
+                None => "-".into(),
             },
         ]);
     }

@@ -676,12 +676,11 @@ struct Held {
 
 impl Drop for Held {
     fn drop(&mut self) {
-        if let Some(lock) = self.lock.take() {
-            if *self.in_flight.get_mut() {
-                lock.abandon();
-            } else {
-                drop(lock);
-            }
+        // Otherwise the lock is released as it drops, with `Held`.
+        if *self.in_flight.get_mut()
+            && let Some(lock) = self.lock.take()
+        {
+            lock.abandon();
         }
     }
 }
