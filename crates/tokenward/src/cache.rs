@@ -87,7 +87,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwapOption;
 use http::{HeaderMap, HeaderValue, StatusCode};
@@ -97,8 +97,10 @@ use tokio::time::Instant;
 use tracing::Instrument as _;
 
 use crate::classify::{Failure, classify};
+use crate::decay::{DecayState, DecayStatus};
 use crate::error::Error;
 use crate::grant::TokenSource;
+use crate::metrics::CacheMetrics;
 use crate::timing::{Backoff, Schedule, TimingConfig};
 use crate::token::{Token, checked_add as later};
 
@@ -173,6 +175,8 @@ pub struct TokenCacheBuilder {
     source: Arc<dyn TokenSource>,
     config: CacheConfig,
     name: Arc<str>,
+    /// The metrics' `cache` and `tenant` labels, when not the name alone (a tenant's).
+    labels: Option<(Arc<str>, Option<Arc<str>>)>,
 }
 
 impl TokenCacheBuilder {
@@ -255,18 +259,31 @@ impl TokenCacheBuilder {
         self
     }
 
-    /// A name for this cache in `tracing` output (e.g. the API or tenant it serves).
+    /// A name for this cache in `tracing` output and the [metrics](crate::metrics)' `cache`
+    /// label (e.g. the API it serves). Default `default`.
     pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
         self.name = name.into();
         self
     }
 
+    /// A tenant's labels: the tenant cache's name as `cache`, and the tenant if asked for.
+    pub(crate) fn labels(mut self, cache: Arc<str>, tenant: Option<Arc<str>>) -> Self {
+        self.labels = Some((cache, tenant));
+        self
+    }
+
     /// Builds the cache. No token is requested until the first read.
     pub fn build(self) -> TokenCache {
+        let kind = self.source.kind();
+        let metrics = match &self.labels {
+            Some((cache, tenant)) => CacheMetrics::new(cache, tenant.as_deref(), kind),
+            None => CacheMetrics::new(&self.name, None, kind),
+        };
         TokenCache {
             inner: Arc::new(Inner {
                 source: self.source,
                 config: self.config,
+                metrics,
                 name: self.name,
                 current: ArcSwapOption::empty(),
                 state: Mutex::new(State::default()),
@@ -284,6 +301,7 @@ pub struct TokenCache {
 struct Inner {
     source: Arc<dyn TokenSource>,
     config: CacheConfig,
+    metrics: CacheMetrics,
     name: Arc<str>,
     current: ArcSwapOption<Entry>,
     state: Mutex<State>,
@@ -313,6 +331,10 @@ struct State {
     ahead: Option<AbortHandle>,
     /// The tenant, once a [`TenantCache`](crate::TenantCache) removed or replaced it.
     retired: Option<String>,
+    /// When the last token was obtained (wall clock); `None` before the first.
+    last_refresh: Option<SystemTime>,
+    /// The cached token was dropped because an API rejected it: the next refresh's reason.
+    rejected: bool,
 }
 
 /// After a failed refresh, no request is made until it ends; callers without a usable token
@@ -426,6 +448,7 @@ impl TokenCache {
             source: Arc::new(source),
             config: CacheConfig::default(),
             name: Arc::from("default"),
+            labels: None,
         }
     }
 
@@ -507,6 +530,7 @@ impl TokenCache {
             .compare_and_swap(&current, None::<Arc<Entry>>);
         let dropped = matches!(&*previous, Some(p) if Arc::ptr_eq(p, entry));
         if dropped {
+            self.inner.lock_state().rejected = true;
             tracing::info!(cache = %self.inner.name, "cached token invalidated after the server rejected it");
         }
         dropped
@@ -610,6 +634,8 @@ impl TokenCache {
                 .filter(|d| !d.is_zero()),
             consecutive_failures: st.consecutive_failures,
             last_error: st.cool_down.as_ref().map(|c| c.error.clone()),
+            last_refresh: st.last_refresh,
+            decay: self.inner.source.decay_status(),
         }
     }
 
@@ -617,7 +643,8 @@ impl TokenCache {
     #[cold]
     #[inline(never)]
     fn slow(&self) -> Pin<Box<dyn Future<Output = Outcome> + Send + '_>> {
-        Box::pin(self.acquire(false))
+        let span = tracing::info_span!("tokenward.wait", cache = %self.inner.name);
+        Box::pin(self.acquire(false).instrument(span))
     }
 
     async fn acquire(&self, force: bool) -> Outcome {
@@ -692,7 +719,15 @@ impl Inner {
         {
             return Err(cool_down.error(now, &*self.source));
         }
-        let reason = if force { "forced" } else { "expired" };
+        let reason = if force {
+            "forced"
+        } else if std::mem::take(&mut st.rejected) {
+            "rejected"
+        } else if st.last_refresh.is_none() {
+            "first"
+        } else {
+            "expired"
+        };
         let rx = self.start_flight(&mut st, now, reason);
         Ok(Joined::Wait(rx, later(now, self.flight_limit())))
     }
@@ -770,7 +805,15 @@ impl Inner {
                     id,
                     started: now,
                 });
-                let span = tracing::info_span!("tokenward.refresh", cache = %self.name, reason);
+                self.metrics.refresh(reason);
+                let span = tracing::info_span!(
+                    "tokenward.refresh",
+                    cache = %self.name,
+                    grant = self.source.kind(),
+                    reason
+                );
+                // The caller whose read started it (if it waits: its `tokenward.wait`).
+                span.follows_from(tracing::Span::current());
                 runtime.spawn(run_flight(Arc::clone(self), tx, id).instrument(span));
             }
             Err(_) => {
@@ -785,9 +828,9 @@ impl Inner {
     async fn fetch_with_retries(&self) -> Outcome {
         let max_attempts = self.config.max_attempts.max(1);
         let mut attempt = 1;
+        let mut waited = Duration::ZERO;
         loop {
-            tracing::debug!(attempt, "requesting a token");
-            match self.source.fetch().await {
+            match self.attempt(attempt, waited).await {
                 Ok(token) => return Ok(token),
                 Err(e)
                     if e.is_transient() && attempt < max_attempts && self.source.may_repeat(&e) =>
@@ -801,11 +844,35 @@ impl Inner {
                         "token request failed; retrying after backoff"
                     );
                     tokio::time::sleep(delay).await;
+                    waited = delay;
                     attempt += 1;
                 }
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// One request for a token, in its span (`tokenward.token_request`), counted.
+    async fn attempt(&self, attempt: u32, waited: Duration) -> Outcome {
+        let span = tracing::info_span!(
+            "tokenward.token_request",
+            cache = %self.name,
+            grant = self.source.kind(),
+            attempt,
+            wait_ms = waited.as_millis() as u64,
+            "http.response.status_code" = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        );
+        let mut record = Attempted {
+            metrics: &self.metrics,
+            span: span.clone(),
+            started: Instant::now(),
+            deadline: self.config.refresh_deadline,
+            done: false,
+        };
+        let outcome = self.source.fetch().instrument(span).await;
+        record.end(outcome.as_ref().map(|_| ()));
+        outcome
     }
 
     /// Failure bookkeeping: count it, open the cool-down, and (refreshing ahead) try again
@@ -888,6 +955,7 @@ impl Inner {
         if st.retired.is_some() {
             return;
         }
+        st.last_refresh = Some(SystemTime::now());
         let schedule = Schedule::compute(token.lifetime(), &self.config.timing, rand::random());
         let issued = token.issued_at();
         let entry = Arc::new(Entry {
@@ -951,6 +1019,7 @@ struct FlightGuard {
 
 impl Drop for FlightGuard {
     fn drop(&mut self) {
+        self.inner.metrics.in_flight(-1.0);
         if !self.finished {
             let mut st = self.inner.lock_state();
             // Its runtime may be shutting down: no timer is armed from here.
@@ -964,12 +1033,53 @@ impl Drop for FlightGuard {
     }
 }
 
+/// Counts one token request when it ends, and records its outcome in its span; a request
+/// dropped before it ended (the refresh's deadline) counts as a `timeout`.
+struct Attempted<'a> {
+    metrics: &'a CacheMetrics,
+    span: tracing::Span,
+    started: Instant,
+    deadline: Duration,
+    done: bool,
+}
+
+impl Attempted<'_> {
+    fn end(&mut self, outcome: Result<(), &Error>) {
+        self.done = true;
+        let code = outcome.map_or_else(Error::code, |()| "success");
+        self.span.record("outcome", code);
+        if let Err(error) = outcome {
+            tracing::debug!(parent: &self.span, error = %error, "token request failed");
+        }
+        self.metrics.token_request(outcome, self.started.elapsed());
+    }
+}
+
+impl Drop for Attempted<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.end(Err(&Error::Timeout(self.deadline)));
+        }
+    }
+}
+
+/// The wall-clock time of `at`, an instant measured against `now`.
+fn wall(at: Instant, now: Instant) -> SystemTime {
+    let now_wall = SystemTime::now();
+    if at >= now {
+        now_wall.checked_add(at - now).unwrap_or(now_wall)
+    } else {
+        now_wall.checked_sub(now - at).unwrap_or(now_wall)
+    }
+}
+
 /// Whether `id` is the refresh in flight (not one forgotten since, for overrunning).
 fn is_current(st: &State, id: u64) -> bool {
     st.flight.as_ref().is_some_and(|f| f.id == id)
 }
 
 async fn run_flight(inner: Arc<Inner>, tx: watch::Sender<Option<Outcome>>, id: u64) {
+    inner.metrics.in_flight(1.0);
     let mut guard = FlightGuard {
         inner: Arc::clone(&inner),
         id,
@@ -988,15 +1098,27 @@ async fn run_flight(inner: Arc<Inner>, tx: watch::Sender<Option<Outcome>>, id: u
         // A refresh forgotten for overrunning reports to its own waiters only: the one that
         // replaced it keeps the cache's bookkeeping.
         if is_current(&st, id) {
-            match &outcome {
+            let expiry = match &outcome {
                 Ok(token) => {
                     inner.install(&mut st, token.clone(), now);
                     st.consecutive_failures = 0;
                     st.consecutive_rate_limits = 0;
                     st.cool_down = None;
+                    Some(wall(token.expires_at(), now))
                 }
-                Err(error) => inner.record_failure(&mut st, error, now, true, Some(revision)),
-            }
+                Err(error) => {
+                    inner.record_failure(&mut st, error, now, true, Some(revision));
+                    None
+                }
+            };
+            let rate_limit_end = st
+                .cool_down
+                .as_ref()
+                .filter(|c| c.is_rate_limit())
+                .map(|c| wall(c.until, now));
+            inner
+                .metrics
+                .refreshed(expiry, st.consecutive_failures, rate_limit_end);
             st.flight = None;
         }
         guard.finished = true;
@@ -1080,6 +1202,17 @@ impl Rejection {
 }
 
 /// A snapshot of a [`TokenCache`]. See [`TokenCache::status`].
+///
+/// It serialises (serde) to the JSON the health handler of `tokenward-tower` answers with:
+/// durations in whole seconds, times as Unix seconds, the last error as its
+/// [code](Error::code) and message, and `usable` ([`is_usable`](Self::is_usable)):
+///
+/// ```json
+/// {"usable": true, "phase": "fresh", "expires_in_secs": 3412, "refreshing": false,
+///  "rate_limited_for_secs": null, "cooling_down_for_secs": null, "consecutive_failures": 0,
+///  "last_refresh": 1796169600, "last_error": null,
+///  "decay": {"state": "healthy", "idle_days": 0, "remaining_days": 90, "last_used": 1796169600}}
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct CacheStatus {
@@ -1098,6 +1231,91 @@ pub struct CacheStatus {
     pub consecutive_failures: u32,
     /// The last refresh error, until a refresh succeeds.
     pub last_error: Option<Error>,
+    /// When the last token was obtained (wall clock), if one was.
+    pub last_refresh: Option<SystemTime>,
+    /// How close the source's refresh token is to decaying, as this process last saw it;
+    /// `None` for sources without one (see [`TokenSource::decay_status`]).
+    pub decay: Option<DecayStatus>,
+}
+
+impl CacheStatus {
+    /// Whether a caller gets a token now: a usable (fresh or stale) one is cached, or none
+    /// is and nothing has failed since the last success (the first read obtains one), and
+    /// the refresh token has not decayed past its hard-fail age.
+    ///
+    /// A failing refresh while a usable token is cached is still usable: it shows in
+    /// [`last_error`](Self::last_error) and [`consecutive_failures`](Self::consecutive_failures).
+    pub fn is_usable(&self) -> bool {
+        match self.phase {
+            Phase::Fresh | Phase::Stale => true,
+            Phase::Empty | Phase::Expired => {
+                self.last_error.is_none()
+                    && self
+                        .decay
+                        .as_ref()
+                        .is_none_or(|d| d.state != DecayState::HardFail)
+            }
+        }
+    }
+
+    /// Whether it needs someone's attention: not usable, failing, or a refresh token at
+    /// its decay warning age or past it.
+    pub fn needs_attention(&self) -> bool {
+        !self.is_usable()
+            || self.consecutive_failures > 0
+            || self
+                .decay
+                .as_ref()
+                .is_some_and(|d| d.state >= DecayState::Warn)
+    }
+}
+
+impl Phase {
+    /// `empty`, `fresh`, `stale` or `expired`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Empty => "empty",
+            Phase::Fresh => "fresh",
+            Phase::Stale => "stale",
+            Phase::Expired => "expired",
+        }
+    }
+}
+
+fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl serde::Serialize for CacheStatus {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let secs = |d: Option<Duration>| d.map(|d| d.as_secs());
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("usable", &self.is_usable())?;
+        map.serialize_entry("phase", self.phase.as_str())?;
+        map.serialize_entry("expires_in_secs", &secs(self.expires_in))?;
+        map.serialize_entry("refreshing", &self.refreshing)?;
+        map.serialize_entry("rate_limited_for_secs", &secs(self.rate_limited_for))?;
+        map.serialize_entry("cooling_down_for_secs", &secs(self.cooling_down_for))?;
+        map.serialize_entry("consecutive_failures", &self.consecutive_failures)?;
+        map.serialize_entry("last_refresh", &self.last_refresh.map(unix_secs))?;
+        let error = self
+            .last_error
+            .as_ref()
+            .map(|e| serde_json::json!({ "kind": e.code(), "message": e.to_string() }));
+        map.serialize_entry("last_error", &error)?;
+        let decay = self.decay.as_ref().map(|d| {
+            serde_json::json!({
+                "state": d.state.as_str(),
+                "idle_days": d.idle.as_secs() / 86_400,
+                "remaining_days": d.remaining.as_secs() / 86_400,
+                "last_used": d.last_used.map(unix_secs),
+            })
+        });
+        map.serialize_entry("decay", &decay)?;
+        map.end()
+    }
 }
 
 impl fmt::Debug for TokenCache {

@@ -192,6 +192,18 @@ pub enum DecayState {
     HardFail,
 }
 
+impl DecayState {
+    /// `healthy`, `warn`, `page` or `hard_fail`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DecayState::Healthy => "healthy",
+            DecayState::Warn => "warn",
+            DecayState::Page => "page",
+            DecayState::HardFail => "hard_fail",
+        }
+    }
+}
+
 /// A refresh token's decay status. See [`RefreshTokenGrant::decay_status`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

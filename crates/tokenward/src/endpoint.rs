@@ -135,6 +135,8 @@ impl Endpoint {
     ) -> Result<RawResponse, Error> {
         let request = self.build_request(params, secret)?;
         let response = self.http.send(request).await?;
+        // On the caller's `tokenward.token_request` span, if there is one.
+        tracing::Span::current().record("http.response.status_code", response.status().as_u16());
         let (parts, body) = response.into_parts();
         let body = read_body(body, self.max_response_bytes).await?;
         Ok(RawResponse {

@@ -252,6 +252,43 @@ impl Error {
         }
     }
 
+    /// A short, stable name for this kind of failure: the `outcome` label of the
+    /// [metrics](crate::metrics) and the `kind` of a health report's last error.
+    ///
+    /// `rate_limited`, `server_error` (5xx, 408, `temporarily_unavailable`), `client_error`
+    /// (another 4xx), `invalid_client`, `invalid_grant` (also no refresh token, or one that
+    /// decayed: `no_refresh_token`, `decayed`), `insufficient_scope`, `invalid_response`,
+    /// `timeout`, `transport`, `aborted`, `config`, `store`, `tenant`, `authorization_response`.
+    /// A cool-down reports the failure it holds.
+    ///
+    /// ```
+    /// assert_eq!(tokenward::Error::NoRefreshToken.code(), "no_refresh_token");
+    /// ```
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::CoolingDown { error, .. } => error.code(),
+            Error::RateLimited { .. } => "rate_limited",
+            Error::ReauthorizationRequired(_) => "invalid_grant",
+            Error::InvalidClient(_) => "invalid_client",
+            Error::Endpoint(e) if e.is_transient() => "server_error",
+            Error::Endpoint(_) => "client_error",
+            Error::InvalidResponse { .. } | Error::ResponseTooLarge { .. } => "invalid_response",
+            Error::Transport(_) => "transport",
+            Error::Timeout(_) => "timeout",
+            Error::RefreshAborted => "aborted",
+            Error::Config(_) => "config",
+            Error::InsufficientScope { .. } => "insufficient_scope",
+            Error::NoRefreshToken => "no_refresh_token",
+            Error::RefreshTokenDecayed { .. } => "decayed",
+            Error::UnknownTenant { .. }
+            | Error::MissingTenant
+            | Error::TenantMismatch { .. }
+            | Error::TenantRemoved { .. } => "tenant",
+            Error::StateMismatch | Error::IssuerMismatch { .. } => "authorization_response",
+            Error::Store(_) => "store",
+        }
+    }
+
     /// Whether a refresh should try again *at once, within the same refresh* (with backoff):
     /// the transient failures, but not 429, which has its own window.
     pub(crate) fn is_transient(&self) -> bool {

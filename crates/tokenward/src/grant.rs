@@ -36,7 +36,7 @@ mod shared;
 
 pub use self::refresh::{ForRefreshToken, PersistFailure, RefreshTokenGrant};
 use self::shared::Sharing;
-use crate::decay::SystemClock;
+use crate::decay::{DecayStatus, SystemClock};
 pub use crate::endpoint::ClientAuth;
 use crate::endpoint::{
     DEFAULT_MAX_RESPONSE_BYTES, Endpoint, Refusal, default_http_client, parse_url,
@@ -82,6 +82,20 @@ pub trait TokenSource: fmt::Debug + Send + Sync + 'static {
         let _ = error;
         true
     }
+
+    /// What kind of grant this is, as the `grant` label of the [metrics](crate::metrics) and
+    /// of the token request spans: `client_credentials`, `refresh_token`, or the default,
+    /// `custom`. Return a fixed word, never something from the configuration.
+    fn kind(&self) -> &'static str {
+        "custom"
+    }
+
+    /// How close the grant's refresh token is to decaying, as this process last saw it (no
+    /// I/O), for [`TokenCache::status`](crate::TokenCache::status). The default, `None`: the
+    /// source has no refresh token.
+    fn decay_status(&self) -> Option<DecayStatus> {
+        None
+    }
 }
 
 impl<T: TokenSource + ?Sized> TokenSource for Arc<T> {
@@ -96,6 +110,14 @@ impl<T: TokenSource + ?Sized> TokenSource for Arc<T> {
     fn may_repeat(&self, error: &Error) -> bool {
         (**self).may_repeat(error)
     }
+
+    fn kind(&self) -> &'static str {
+        (**self).kind()
+    }
+
+    fn decay_status(&self) -> Option<DecayStatus> {
+        (**self).decay_status()
+    }
 }
 
 impl<T: TokenSource + ?Sized> TokenSource for Box<T> {
@@ -109,6 +131,14 @@ impl<T: TokenSource + ?Sized> TokenSource for Box<T> {
 
     fn may_repeat(&self, error: &Error) -> bool {
         (**self).may_repeat(error)
+    }
+
+    fn kind(&self) -> &'static str {
+        (**self).kind()
+    }
+
+    fn decay_status(&self) -> Option<DecayStatus> {
+        (**self).decay_status()
     }
 }
 
@@ -531,5 +561,9 @@ impl TokenSource for ClientCredentials {
 
     fn revision(&self) -> u64 {
         self.config.endpoint.secret.revision()
+    }
+
+    fn kind(&self) -> &'static str {
+        "client_credentials"
     }
 }

@@ -54,6 +54,7 @@ pub mod decay;
 pub mod error;
 pub mod grant;
 pub mod introspection;
+pub mod metrics;
 pub mod scope;
 pub mod secret;
 pub mod store;
@@ -66,13 +67,15 @@ mod endpoint;
 mod redact;
 
 pub use authorization_code::{AuthorizationCode, AuthorizationRequest, store_refresh_token};
-pub use cache::{CacheConfig, CacheStatus, RefreshAhead, Rejection, TokenCache, TokenCacheBuilder};
+pub use cache::{
+    CacheConfig, CacheStatus, Phase, RefreshAhead, Rejection, TokenCache, TokenCacheBuilder,
+};
 pub use classify::{Action, Classification, Failure, classify};
 pub use error::{EndpointError, Error, OAuthError, TransportError, TransportErrorKind};
 pub use grant::{ClientAuth, ClientCredentials, RefreshTokenGrant, TokenSource};
 pub use introspection::{Introspection, IntrospectionResponse, Revocation, TokenTypeHint};
 pub use scope::ScopeSet;
-pub use tenant::{Tenant, TenantCache, TenantCacheBuilder};
+pub use tenant::{Tenant, TenantCache, TenantCacheBuilder, TenantsStatus};
 pub use token::Token;
 pub use transport::HttpClient;
 #[cfg(feature = "reqwest")]

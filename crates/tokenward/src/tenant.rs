@@ -57,7 +57,8 @@ use http::HeaderValue;
 use tokio::task::AbortHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::cache::{CacheConfig, RefreshAhead, TokenCache};
+use crate::cache::{CacheConfig, CacheStatus, RefreshAhead, TokenCache};
+use crate::decay::DecayState;
 use crate::error::Error;
 use crate::grant::TokenSource;
 use crate::token::Token;
@@ -107,6 +108,61 @@ impl<K: fmt::Display> fmt::Display for Tenant<K> {
     }
 }
 
+/// A snapshot of every tenant of a [`TenantCache`]. See [`TenantCache::status`].
+///
+/// It serialises (serde) to a summary and the tenants that need attention (not usable,
+/// failing, or decaying: [`CacheStatus::needs_attention`]), each with its key and status;
+/// the healthy rest are counted, not listed, so the report stays small with many tenants:
+///
+/// ```json
+/// {"usable": false, "tenants": 3, "unusable": 1, "failing": 1, "decaying": 0,
+///  "attention": [{"tenant": "acme", "status": {"usable": false, "phase": "empty", ...}}]}
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct TenantsStatus<K> {
+    /// Each tenant's key and status, in no particular order.
+    pub tenants: Vec<(K, CacheStatus)>,
+}
+
+impl<K> TenantsStatus<K> {
+    /// Whether every tenant is usable ([`CacheStatus::is_usable`]).
+    pub fn is_usable(&self) -> bool {
+        self.tenants.iter().all(|(_, s)| s.is_usable())
+    }
+
+    /// The tenants that need attention ([`CacheStatus::needs_attention`]).
+    pub fn attention(&self) -> impl Iterator<Item = &(K, CacheStatus)> {
+        self.tenants.iter().filter(|(_, s)| s.needs_attention())
+    }
+}
+
+impl<K: fmt::Display> serde::Serialize for TenantsStatus<K> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let count = |f: fn(&CacheStatus) -> bool| self.tenants.iter().filter(|(_, s)| f(s)).count();
+        let attention: Vec<_> = self
+            .attention()
+            .map(|(key, status)| serde_json::json!({ "tenant": key.to_string(), "status": status }))
+            .collect();
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("usable", &self.is_usable())?;
+        map.serialize_entry("tenants", &self.tenants.len())?;
+        map.serialize_entry("unusable", &count(|s| !s.is_usable()))?;
+        map.serialize_entry("failing", &count(|s| s.consecutive_failures > 0))?;
+        map.serialize_entry(
+            "decaying",
+            &count(|s| {
+                s.decay
+                    .as_ref()
+                    .is_some_and(|d| d.state >= DecayState::Warn)
+            }),
+        )?;
+        map.serialize_entry("attention", &attention)?;
+        map.end()
+    }
+}
+
 /// Token caches for many tenants (organisations), each with its own credentials. Cheap to
 /// clone; clones share the tenants.
 ///
@@ -127,6 +183,7 @@ struct Shared<K> {
     /// Serialises writers, so no insert or removal is lost to a concurrent one.
     write: Mutex<()>,
     config: CacheConfig,
+    naming: Naming,
     idle: Option<Duration>,
     /// Bumped by every eviction sweep; reads stamp it on the tenant they read.
     generation: AtomicU64,
@@ -164,10 +221,45 @@ pub struct TenantCacheBuilder<K> {
     config: CacheConfig,
     idle: Option<Duration>,
     tenants: Vec<(K, Pending)>,
+    naming: Naming,
 }
 
 /// Builds a tenant's cache from its source, once the configuration is known.
-type MakeCache = Box<dyn FnOnce(&CacheConfig, Arc<str>) -> TokenCache + Send>;
+type MakeCache = Box<dyn FnOnce(&CacheConfig, &Naming, Arc<str>) -> TokenCache + Send>;
+
+/// The metrics' labels of the tenants' caches.
+#[derive(Debug, Clone)]
+struct Naming {
+    /// The `cache` label of every tenant.
+    name: Arc<str>,
+    /// Whether each tenant gets a `tenant` label.
+    tenant_label: bool,
+}
+
+impl Default for Naming {
+    fn default() -> Self {
+        Naming {
+            name: Arc::from("tenants"),
+            tenant_label: false,
+        }
+    }
+}
+
+/// A tenant's cache over `source`: named after the tenant in `tracing` output, labelled
+/// as `naming` says in the metrics.
+fn tenant_cache(
+    source: impl TokenSource,
+    config: &CacheConfig,
+    naming: &Naming,
+    tenant: Arc<str>,
+) -> TokenCache {
+    let label = naming.tenant_label.then(|| Arc::clone(&tenant));
+    TokenCache::builder(source)
+        .config(config.clone())
+        .name(tenant)
+        .labels(Arc::clone(&naming.name), label)
+        .build()
+}
 
 enum Pending {
     Source(MakeCache),
@@ -179,6 +271,8 @@ impl<K: fmt::Debug> fmt::Debug for TenantCacheBuilder<K> {
         f.debug_struct("TenantCacheBuilder")
             .field("config", &self.config)
             .field("idle_eviction", &self.idle)
+            .field("name", &self.naming.name)
+            .field("tenant_label", &self.naming.tenant_label)
             .field(
                 "tenants",
                 &self.tenants.iter().map(|(k, _)| k).collect::<Vec<_>>(),
@@ -215,13 +309,24 @@ where
         self
     }
 
+    /// The `cache` label of the tenants' [metrics](crate::metrics). Default `tenants`.
+    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.naming.name = name.into();
+        self
+    }
+
+    /// Whether each tenant's [metrics](crate::metrics) carry a `tenant` label (its key's
+    /// `Display`). Default `false`: with many tenants, a label each makes as many series.
+    /// Turn it on for a few tenants whose keys are not secret.
+    pub fn tenant_label(mut self, enabled: bool) -> Self {
+        self.naming.tenant_label = enabled;
+        self
+    }
+
     /// Adds a tenant with its credentials. A later one with the same key replaces it.
     pub fn tenant(mut self, tenant: K, source: impl TokenSource) -> Self {
-        let make = move |config: &CacheConfig, name: Arc<str>| {
-            TokenCache::builder(source)
-                .config(config.clone())
-                .name(name)
-                .build()
+        let make = move |config: &CacheConfig, naming: &Naming, name: Arc<str>| {
+            tenant_cache(source, config, naming, name)
         };
         self.tenants.push((tenant, Pending::Source(Box::new(make))));
         self
@@ -242,7 +347,9 @@ where
         let mut map = HashMap::with_capacity(self.tenants.len());
         for (key, tenant) in self.tenants {
             let cache = match tenant {
-                Pending::Source(make) => make(&self.config, Arc::from(key.to_string())),
+                Pending::Source(make) => {
+                    make(&self.config, &self.naming, Arc::from(key.to_string()))
+                }
                 Pending::Cache(cache) => cache,
             };
             map.insert(key, new_tenant(cache, 0));
@@ -251,6 +358,7 @@ where
             map: ArcSwap::from_pointee(map),
             write: Mutex::new(()),
             config: self.config,
+            naming: self.naming,
             idle: self.idle,
             generation: AtomicU64::new(0),
             sweeps: Mutex::new(VecDeque::new()),
@@ -338,6 +446,7 @@ where
             config: CacheConfig::default(),
             idle: None,
             tenants: Vec::new(),
+            naming: Naming::default(),
         }
     }
 
@@ -369,10 +478,8 @@ where
     /// # }
     /// ```
     pub fn insert(&self, tenant: K, source: impl TokenSource) -> Option<TokenCache> {
-        let cache = TokenCache::builder(source)
-            .config(self.shared.config.clone())
-            .name(tenant.to_string())
-            .build();
+        let name = Arc::from(tenant.to_string());
+        let cache = tenant_cache(source, &self.shared.config, &self.shared.naming, name);
         self.insert_cache(tenant, cache)
     }
 
@@ -513,6 +620,30 @@ where
             .load()
             .get(tenant)
             .is_some_and(|entry| entry.cache.invalidate(rejected))
+    }
+
+    /// A snapshot of every tenant's cache ([`TokenCache::status`]), for health checks.
+    ///
+    /// ```
+    /// use tokenward::{TenantCache, Token, grant::from_fn};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let tenants = TenantCache::new();
+    /// tenants.insert("acme", from_fn(|| async { Token::builder("t").build() }));
+    /// tenants.header("acme").await.unwrap();
+    /// let status = tenants.status();
+    /// assert!(status.is_usable());
+    /// assert_eq!(status.tenants.len(), 1);
+    /// # }
+    /// ```
+    pub fn status(&self) -> TenantsStatus<K> {
+        let map = self.shared.map.load();
+        TenantsStatus {
+            tenants: map
+                .iter()
+                .map(|(key, entry)| (key.clone(), entry.cache.status()))
+                .collect(),
+        }
     }
 
     /// Drops the cached token of every tenant not read for the

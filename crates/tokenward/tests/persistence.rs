@@ -350,6 +350,52 @@ async fn decay_warns_pages_and_hard_fails_without_calling_the_endpoint() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_cache_status_reports_decay_as_the_process_last_saw_it() {
+    let server = server();
+    let clock = ManualClock::new(SystemTime::UNIX_EPOCH + 20_000 * DAY);
+    let seed = server.issue_refresh_token(CLIENT, "jobs.read");
+    let grant = grant_from(&server, MemoryStore::with_refresh_token(seed))
+        .wall_clock(clock.clone())
+        .build()
+        .unwrap();
+    let cache = TokenCache::builder(grant)
+        .refresh_ahead(tokenward::RefreshAhead::OnDemand)
+        .build();
+    cache.token().await.unwrap();
+    let status = cache.status();
+    let decay = status
+        .decay
+        .as_ref()
+        .expect("a refresh grant reports decay");
+    assert_eq!(decay.state, DecayState::Healthy);
+    assert!(status.is_usable() && !status.needs_attention());
+
+    // Idle for 61 days: still a usable token? No, it expired long ago; none has failed
+    // yet, so the first read would obtain one, and the decay warning needs attention.
+    clock.advance(61 * DAY);
+    tokio::time::advance(Duration::from_secs(7200)).await;
+    let status = cache.status();
+    assert_eq!(status.decay.as_ref().unwrap().state, DecayState::Warn);
+    assert!(status.is_usable());
+    assert!(status.needs_attention());
+    let json = serde_json::to_value(&status).unwrap();
+    assert_eq!(json["decay"]["state"], "warn");
+    assert_eq!(json["decay"]["idle_days"], 61);
+    assert_eq!(json["decay"]["remaining_days"], 29);
+
+    // Past the hard-fail age: not usable, before any read fails.
+    clock.advance(25 * DAY);
+    let status = cache.status();
+    assert_eq!(status.decay.as_ref().unwrap().state, DecayState::HardFail);
+    assert!(!status.is_usable());
+    let err = cache.token().await.unwrap_err();
+    assert!(matches!(err, Error::RefreshTokenDecayed { .. }), "{err:?}");
+    let json = serde_json::to_value(cache.status()).unwrap();
+    assert_eq!(json["usable"], false);
+    assert_eq!(json["last_error"]["kind"], "decayed");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_refresh_resets_the_decay_clock() {
     let server = server();
     let clock = ManualClock::new(SystemTime::UNIX_EPOCH + 20_000 * DAY);

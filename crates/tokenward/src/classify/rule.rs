@@ -115,6 +115,22 @@ pub enum Attempt<'a> {
     Failed(Option<TransportErrorKind>),
 }
 
+impl Attempt<'_> {
+    /// Why a retry after this attempt is made, as the `reason` label of
+    /// [`metrics::RETRIES`](crate::metrics::RETRIES): `rate_limited` (429), `timeout` (408, or
+    /// a transport timeout), `connect`, `transport` or `server_error` (5xx and the rest).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Attempt::Response(StatusCode::TOO_MANY_REQUESTS, _) => "rate_limited",
+            Attempt::Response(StatusCode::REQUEST_TIMEOUT, _) => "timeout",
+            Attempt::Response(..) => "server_error",
+            Attempt::Failed(Some(TransportErrorKind::Connect)) => "connect",
+            Attempt::Failed(Some(TransportErrorKind::Timeout)) => "timeout",
+            Attempt::Failed(_) => "transport",
+        }
+    }
+}
+
 /// When and after how long a request is retried. See the [module docs](self).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

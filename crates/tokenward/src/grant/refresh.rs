@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use secrecy::{ExposeSecret, SecretString};
+use tracing::Instrument as _;
 
 use super::shared::Sharing;
 use super::{FetchFuture, GrantBuilder, GrantConfig, TokenSource};
@@ -254,13 +255,18 @@ impl RefreshTokenGrant {
         let one_at_a_time = Arc::clone(&self.inner.exchange).lock_owned().await;
         let inner = Arc::clone(&self.inner);
         // From here on the exchange finishes even if this future is dropped.
-        let exchange = tokio::spawn(async move {
-            let _one_at_a_time = one_at_a_time;
-            match tokio::time::timeout(inner.exchange_timeout, inner.exchange_shared()).await {
-                Ok(result) => result,
-                Err(_) => Err(Error::Timeout(inner.exchange_timeout)),
+        // In the caller's span (the cache's `tokenward.token_request`).
+        let span = tracing::Span::current();
+        let exchange = tokio::spawn(
+            async move {
+                let _one_at_a_time = one_at_a_time;
+                match tokio::time::timeout(inner.exchange_timeout, inner.exchange_shared()).await {
+                    Ok(result) => result,
+                    Err(_) => Err(Error::Timeout(inner.exchange_timeout)),
+                }
             }
-        });
+            .instrument(span),
+        );
         exchange.await.unwrap_or(Err(Error::RefreshAborted))
     }
 }
@@ -783,6 +789,19 @@ impl TokenSource for RefreshTokenGrant {
     fn revision(&self) -> u64 {
         let secret = self.inner.config.endpoint.secret.revision();
         secret.rotate_left(32) ^ self.inner.store_revision()
+    }
+
+    fn kind(&self) -> &'static str {
+        "refresh_token"
+    }
+
+    /// From the last use this process recorded or read from the store.
+    fn decay_status(&self) -> Option<DecayStatus> {
+        let last_used = {
+            let st = self.inner.lock();
+            st.last_used.or(st.stored_at)
+        };
+        Some(self.inner.decay.status(last_used, self.inner.clock.now()))
     }
 
     /// Yes after a failure that provably had no effect at the server; after one that may
