@@ -67,6 +67,8 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use tokenward::metrics::Rejected;
+use tracing::Instrument as _;
 
 use http::Extensions;
 use http::header::AUTHORIZATION;
@@ -279,6 +281,7 @@ impl Middleware for AuthMiddleware {
         }
         let url = crate::loggable_url(response.url());
         let Some((mut resend, fresh_extensions)) = replay else {
+            tokenward::metrics::record_rejection(INTEGRATION, Rejected::NotReplayable);
             let dropped = cache.invalidate(&sent);
             tracing::info!(
                 %url,
@@ -288,17 +291,43 @@ impl Middleware for AuthMiddleware {
             );
             return Ok(response);
         };
-        let Some(next_token) = cache
-            .replace_rejected(&sent)
-            .await
-            .map_err(Error::middleware)?
-        else {
-            return Ok(response);
+        let span = tracing::info_span!(
+            "tokenward.resend",
+            integration = INTEGRATION,
+            outcome = tracing::field::Empty,
+            "http.response.status_code" = tracing::field::Empty,
+        );
+        let next_token = match cache.replace_rejected(&sent).instrument(span.clone()).await {
+            Ok(Some(next_token)) => next_token,
+            Ok(None) => {
+                rejected(&span, Rejected::SameToken);
+                return Ok(response);
+            }
+            Err(error) => {
+                rejected(&span, Rejected::Failed);
+                return Err(Error::middleware(error));
+            }
         };
-        tracing::debug!(%url, "the API rejected the access token (invalid_token): resending once");
+        rejected(&span, Rejected::Resent);
+        span.in_scope(|| {
+            tracing::debug!(%url, "the API rejected the access token (invalid_token): resending once");
+        });
         drop(response);
         resend.headers_mut().insert(AUTHORIZATION, next_token);
         *extensions = fresh_extensions;
-        next.run(resend, extensions).await
+        let resent = next.run(resend, extensions).instrument(span.clone()).await;
+        if let Ok(response) = &resent {
+            span.record("http.response.status_code", response.status().as_u16());
+        }
+        resent
     }
+}
+
+/// The `integration` of this crate's metrics and spans.
+const INTEGRATION: &str = "reqwest";
+
+/// Records what was done with a rejected token: on the resend's span and in the metrics.
+fn rejected(span: &tracing::Span, outcome: Rejected) {
+    span.record("outcome", outcome.as_str());
+    tokenward::metrics::record_rejection(INTEGRATION, outcome);
 }

@@ -215,11 +215,15 @@ impl RetryMiddleware {
         outcome: &Result<Response>,
         retries: u32,
     ) -> Option<Duration> {
-        let attempt = match outcome {
-            Ok(response) => Attempt::Response(response.status(), response.headers()),
-            Err(error) => Attempt::Failed(transport_error(error)),
-        };
-        self.rule.next_delay(request, attempt, retries)
+        self.rule.next_delay(request, attempt_of(outcome), retries)
+    }
+}
+
+/// How an attempt ended, for the rule.
+fn attempt_of(outcome: &Result<Response>) -> Attempt<'_> {
+    match outcome {
+        Ok(response) => Attempt::Response(response.status(), response.headers()),
+        Err(error) => Attempt::Failed(transport_error(error)),
     }
 }
 
@@ -265,6 +269,7 @@ impl Middleware for RetryMiddleware {
                 );
                 return outcome;
             };
+            tokenward::metrics::record_retry("reqwest", &attempt_of(&outcome));
             match outcome {
                 Ok(response) => tracing::warn!(
                     status = response.status().as_u16(),

@@ -103,6 +103,9 @@ mod counters;
 mod fault;
 mod introspect;
 mod listen;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 mod record;
 mod redis;
 mod resource;

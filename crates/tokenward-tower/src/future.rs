@@ -54,6 +54,7 @@ use std::task::{Context, Poll, ready};
 use http::header::AUTHORIZATION;
 use http::{HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
+use tokenward::metrics::Rejected;
 use tokenward::{Rejection, TokenCache};
 use tower::Service;
 use tower::util::Oneshot;
@@ -96,8 +97,9 @@ pin_project! {
         Waiting { wait: Wait<HeaderValue>, request: Option<Request<B>>, service: Option<S> },
         // The first send after waiting for the token: a clone, its readiness driven now.
         Sending { #[pin] future: Oneshot<S, Request<B>> },
-        Renewing { wait: Wait<Option<HeaderValue>>, response: Option<S::Response> },
-        Resending { #[pin] future: Oneshot<S, Request<B>> },
+        // In a `tokenward.resend` span: the next token, then the resend.
+        Renewing { wait: Wait<Option<HeaderValue>>, response: Option<S::Response>, span: tracing::Span },
+        Resending { #[pin] future: Oneshot<S, Request<B>>, span: tracing::Span },
     }
 }
 
@@ -161,6 +163,15 @@ where
     }
 }
 
+/// The `integration` of this crate's metrics and spans.
+const INTEGRATION: &str = "tower";
+
+/// Records what was done with a rejected token: on the resend's span and in the metrics.
+fn rejected(span: &tracing::Span, outcome: Rejected) {
+    span.record("outcome", outcome.as_str());
+    tokenward::metrics::record_rejection(INTEGRATION, outcome);
+}
+
 const POLLED_AFTER_COMPLETION: &str =
     "tokenward_tower::future::ResponseFuture polled after completion";
 
@@ -177,14 +188,24 @@ where
             let result = match this.state.as_mut().project() {
                 StateProj::Calling { future } => ready!(future.poll(cx)),
                 StateProj::Sending { future } => ready!(future.poll(cx)),
-                StateProj::Renewing { wait, response } => {
-                    let next = match ready!(wait.as_mut().poll(cx)) {
+                StateProj::Renewing {
+                    wait,
+                    response,
+                    span,
+                } => {
+                    let next = match ready!(span.in_scope(|| wait.as_mut().poll(cx))) {
                         Ok(next) => next,
-                        Err(error) => return Poll::Ready(Err(AuthError::from(error).into())),
+                        Err(error) => {
+                            rejected(span, Rejected::Failed);
+                            return Poll::Ready(Err(AuthError::from(error).into()));
+                        }
                     };
                     let Some(header) = next else {
+                        rejected(span, Rejected::SameToken);
                         return Poll::Ready(Ok(response.take().expect(POLLED_AFTER_COMPLETION)));
                     };
+                    rejected(span, Rejected::Resent);
+                    let span = span.clone();
                     // Drop the 401 (and its connection) before resending.
                     drop(response.take());
                     let mut request = this.copy.take().expect(POLLED_AFTER_COMPLETION);
@@ -192,11 +213,18 @@ where
                     let service = this.service.take().expect(POLLED_AFTER_COMPLETION);
                     this.state.set(State::Resending {
                         future: Oneshot::new(service, request),
+                        span,
                     });
                     continue;
                 }
                 // A second 401 is the caller's: returned as is.
-                StateProj::Resending { future } => return future.poll(cx).map_err(Into::into),
+                StateProj::Resending { future, span } => {
+                    let result = ready!(span.in_scope(|| future.poll(cx)));
+                    if let Ok(response) = &result {
+                        span.record("http.response.status_code", response.status().as_u16());
+                    }
+                    return Poll::Ready(result.map_err(Into::into));
+                }
                 StateProj::Waiting {
                     wait,
                     request,
@@ -232,6 +260,7 @@ where
                 return Poll::Ready(Ok(response));
             };
             if this.copy.is_none() {
+                tokenward::metrics::record_rejection(INTEGRATION, Rejected::NotReplayable);
                 let dropped = cache.invalidate(&sent);
                 tracing::debug!(
                     invalidated = dropped,
@@ -240,11 +269,20 @@ where
                 );
                 return Poll::Ready(Ok(response));
             }
-            tracing::debug!("401 invalid_token: getting a new token to resend once");
+            let span = tracing::info_span!(
+                "tokenward.resend",
+                integration = INTEGRATION,
+                outcome = tracing::field::Empty,
+                "http.response.status_code" = tracing::field::Empty,
+            );
+            span.in_scope(|| {
+                tracing::debug!("401 invalid_token: getting a new token to resend once")
+            });
             let cache = cache.clone();
             this.state.set(State::Renewing {
                 wait: Box::pin(async move { cache.replace_rejected(&sent).await }),
                 response: Some(response),
+                span,
             });
         }
     }

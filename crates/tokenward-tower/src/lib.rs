@@ -158,6 +158,7 @@
 
 pub mod credentials;
 pub mod future;
+pub mod health;
 pub mod replay;
 pub mod retry;
 pub mod tenant;

@@ -281,8 +281,10 @@ where
         tracing::debug!(
             attempt = self.attempts,
             delay_ms = delay.as_millis() as u64,
+            reason = attempt.reason(),
             "retrying after a classified failure"
         );
+        tokenward::metrics::record_retry("tower", &attempt);
         Some(tokio::time::sleep(delay))
     }
 

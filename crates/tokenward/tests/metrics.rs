@@ -1,113 +1,34 @@
 //! The metrics each behaviour moves, seen through a recorder (`metrics-util`'s debugging
 //! recorder, installed for the test's thread only). The spans are in `spans.rs`.
 //!
-//! Each test runs on a current-thread runtime with paused time inside
-//! `metrics::with_local_recorder`, so the refresh tasks record to the test's recorder.
+//! Each test runs on a current-thread runtime with paused time inside the testkit's
+//! `metrics::record`, so the refresh tasks record to the test's recorder.
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::future::Future;
 
 use std::time::{Duration, SystemTime};
 
 use common::pass;
-use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use tokenward::metrics::{
     CONSECUTIVE_FAILURES, RATE_LIMIT_END_TIME, REFRESHES, REFRESHES_IN_FLIGHT, TOKEN_EXPIRY_TIME,
     TOKEN_REQUEST_DURATION, TOKEN_REQUESTS,
 };
 use tokenward::{ClientCredentials, Error, RefreshAhead, TenantCache, TokenCache};
+use tokenward_testkit::metrics::{Recorded, record};
 use tokenward_testkit::{FakeServer, Fault};
 
 const SECRET: &str = "svc-Secret-9f2e";
 
-/// Everything recorded: `(name, labels, value)`.
-struct Recorded(Vec<(String, BTreeMap<String, String>, DebugValue)>);
-
-impl Recorded {
-    fn matching<'a>(
-        &'a self,
-        name: &'a str,
-        labels: &'a [(&'a str, &'a str)],
-    ) -> impl Iterator<Item = &'a DebugValue> + 'a {
-        self.0
-            .iter()
-            .filter(move |(n, l, _)| {
-                n == name
-                    && labels
-                        .iter()
-                        .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
-            })
-            .map(|(_, _, v)| v)
-    }
-
-    /// The sum of the counters with this name and these labels (among others).
-    fn counter(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
-        self.matching(name, labels)
-            .map(|v| match v {
-                DebugValue::Counter(n) => *n,
-                other => panic!("{name} is not a counter: {other:?}"),
-            })
-            .sum()
-    }
-
-    /// The one gauge with this name and these labels.
-    fn gauge(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        let values: Vec<f64> = self
-            .matching(name, labels)
-            .map(|v| match v {
-                DebugValue::Gauge(g) => g.0,
-                other => panic!("{name} is not a gauge: {other:?}"),
-            })
-            .collect();
-        assert_eq!(values.len(), 1, "{name} {labels:?}: {values:?}");
-        values[0]
-    }
-
-    /// The samples of the histograms with this name and these labels.
-    fn samples(&self, name: &str, labels: &[(&str, &str)]) -> Vec<f64> {
-        self.matching(name, labels)
-            .flat_map(|v| match v {
-                DebugValue::Histogram(h) => h.iter().map(|x| x.0).collect::<Vec<_>>(),
-                other => panic!("{name} is not a histogram: {other:?}"),
-            })
-            .collect()
-    }
-
-    /// Every label of every metric, `key=value`.
-    fn all_labels(&self) -> Vec<String> {
-        self.0
-            .iter()
-            .flat_map(|(_, l, _)| l.iter().map(|(k, v)| format!("{k}={v}")))
-            .collect()
-    }
-}
-
 /// Runs `test` on a current-thread runtime with paused time, recording its metrics.
 fn recorded<F: Future>(test: impl FnOnce() -> F) -> (F::Output, Recorded) {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .start_paused(true)
         .build()
         .unwrap();
-    let output = metrics::with_local_recorder(&recorder, || runtime.block_on(test()));
-    let all = snapshotter
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .map(|(key, _, _, value)| {
-            let key = key.key();
-            let labels = key
-                .labels()
-                .map(|l| (l.key().to_owned(), l.value().to_owned()))
-                .collect();
-            (key.name().to_owned(), labels, value)
-        })
-        .collect();
-    (output, Recorded(all))
+    record(|| runtime.block_on(test()))
 }
 
 fn server() -> FakeServer {
@@ -318,9 +239,9 @@ fn tenants_share_a_cache_label_and_get_a_tenant_label_only_when_asked() {
         2
     );
     assert!(
-        m.all_labels().iter().all(|l| !l.starts_with("tenant=")),
+        m.labels().iter().all(|l| !l.starts_with("tenant=")),
         "{:?}",
-        m.all_labels()
+        m.labels()
     );
 
     let ((), m) = recorded(|| async {
@@ -365,7 +286,7 @@ fn no_label_carries_a_secret_or_a_token() {
         seen.push(cache.force_refresh().await.unwrap().header_value().clone());
         seen
     });
-    let labels = m.all_labels();
+    let labels = m.labels();
     assert!(!labels.is_empty());
     for label in &labels {
         assert!(!label.contains(SECRET), "{label}");

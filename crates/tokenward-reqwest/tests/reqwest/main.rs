@@ -2,6 +2,7 @@
 
 mod auth;
 mod helpers;
+mod metrics;
 mod retry;
 #[cfg(feature = "reqwest-retry")]
 mod strategy;

@@ -1,0 +1,118 @@
+//! [`TokenHealth`]: a ready-made health endpoint for the token caches of a service.
+//!
+//! It answers `GET` (and `HEAD`) with the JSON of [`TokenCache::status`] or
+//! [`TenantCache::status`]: `200 OK` when every token is usable
+//! ([`CacheStatus::is_usable`](tokenward::CacheStatus::is_usable)), `503 Service Unavailable`
+//! otherwise, so a load balancer or an orchestrator's readiness probe can act on it. The
+//! report makes no token request and holds no secret or token.
+//!
+//! It is a tower [`Service`], so axum mounts it with `route_service`:
+//!
+//! ```
+//! use axum::Router;
+//! use tokenward::{Token, TokenCache, grant::from_fn};
+//! use tokenward_tower::health::TokenHealth;
+//!
+//! let cache = TokenCache::new(from_fn(|| async { Token::builder("t0k3n").build() }));
+//! let app: Router = Router::new().route_service("/health/tokens", TokenHealth::new(cache));
+//! # let _ = app;
+//! ```
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::{Ready, ready};
+use std::hash::Hash;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use tokenward::{TenantCache, TokenCache};
+use tower::Service;
+
+type Report = dyn Fn() -> (bool, serde_json::Value) + Send + Sync;
+
+/// A tower [`Service`] that answers with the health of a [`TokenCache`] or a
+/// [`TenantCache`]. See the [module docs](self). Cheap to clone.
+#[derive(Clone)]
+pub struct TokenHealth {
+    report: Arc<Report>,
+}
+
+impl TokenHealth {
+    /// The health of one cache: [`TokenCache::status`] as JSON.
+    pub fn new(cache: TokenCache) -> Self {
+        TokenHealth {
+            report: Arc::new(move || {
+                let status = cache.status();
+                (status.is_usable(), to_json(&status))
+            }),
+        }
+    }
+
+    /// The health of every tenant: [`TenantCache::status`] as JSON (a summary, and the
+    /// tenants that need attention), `503` if any tenant is not usable.
+    pub fn tenants<K>(tenants: TenantCache<K>) -> Self
+    where
+        K: Eq + Hash + Clone + fmt::Debug + fmt::Display + Send + Sync + 'static,
+    {
+        TokenHealth {
+            report: Arc::new(move || {
+                let status = tenants.status();
+                (status.is_usable(), to_json(&status))
+            }),
+        }
+    }
+
+    fn respond(&self, method: &Method) -> Response<Full<Bytes>> {
+        if method != Method::GET && method != Method::HEAD {
+            let mut response = Response::new(Full::new(Bytes::new()));
+            *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+            response
+                .headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return response;
+        }
+        let (usable, report) = (self.report)();
+        let body = if method == Method::HEAD {
+            Bytes::new()
+        } else {
+            Bytes::from(report.to_string())
+        };
+        let mut response = Response::new(Full::new(body));
+        if !usable {
+            *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        }
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response
+    }
+}
+
+fn to_json(report: &impl serde::Serialize) -> serde_json::Value {
+    // The status types serialise to maps of plain values: this cannot fail.
+    serde_json::to_value(report).unwrap_or(serde_json::Value::Null)
+}
+
+impl<B> Service<Request<B>> for TokenHealth {
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = Ready<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        ready(Ok(self.respond(request.method())))
+    }
+}
+
+impl fmt::Debug for TokenHealth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenHealth").finish_non_exhaustive()
+    }
+}
