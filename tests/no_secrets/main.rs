@@ -6,8 +6,11 @@
 //! that fails, and tenant errors. (The core's own flows are covered by
 //! `crates/tokenward/tests/no_secrets.rs`.)
 //!
-//! One test in this binary: it installs a global subscriber, so threads other than the
-//! test's (hyper's and reqwest's connection tasks) are captured too.
+//! The spans' fields and the metrics' labels are checked the same way.
+//!
+//! One test in this binary: it installs a global subscriber and a global metrics recorder,
+//! so threads other than the test's (hyper's and reqwest's connection tasks) are captured
+//! too.
 
 use std::convert::Infallible;
 use std::io;
@@ -19,6 +22,7 @@ use http_body::Frame;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use metrics_util::debugging::DebuggingRecorder;
 use reqwest_middleware::ClientBuilder;
 use secrecy::ExposeSecret;
 use tokenward::{ClientCredentials, TenantCache, TokenCache};
@@ -28,6 +32,7 @@ use tokenward_tower::tenant::Tenant;
 use tokenward_tower::{AuthLayer, BoxError};
 use tower::{Layer, Service, ServiceExt};
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::format::FmtSpan;
 
 const CLIENT_SECRET: &str = "cs-Integrations-Secret-4b1d";
 
@@ -78,12 +83,18 @@ fn grant(token_url: String) -> ClientCredentials {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_in_logs_debug_or_errors_through_the_integrations() {
     let capture = Capture::default();
+    // Spans are written when they close too, with every field recorded on them.
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
         .with_writer(capture.clone())
         .with_ansi(false)
+        .with_span_events(FmtSpan::CLOSE)
         .finish();
     tracing::subscriber::set_global_default(subscriber).unwrap();
+    // And every metric, with its labels.
+    let recorder = DebuggingRecorder::new();
+    let metrics = recorder.snapshotter();
+    metrics::set_global_recorder(recorder).unwrap();
 
     let server = FakeServer::builder().client("svc", CLIENT_SECRET).build();
     let running = server.listen().await.unwrap();
@@ -189,6 +200,30 @@ async fn no_secret_in_logs_debug_or_errors_through_the_integrations() {
         logs.contains("hyper"),
         "hyper's own TRACE events were captured"
     );
+    for span in [
+        "tokenward.token_request",
+        "tokenward.refresh",
+        "tokenward.resend",
+    ] {
+        assert!(logs.contains(span), "the {span} spans were captured");
+    }
+    let labels: Vec<String> = metrics
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .flat_map(|(key, ..)| {
+            let key = key.key().clone();
+            let name = key.name().to_owned();
+            key.labels()
+                .map(|l| format!("{name} {}={}", l.key(), l.value()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(
+        labels.iter().any(|l| l.contains("tokenward.rejections")),
+        "the resends were counted: {labels:?}"
+    );
+    shown.extend(labels);
     for secret in &secrets {
         assert!(!logs.contains(secret.as_str()), "a secret in the logs");
         for text in &shown {

@@ -1,7 +1,8 @@
 //! One table of API responses through `AuthLayer` (over a hyper client) and `AuthMiddleware`
 //! (over reqwest), against the same scripted resource on 127.0.0.1: both integrations make
-//! the same decision — resent or not, token calls, final status — because both call the
-//! core's one routine (`tokenward::Rejection`, `TokenCache::replace_rejected`).
+//! the same decision — resent or not, token calls, final status, and what the
+//! `tokenward.rejections` metric counted — because both call the core's one routine
+//! (`tokenward::Rejection`, `TokenCache::replace_rejected`).
 //!
 //! A second table does the same for the retry layers, `ClassifiedRetry` and `RetryMiddleware`:
 //! both ask the core's `RetryRule` whether a request (by its method and `Idempotency-Key`) may
@@ -23,9 +24,11 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokenward::classify::IDEMPOTENCY_KEY;
 use tokenward::grant::from_fn;
+use tokenward::metrics::REJECTIONS;
 use tokenward::timing::Backoff;
 use tokenward::{Error, Tenant, TenantCache, Token, TokenCache};
 use tokenward_reqwest::{AuthMiddleware, RetryMiddleware, token_error};
+use tokenward_testkit::metrics::record;
 use tokenward_tower::retry::ClassifiedRetry;
 use tokenward_tower::{AuthError, AuthLayer};
 use tower::{Layer, ServiceBuilder, ServiceExt};
@@ -151,6 +154,8 @@ struct Outcome {
     status: u16,
     /// Whether the rejected token is still cached afterwards.
     first_token_cached: bool,
+    /// What `tokenward.rejections` counted (its `outcome`), if anything.
+    counted: Option<String>,
 }
 
 type TowerBody = Either<
@@ -218,8 +223,36 @@ fn outcome(
         token_calls: calls.load(Ordering::SeqCst),
         status,
         first_token_cached: cache.cached().is_some_and(|t| t.header_value() == first),
+        counted: None,
     }
 }
+
+/// Runs one integration's row on a current-thread runtime, with a recorder for its metrics:
+/// the outcome, and what the rejections counter counted under `integration`.
+fn run(integration: &str, row: Row, through: fn(Row) -> BoxedOutcome) -> Outcome {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (mut outcome, recorded) = record(|| runtime.block_on(through(row)));
+    let counted: Vec<&str> = ["resent", "same_token", "not_replayable", "failed"]
+        .into_iter()
+        .filter(|o| {
+            recorded.counter(REJECTIONS, &[("integration", integration), ("outcome", o)]) > 0
+        })
+        .collect();
+    assert!(counted.len() <= 1, "{}: {counted:?}", row.name);
+    assert_eq!(
+        recorded.counter(REJECTIONS, &[]),
+        counted.len() as u64,
+        "{}: one count at most",
+        row.name
+    );
+    outcome.counted = counted.first().map(|o| (*o).to_owned());
+    outcome
+}
+
+type BoxedOutcome = std::pin::Pin<Box<dyn std::future::Future<Output = Outcome>>>;
 
 const INVALID_TOKEN: &str = r#"Bearer realm="api", error="invalid_token""#;
 
@@ -233,8 +266,8 @@ fn row(name: &'static str, status: u16, challenge: Option<&'static str>) -> Row 
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn both_integrations_decide_alike() {
+#[test]
+fn both_integrations_decide_alike() {
     let bare = Some("Bearer realm=\"api\"");
     let scope = Some(r#"Bearer error="insufficient_scope", scope="jobs.write""#);
     let other = Some(r#"Bearer error="invalid_request""#);
@@ -243,66 +276,68 @@ async fn both_integrations_decide_alike() {
         f(&mut row);
         row
     };
-    // (row, expected: resent, token calls, final status, the rejected token still cached)
+    // (row, expected: resent, token calls, final status, the rejected token still cached,
+    // what the rejections counter counted)
     let rows = [
         (
             row("401 invalid_token", 401, Some(INVALID_TOKEN)),
-            (true, 2, 200, false),
+            (true, 2, 200, false, Some("resent")),
         ),
-        (row("bare 401", 401, bare), (false, 1, 401, true)),
+        (row("bare 401", 401, bare), (false, 1, 401, true, None)),
         (
             row("401 without a challenge", 401, None),
-            (false, 1, 401, true),
+            (false, 1, 401, true, None),
         ),
         (
             with(row("bare 401, bare_401 on", 401, bare), |r| {
                 r.bare_401 = true
             }),
-            (true, 2, 200, false),
+            (true, 2, 200, false, Some("resent")),
         ),
         (
             with(
                 row("401 without a challenge, bare_401 on", 401, None),
                 |r| r.bare_401 = true,
             ),
-            (true, 2, 200, false),
+            (true, 2, 200, false, Some("resent")),
         ),
         (
             row("401 with another error", 401, other),
-            (false, 1, 401, true),
+            (false, 1, 401, true, None),
         ),
         (
             row("400 invalid_token", 400, Some(INVALID_TOKEN)),
-            (false, 1, 400, true),
+            (false, 1, 400, true, None),
         ),
         (
             row("403 insufficient_scope", 403, scope),
-            (false, 1, 403, true),
+            (false, 1, 403, true, None),
         ),
         (
             with(
                 row("a body that cannot be replayed", 401, Some(INVALID_TOKEN)),
                 |r| r.streaming = true,
             ),
-            (false, 1, 401, false),
+            (false, 1, 401, false, Some("not_replayable")),
         ),
         (
             with(
                 row("the same token returned again", 401, Some(INVALID_TOKEN)),
                 |r| r.same_token = true,
             ),
-            (false, 2, 401, true),
+            (false, 2, 401, true, Some("same_token")),
         ),
     ];
-    for (row, (resent, token_calls, status, first_token_cached)) in rows {
-        let tower = through_tower(row).await;
-        let reqwest = through_reqwest(row).await;
+    for (row, (resent, token_calls, status, first_token_cached, counted)) in rows {
+        let tower = run("tower", row, |row| Box::pin(through_tower(row)));
+        let reqwest = run("reqwest", row, |row| Box::pin(through_reqwest(row)));
         assert_eq!(tower, reqwest, "{}: the integrations disagree", row.name);
         let expected = Outcome {
             resent,
             token_calls,
             status,
             first_token_cached,
+            counted: counted.map(str::to_owned),
         };
         assert_eq!(tower, expected, "{}", row.name);
     }

@@ -32,7 +32,7 @@ use http_body_util::Full;
 use tokenward::{TenantCache, TokenCache};
 use tower::Service;
 
-type Report = dyn Fn() -> (bool, serde_json::Value) + Send + Sync;
+type Report = dyn Fn() -> (bool, Vec<u8>) + Send + Sync;
 
 /// A tower [`Service`] that answers with the health of a [`TokenCache`] or a
 /// [`TenantCache`]. See the [module docs](self). Cheap to clone.
@@ -79,7 +79,7 @@ impl TokenHealth {
         let body = if method == Method::HEAD {
             Bytes::new()
         } else {
-            Bytes::from(report.to_string())
+            Bytes::from(report)
         };
         let mut response = Response::new(Full::new(body));
         if !usable {
@@ -92,9 +92,9 @@ impl TokenHealth {
     }
 }
 
-fn to_json(report: &impl serde::Serialize) -> serde_json::Value {
+fn to_json(report: &impl serde::Serialize) -> Vec<u8> {
     // The status types serialise to maps of plain values: this cannot fail.
-    serde_json::to_value(report).unwrap_or(serde_json::Value::Null)
+    serde_json::to_vec(report).unwrap_or_else(|_| b"null".to_vec())
 }
 
 impl<B> Service<Request<B>> for TokenHealth {

@@ -1092,6 +1092,8 @@ async fn run_flight(inner: Arc<Inner>, tx: watch::Sender<Option<Outcome>>, id: u
         Err(_) => Err(Error::Timeout(deadline)),
     };
     let now = Instant::now();
+    // The refresh token's last use, for the metrics (read before the cache's lock).
+    let used = inner.source.decay_status().and_then(|d| d.last_used);
     let window;
     {
         let mut st = inner.lock_state();
@@ -1118,7 +1120,7 @@ async fn run_flight(inner: Arc<Inner>, tx: watch::Sender<Option<Outcome>>, id: u
                 .map(|c| wall(c.until, now));
             inner
                 .metrics
-                .refreshed(expiry, st.consecutive_failures, rate_limit_end);
+                .refreshed(expiry, st.consecutive_failures, rate_limit_end, used);
             st.flight = None;
         }
         guard.finished = true;

@@ -17,6 +17,7 @@
 //! | [`TOKEN_EXPIRY_TIME`] | gauge (Unix s) | cache, grant | a token is obtained |
 //! | [`RATE_LIMIT_END_TIME`] | gauge (Unix s) | cache, grant | a 429 opens a window; 0 after a success |
 //! | [`CONSECUTIVE_FAILURES`] | gauge | cache, grant | a refresh fails or succeeds |
+//! | [`REFRESH_TOKEN_LAST_USED_TIME`] | gauge (Unix s) | cache, grant | a refresh ends, for sources with a refresh token |
 //! | [`REJECTIONS`] | counter | integration, outcome | an API answers 401 `invalid_token` |
 //! | [`RETRIES`] | counter | integration, reason | a retry layer sends a request again |
 //!
@@ -40,8 +41,10 @@
 //! a URL.
 //!
 //! Time left on the token is [`TOKEN_EXPIRY_TIME`] minus now (in PromQL,
-//! `tokenward_token_expiry_time - time()`): a gauge of seconds left would need a task to
-//! keep it current, and would be wrong whenever that task is not run.
+//! `tokenward_token_expiry_time_seconds - time()`), and a refresh token's idle time (its
+//! [decay](crate::decay)) is now minus [`REFRESH_TOKEN_LAST_USED_TIME`]: a gauge of seconds
+//! left would need a task to keep it current, and would be wrong whenever that task is not
+//! run. A time only changes when something happens.
 //!
 //! The read of a usable token records nothing: every metric moves on the slow path only
 //! (a refresh, a failure, a 401, a retry).
@@ -65,6 +68,10 @@ pub const TOKEN_EXPIRY_TIME: &str = "tokenward.token.expiry_time";
 pub const RATE_LIMIT_END_TIME: &str = "tokenward.rate_limit.end_time";
 /// Gauge: failed refreshes since the last success.
 pub const CONSECUTIVE_FAILURES: &str = "tokenward.refresh.consecutive_failures";
+/// Gauge, Unix time in seconds: when the source's refresh token was last used, as the
+/// process last saw it (see [`TokenSource::decay_status`](crate::TokenSource::decay_status)).
+/// Its decay warns and pages at ages measured from here.
+pub const REFRESH_TOKEN_LAST_USED_TIME: &str = "tokenward.refresh_token.last_used_time";
 /// Counter: responses that rejected the token (401 `invalid_token`), by `integration` and
 /// `outcome`.
 pub const REJECTIONS: &str = "tokenward.rejections";
@@ -104,6 +111,11 @@ pub fn describe() {
             CONSECUTIVE_FAILURES,
             Unit::Count,
             "Failed token refreshes since the last success"
+        );
+        describe_gauge!(
+            REFRESH_TOKEN_LAST_USED_TIME,
+            Unit::Seconds,
+            "Unix time at which the refresh token was last used (its decay counts from here)"
         );
         describe_counter!(
             REJECTIONS,
@@ -225,13 +237,15 @@ impl CacheMetrics {
         metrics::gauge!(REFRESHES_IN_FLIGHT, self.labels.clone()).increment(change);
     }
 
-    /// A refresh ended: its token's expiry, or the failure count and 429 window.
+    /// A refresh ended: its token's expiry, the failure count, the 429 window and the
+    /// refresh token's last use.
     #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
     pub(crate) fn refreshed(
         &self,
         expiry: Option<std::time::SystemTime>,
         consecutive_failures: u32,
         rate_limit_end: Option<std::time::SystemTime>,
+        refresh_token_used: Option<std::time::SystemTime>,
     ) {
         #[cfg(feature = "metrics")]
         {
@@ -246,6 +260,9 @@ impl CacheMetrics {
                 .set(f64::from(consecutive_failures));
             metrics::gauge!(RATE_LIMIT_END_TIME, self.labels.clone())
                 .set(rate_limit_end.map_or(0.0, unix));
+            if let Some(used) = refresh_token_used {
+                metrics::gauge!(REFRESH_TOKEN_LAST_USED_TIME, self.labels.clone()).set(unix(used));
+            }
         }
     }
 }

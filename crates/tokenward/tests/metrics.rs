@@ -297,3 +297,42 @@ fn no_label_carries_a_secret_or_a_token() {
         }
     }
 }
+
+#[test]
+fn a_refresh_grant_sets_when_its_refresh_token_was_last_used() {
+    use tokenward::RefreshTokenGrant;
+    use tokenward::decay::ManualClock;
+    use tokenward::metrics::REFRESH_TOKEN_LAST_USED_TIME;
+    use tokenward::store::MemoryStore;
+
+    const DAY: Duration = Duration::from_secs(86_400);
+    let server = server();
+    let clock = ManualClock::new(SystemTime::UNIX_EPOCH + 20_000 * DAY);
+    let seed = server.issue_refresh_token("svc", "");
+    let ((), m) = recorded(|| async {
+        let grant = RefreshTokenGrant::from_store(
+            server.token_url(),
+            "svc",
+            MemoryStore::with_refresh_token(seed),
+        )
+        .client_secret(SECRET)
+        .http_client(server.http_client())
+        .wall_clock(clock.clone())
+        .build()
+        .unwrap();
+        let cache = TokenCache::builder(grant).name("crm").build();
+        cache.header().await.unwrap();
+    });
+    let labels = [("cache", "crm"), ("grant", "refresh_token")];
+    assert_eq!(
+        m.gauge(REFRESH_TOKEN_LAST_USED_TIME, &labels),
+        (20_000 * DAY).as_secs_f64()
+    );
+    assert_eq!(
+        m.counter(
+            TOKEN_REQUESTS,
+            &[("grant", "refresh_token"), ("outcome", "success")]
+        ),
+        1
+    );
+}

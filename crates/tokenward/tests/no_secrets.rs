@@ -52,6 +52,7 @@ impl Capture {
             .with_max_level(tracing::Level::TRACE)
             .with_writer(capture.clone())
             .with_ansi(false)
+            .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
             .finish();
         (capture, tracing::subscriber::set_default(subscriber))
     }
