@@ -3,6 +3,9 @@
 //! an expiry re-check); and the clocks the cache could read (`std::time::Instant`, Tokio's
 //! `Instant`, `quanta`'s TSC clock).
 //!
+//! The `metrics` feature is on (the dev-dependencies turn it on) and a Prometheus recorder is
+//! installed, as in a service that exports metrics: a fresh read records nothing.
+//!
 //! Run: `cargo bench -p tokenward --bench cached_read`. Figures go to BENCHMARKS.md as ratios.
 #![allow(missing_docs)]
 
@@ -46,6 +49,9 @@ impl Naive {
 }
 
 fn bench(c: &mut Criterion) {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let scrape = recorder.handle();
+    metrics::set_global_recorder(recorder).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
@@ -64,6 +70,10 @@ fn bench(c: &mut Criterion) {
         async move { Ok(t) }
     }));
     rt.block_on(cache.header()).unwrap();
+    assert!(
+        scrape.render().contains("tokenward_token_requests"),
+        "the recorder sees the first refresh"
+    );
     let naive = Arc::new(Naive {
         token: tokio::sync::Mutex::new(Some(token.clone())),
     });
