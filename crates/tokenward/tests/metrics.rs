@@ -1,5 +1,5 @@
 //! The metrics each behaviour moves, seen through a recorder (`metrics-util`'s debugging
-//! recorder, installed for the test's thread only). The spans are in `spans.rs`.
+//! recorder, installed for the test's thread only). The spans are in `tests/spans`.
 //!
 //! Each test runs on a current-thread runtime with paused time inside the testkit's
 //! `metrics::record`, so the refresh tasks record to the test's recorder.
@@ -335,4 +335,60 @@ fn a_refresh_grant_sets_when_its_refresh_token_was_last_used() {
         ),
         1
     );
+}
+
+#[test]
+fn each_failure_is_counted_under_its_outcome() {
+    let cases: [(&str, Option<Fault>, Option<&str>); 4] = [
+        ("invalid_grant", Some(Fault::InvalidGrant), None),
+        ("transport", Some(Fault::ConnectionReset), None),
+        ("server_error", Some(Fault::TemporarilyUnavailable), None),
+        ("insufficient_scope", None, Some("jobs.admin")),
+    ];
+    for (outcome, fault, require) in cases {
+        let server = FakeServer::builder()
+            .client("svc", SECRET)
+            .client_scopes("svc", "jobs.read")
+            .build();
+        let ((), m) = recorded(|| async {
+            let mut grant = ClientCredentials::builder(server.token_url(), "svc")
+                .client_secret(SECRET)
+                .scope("jobs.read")
+                .http_client(server.http_client());
+            if let Some(scopes) = require {
+                grant = grant.require_scopes(scopes);
+            }
+            let cache = TokenCache::builder(grant.build().unwrap())
+                .name("billing")
+                .max_attempts(1)
+                .build();
+            if let Some(fault) = fault {
+                server.push_fault(fault);
+            }
+            cache.header().await.unwrap_err();
+        });
+        assert_eq!(
+            m.counter(TOKEN_REQUESTS, &[BILLING, ("outcome", outcome)]),
+            1,
+            "{outcome}: {m:?}"
+        );
+        assert_eq!(m.counter(TOKEN_REQUESTS, &[]), 1, "{outcome}");
+        assert_eq!(m.gauge(CONSECUTIVE_FAILURES, &[BILLING]), 1.0, "{outcome}");
+    }
+}
+
+#[test]
+fn a_refresh_that_is_running_shows_in_flight() {
+    let server = server();
+    let ((), m) = recorded(|| async {
+        let cache = cache_with(&server, SECRET);
+        server.push_fault(Fault::Hang);
+        let waiting = tokio::spawn(async move { cache.header().await });
+        pass(Duration::from_secs(1)).await;
+        assert!(!waiting.is_finished());
+        // The snapshot is taken with the refresh still running.
+    });
+    assert_eq!(m.gauge(REFRESHES_IN_FLIGHT, &[BILLING]), 1.0);
+    assert_eq!(m.counter(REFRESHES, &[("reason", "first")]), 1);
+    assert_eq!(m.counter(TOKEN_REQUESTS, &[]), 0, "no request has ended");
 }
