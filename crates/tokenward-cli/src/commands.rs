@@ -748,13 +748,17 @@ async fn status(ctx: &Context<'_>) -> Result<Report, Failure> {
         None => ctx.config.tenants.iter().collect(),
     };
     for tenant in tenants {
-        let line = match tenant.grant {
+        let mut line = match tenant.grant {
             GrantKind::ClientCredentials => StatusLine {
                 token: "not kept (obtained per process)".into(),
                 ..StatusLine::default()
             },
             GrantKind::RefreshToken => refresh_status(tenant).await,
         };
+        if let Some(url) = &tenant.health_url {
+            let _spinner = Spinner::start("asking the service", ctx.terminal);
+            line.merge(service_health(url, tenant.health_tenant.as_deref()).await);
+        }
         broken |= line.broken;
         items.push(json!({
             "tenant": tenant.name,
@@ -814,6 +818,126 @@ struct StatusLine {
     decay: Option<(&'static str, Level)>,
     error: Option<String>,
     broken: bool,
+}
+
+impl StatusLine {
+    /// What the running service said (or why it could not be asked) replaces what the files
+    /// say of the token, its last refresh and the last error; the grant file's decay stays,
+    /// the service's fills in without one.
+    fn merge(&mut self, service: Result<ServiceView, String>) {
+        match service {
+            Ok(view) => {
+                self.token = format!("{} (service)", view.token);
+                self.expires_in = view.expires_in;
+                if view.last_refresh.is_some() {
+                    self.last_refresh = view.last_refresh;
+                }
+                if self.decay.is_none() {
+                    self.decay = view.decay.map(decay_label);
+                }
+                if view.error.is_some() {
+                    self.error = view.error;
+                }
+                self.broken |= !view.usable;
+            }
+            Err(error) => {
+                self.error = Some(format!("service health: {error}"));
+                self.broken = true;
+            }
+        }
+    }
+}
+
+/// A tenant's token as its running service reports it.
+struct ServiceView {
+    usable: bool,
+    token: String,
+    expires_in: Option<Duration>,
+    last_refresh: Option<SystemTime>,
+    decay: Option<DecayState>,
+    error: Option<String>,
+}
+
+/// Asks a service's token health endpoint (`tokenward_tower::health::TokenHealth`: 200 or
+/// 503 with the status JSON) what it sees. For a service with many tenants, `tenant` is the
+/// key to look for among the tenants that need attention; one not listed is usable.
+async fn service_health(url: &str, tenant: Option<&str>) -> Result<ServiceView, String> {
+    const LIMIT: usize = 1 << 20;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| e.without_url().to_string())?;
+    let response = client
+        .get(url)
+        .header(reqwest::header::ACCEPT, "application/json")
+        .send()
+        .await
+        .map_err(|e| e.without_url().to_string())?;
+    let status = response.status();
+    if status != reqwest::StatusCode::OK && status != reqwest::StatusCode::SERVICE_UNAVAILABLE {
+        return Err(format!("answered {status}, not a token health report"));
+    }
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| e.without_url().to_string())?;
+    if body.len() > LIMIT {
+        return Err("the report is larger than 1 MiB".into());
+    }
+    let report: Value =
+        serde_json::from_slice(&body).map_err(|_| "the report is not JSON".to_owned())?;
+    let cache = if report.get("attention").is_some() {
+        let Some(key) = tenant else {
+            return Err(
+                "the service reports many tenants: set health_tenant to this tenant's key".into(),
+            );
+        };
+        let listed = report["attention"]
+            .as_array()
+            .and_then(|list| list.iter().find(|t| t["tenant"] == key));
+        match listed {
+            Some(entry) => entry["status"].clone(),
+            // Not listed: usable, not failing, not decaying.
+            None if report["tenants"].as_u64().is_some() => {
+                return Ok(ServiceView {
+                    usable: true,
+                    token: "usable".into(),
+                    expires_in: None,
+                    last_refresh: None,
+                    decay: None,
+                    error: None,
+                });
+            }
+            None => return Err("the report is not a token health report".into()),
+        }
+    } else {
+        report
+    };
+    let Some(usable) = cache["usable"].as_bool() else {
+        return Err("the report is not a token health report".into());
+    };
+    let secs = |v: &Value| v.as_u64().map(Duration::from_secs);
+    let error = cache["last_error"].as_object().map(|e| {
+        let kind = e.get("kind").and_then(Value::as_str).unwrap_or("error");
+        let message = e.get("message").and_then(Value::as_str).unwrap_or("");
+        format!("{kind}: {message}")
+    });
+    let decay = match cache["decay"]["state"].as_str() {
+        Some("healthy") => Some(DecayState::Healthy),
+        Some("warn") => Some(DecayState::Warn),
+        Some("page") => Some(DecayState::Page),
+        Some("hard_fail") => Some(DecayState::HardFail),
+        _ => None,
+    };
+    Ok(ServiceView {
+        usable,
+        token: cache["phase"].as_str().unwrap_or("unknown").to_owned(),
+        expires_in: secs(&cache["expires_in_secs"]),
+        last_refresh: secs(&cache["last_refresh"]).map(|d| SystemTime::UNIX_EPOCH + d),
+        decay,
+        error,
+    })
 }
 
 async fn refresh_status(tenant: &Tenant) -> StatusLine {

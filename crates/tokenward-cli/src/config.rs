@@ -58,6 +58,8 @@ struct RawTenant {
     authorization_url: Option<String>,
     redirect_uri: Option<String>,
     issuer: Option<String>,
+    health_url: Option<String>,
+    health_tenant: Option<String>,
     decay: Option<Spanned<RawDecay>>,
 }
 
@@ -151,6 +153,11 @@ pub(crate) struct Tenant {
     pub(crate) authorization_url: Option<String>,
     pub(crate) redirect_uri: Option<String>,
     pub(crate) issuer: Option<String>,
+    /// The running service's token health endpoint (`tokenward_tower::health::TokenHealth`),
+    /// which `status` asks for what the service sees.
+    pub(crate) health_url: Option<String>,
+    /// The tenant's key in that report, when the service serves a `TenantCache`.
+    pub(crate) health_tenant: Option<String>,
     pub(crate) decay: DecayPolicy,
     /// `file:line` of the tenant's table, for messages.
     pub(crate) at: String,
@@ -351,6 +358,7 @@ impl Tenant {
             ("authorization_url", &raw.authorization_url),
             ("redirect_uri", &raw.redirect_uri),
             ("issuer", &raw.issuer),
+            ("health_url", &raw.health_url),
         ];
         for (key, value) in urls {
             if let Some(url) = value
@@ -429,6 +437,8 @@ impl Tenant {
             authorization_url: raw.authorization_url,
             redirect_uri: raw.redirect_uri,
             issuer: raw.issuer,
+            health_url: raw.health_url,
+            health_tenant: raw.health_tenant,
             decay,
             at: format!("{}:{}", at.path.display(), line_of(at.text, span.start)),
         })

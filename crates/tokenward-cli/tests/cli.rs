@@ -725,3 +725,106 @@ fn rotate_secret_for_a_refresh_grant_verifies_with_a_refresh() {
     assert_eq!(f.server.counters().issued_for("refresh_token"), 2);
     assert_eq!(f.server.counters().refresh_reuse_detected, 0);
 }
+
+/// A running service's token health endpoint on loopback (`TokenHealth` in axum); its URL.
+fn serve_health(f: &Fixture, health: tokenward_tower::health::TokenHealth) -> String {
+    f.rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new().route_service("/health/tokens", health);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}/health/tokens")
+    })
+}
+
+/// The standard configuration with `svc` told where its service's health endpoint is.
+fn with_health(f: &Fixture, url: &str, tenant: Option<&str>) {
+    let mut lines = format!("require_scopes = \"jobs.read\"\nhealth_url = \"{url}\"\n");
+    if let Some(tenant) = tenant {
+        lines.push_str(&format!("health_tenant = \"{tenant}\"\n"));
+    }
+    f.config(
+        &f.standard_config()
+            .replacen("require_scopes = \"jobs.read\"\n", &lines, 1),
+    );
+}
+
+fn service_cache(f: &Fixture, secret: &str) -> tokenward::TokenCache {
+    let grant = tokenward::ClientCredentials::builder(f.running().token_url(), "svc")
+        .client_secret(secret)
+        .build()
+        .unwrap();
+    tokenward::TokenCache::new(grant)
+}
+
+#[test]
+fn status_shows_what_the_running_service_sees() {
+    use tokenward_tower::health::TokenHealth;
+    let f = Fixture::new();
+    let good = service_cache(&f, SVC_SECRET);
+    f.rt.block_on(good.header()).unwrap();
+    with_health(&f, &serve_health(&f, TokenHealth::new(good)), None);
+    let (code, out, err) = f.run(&["status", "--tenant", "svc"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("fresh (service)"), "{out}");
+    let (_, out, _) = f.run(&["--json", "status", "--tenant", "svc"]);
+    let svc = &json(&out)["tenants"][0];
+    assert_eq!(svc["token"], "fresh (service)");
+    assert!(svc["expires_in"].as_u64().unwrap() > 3500, "{svc}");
+    assert!(svc["last_refresh"].as_u64().unwrap() > 1_700_000_000, "{svc}");
+    assert!(svc["last_error"].is_null());
+
+    // The service's refreshes fail: its last error shows, and the run fails.
+    let bad = service_cache(&f, "wrong-Secret-0009");
+    f.rt.block_on(bad.header()).unwrap_err();
+    with_health(&f, &serve_health(&f, TokenHealth::new(bad)), None);
+    let (code, out, _) = f.run(&["status", "--tenant", "svc"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("empty (service)"), "{out}");
+    assert!(out.contains("invalid_client:"), "{out}");
+    assert!(!out.contains("wrong-Secret-0009"), "{out}");
+
+    // A service that cannot be asked.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    with_health(&f, &format!("http://{closed}/health/tokens"), None);
+    let (code, out, _) = f.run(&["--json", "status", "--tenant", "svc"]);
+    assert_eq!(code, 1, "{out}");
+    let error = json(&out)["tenants"][0]["last_error"].as_str().unwrap().to_owned();
+    assert!(error.starts_with("service health: "), "{error}");
+}
+
+#[test]
+fn status_finds_its_tenant_in_a_service_with_many() {
+    use tokenward_tower::health::TokenHealth;
+    let f = Fixture::new();
+    let grant = |secret: &str| {
+        tokenward::ClientCredentials::builder(f.running().token_url(), "svc")
+            .client_secret(secret)
+            .build()
+            .unwrap()
+    };
+    let tenants = tokenward::TenantCache::new();
+    tenants.insert("acme".to_owned(), grant(SVC_SECRET));
+    tenants.insert("umbrella".to_owned(), grant("wrong-Secret-0010"));
+    f.rt.block_on(tenants.header("acme")).unwrap();
+    f.rt.block_on(tenants.header("umbrella")).unwrap_err();
+    let url = serve_health(&f, TokenHealth::tenants(tenants));
+
+    with_health(&f, &url, Some("umbrella"));
+    let (code, out, _) = f.run(&["status", "--tenant", "svc"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("invalid_client:"), "{out}");
+
+    with_health(&f, &url, Some("acme"));
+    let (code, out, err) = f.run(&["status", "--tenant", "svc"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("usable (service)"), "{out}");
+
+    with_health(&f, &url, None);
+    let (code, out, _) = f.run(&["status", "--tenant", "svc"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("set health_tenant"), "{out}");
+}
