@@ -83,6 +83,7 @@ pub(crate) async fn authorize(
             folder.display()
         )));
     }
+    crate::commands::check_owner(store)?;
     let listener = TcpListener::bind(("127.0.0.1", port)).await.map_err(|e| {
         Failure::failed("listen", format!("cannot listen on 127.0.0.1:{port}: {e}"))
     })?;

@@ -143,11 +143,51 @@ fn store_of(tenant: &Tenant) -> Result<&Path, Failure> {
     })
 }
 
+/// Refuses to write a grant file another user owns: the write replaces it with a file only
+/// this user can read, and the service that owns it could no longer read its grant. Before
+/// the file exists, the same for its folder, when running as root (a file root creates in a
+/// service's folder is root's).
+#[cfg(unix)]
+pub(crate) fn check_owner(path: &Path) -> Result<(), Failure> {
+    use std::os::unix::fs::MetadataExt as _;
+    let me = rustix::process::geteuid().as_raw();
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let (what, owner) = match std::fs::metadata(path) {
+        Ok(meta) => ("the grant file", meta.uid()),
+        Err(_) if me == 0 => match std::fs::metadata(folder) {
+            Ok(meta) => ("the grant file's folder", meta.uid()),
+            Err(_) => return Ok(()),
+        },
+        Err(_) => return Ok(()),
+    };
+    if owner == me {
+        return Ok(());
+    }
+    Err(Failure::failed(
+        "grant_file_owner",
+        format!(
+            "{what} {} belongs to uid {owner}, and this runs as uid {me}: writing it would \
+             leave a file only uid {me} can read, and the service could no longer read its \
+             grant; run as its owner (for example `sudo -u <owner> tokenward ...`)",
+            path.display()
+        ),
+    ))
+}
+
+#[cfg(not(unix))]
+pub(crate) fn check_owner(_path: &Path) -> Result<(), Failure> {
+    Ok(())
+}
+
 fn refresh_grant(
     tenant: &Tenant,
     secret: Option<&SecretString>,
     share: bool,
 ) -> Result<RefreshTokenGrant, Failure> {
+    check_owner(store_of(tenant)?)?;
     let store = FileStore::new(store_of(tenant)?).share_access_token(share);
     Ok(configure(
         RefreshTokenGrant::from_store(&tenant.token_url, &tenant.client_id, store),
@@ -302,34 +342,44 @@ async fn verify_with(
     let grant = client_credentials(tenant, secret.as_ref())?;
     let obtained = {
         let _spinner = Spinner::start("waiting for the token endpoint", ctx.terminal);
-        grant.verify(url).await
+        grant.verify(None).await
     };
     let token = match obtained {
         Ok(token) => {
             rows.push(("token", "PASS obtained with this secret alone".to_owned()));
             steps.push(json!({"step": "token", "ok": true}));
-            if url.is_some() {
-                // Not the URL itself: it may hold credentials.
-                rows.push(("url", "PASS the URL answered 2xx".to_owned()));
-                steps.push(json!({"step": "url", "ok": true}));
-            }
             token
         }
         Err(error) => {
-            let step =
-                if url.is_some() && !matches!(error.cause(), tokenward::Error::InvalidClient(_)) {
-                    "token or url"
-                } else {
-                    "token"
-                };
-            rows.push((step_label(step), format!("FAIL {error}")));
-            steps.push(json!({"step": step, "ok": false, "error": error.to_string()}));
+            rows.push(("token", format!("FAIL {error}")));
+            steps.push(json!({"step": "token", "ok": false, "error": error.to_string()}));
             return Ok(Report::failed(
                 pairs(&rows),
                 json!({"tenant": tenant.name, "steps": steps}),
             ));
         }
     };
+    if let Some(url) = url {
+        let checked = {
+            let _spinner = Spinner::start("waiting for the URL", ctx.terminal);
+            check_url(&token, url).await
+        };
+        // Never the URL itself: it may hold credentials.
+        match checked {
+            Ok(()) => {
+                rows.push(("url", "PASS the URL answered 2xx".to_owned()));
+                steps.push(json!({"step": "url", "ok": true}));
+            }
+            Err((error, status)) => {
+                rows.push(("url", format!("FAIL {error}")));
+                steps.push(json!({"step": "url", "ok": false, "status": status, "error": error}));
+                return Ok(Report::failed(
+                    pairs(&rows),
+                    json!({"tenant": tenant.name, "steps": steps}),
+                ));
+            }
+        }
+    }
     if introspect {
         let introspection = introspection(tenant, secret.as_ref())?;
         match introspection
@@ -372,11 +422,56 @@ async fn verify_with(
     ))
 }
 
-fn step_label(step: &str) -> &'static str {
-    match step {
-        "token or url" => "token/url",
-        _ => "token",
+/// Sends the token to `url` (a GET that must answer 2xx). A failure says which side is
+/// wrong, read with the core's classification: the URL (unreachable, 404, a redirect), the
+/// token (rejected, a missing scope) or the client (forbidden); with the status, if any.
+/// Redirects are not followed: the token goes to this URL only.
+async fn check_url(token: &tokenward::Token, url: &str) -> Result<(), (String, Option<u16>)> {
+    use tokenward::Failure;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| (e.without_url().to_string(), None))?;
+    let response = client
+        .get(url)
+        .header(reqwest::header::AUTHORIZATION, token.header_value().clone())
+        .send()
+        .await
+        .map_err(|e| {
+            let e = e.without_url();
+            let what = if e.is_builder() {
+                "the URL is not valid"
+            } else {
+                "the URL could not be reached"
+            };
+            (format!("{what}: {e}"), None)
+        })?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
     }
+    let meaning = match tokenward::classify(status, response.headers(), None).map(|c| c.failure) {
+        Some(Failure::InvalidToken { .. }) => {
+            "the API rejected the token (invalid_token): it does \
+             not take tokens of this token endpoint or client (check the audience and the issuer)"
+                .to_owned()
+        }
+        Some(Failure::Unauthorized) => "401 without invalid_token: the URL wants other \
+             credentials, or it is not the API's"
+            .to_owned(),
+        Some(Failure::InsufficientScope { scope, .. }) => format!(
+            "the token lacks a scope the API needs{}: re-grant the client",
+            scope.map(|s| format!(" ({s})")).unwrap_or_default()
+        ),
+        Some(Failure::Forbidden) => "the client is authenticated but not allowed (403)".to_owned(),
+        _ if status == reqwest::StatusCode::NOT_FOUND => {
+            "nothing at this URL (404): check it".to_owned()
+        }
+        _ if status.is_redirection() => "a redirect, not an answer: give the final URL".to_owned(),
+        _ => format!("the URL answered {status}"),
+    };
+    Err((meaning, Some(status.as_u16())))
 }
 
 fn introspection(tenant: &Tenant, secret: Option<&SecretString>) -> Result<Introspection, Failure> {

@@ -771,7 +771,10 @@ fn status_shows_what_the_running_service_sees() {
     let svc = &json(&out)["tenants"][0];
     assert_eq!(svc["token"], "fresh (service)");
     assert!(svc["expires_in"].as_u64().unwrap() > 3500, "{svc}");
-    assert!(svc["last_refresh"].as_u64().unwrap() > 1_700_000_000, "{svc}");
+    assert!(
+        svc["last_refresh"].as_u64().unwrap() > 1_700_000_000,
+        "{svc}"
+    );
     assert!(svc["last_error"].is_null());
 
     // The service's refreshes fail: its last error shows, and the run fails.
@@ -792,7 +795,10 @@ fn status_shows_what_the_running_service_sees() {
     with_health(&f, &format!("http://{closed}/health/tokens"), None);
     let (code, out, _) = f.run(&["--json", "status", "--tenant", "svc"]);
     assert_eq!(code, 1, "{out}");
-    let error = json(&out)["tenants"][0]["last_error"].as_str().unwrap().to_owned();
+    let error = json(&out)["tenants"][0]["last_error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(error.starts_with("service health: "), "{error}");
 }
 
@@ -827,4 +833,119 @@ fn status_finds_its_tenant_in_a_service_with_many() {
     let (code, out, _) = f.run(&["status", "--tenant", "svc"]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("set health_tenant"), "{out}");
+}
+
+#[test]
+fn verify_url_says_whether_the_url_or_the_token_is_wrong() {
+    let f = Fixture::new();
+    let verify = |url: &str| {
+        let (code, out, _) = f.run(&["--json", "verify", "--tenant", "svc", "--url", url]);
+        let v = json(&out);
+        let steps = v["steps"].as_array().unwrap().clone();
+        assert_eq!(steps[0]["step"], "token");
+        assert_eq!(steps[0]["ok"], true, "the token step passes on its own");
+        (code, steps[1].clone())
+    };
+    let (code, url) = verify(&f.running().resource_url());
+    assert_eq!((code, url["ok"].clone()), (0, Value::Bool(true)), "{url}");
+
+    // Another server's API does not take this server's tokens: the token is the problem.
+    let other = FakeServer::builder().client("svc", SVC_SECRET).build();
+    let other_running = f.rt.block_on(other.listen()).unwrap();
+    let (code, url) = verify(&other_running.resource_url());
+    assert_eq!(code, 1);
+    assert_eq!(url["status"], 401);
+    assert!(
+        url["error"]
+            .as_str()
+            .unwrap()
+            .contains("rejected the token (invalid_token)"),
+        "{url}"
+    );
+
+    // Nothing there: the URL is the problem.
+    let (code, url) = verify(&f.running().url("/no-such-api"));
+    assert_eq!(code, 1);
+    assert_eq!(url["status"], 404);
+    assert!(
+        url["error"]
+            .as_str()
+            .unwrap()
+            .contains("nothing at this URL"),
+        "{url}"
+    );
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (code, url) = verify(&format!("http://{closed}/api"));
+    assert_eq!(code, 1);
+    assert!(url["status"].is_null());
+    assert!(
+        url["error"]
+            .as_str()
+            .unwrap()
+            .contains("could not be reached"),
+        "{url}"
+    );
+
+    // The human form names the step, never the URL.
+    let secret_url = format!("{}?api_key=k-Secret-77", f.running().url("/no-such-api"));
+    let (code, out, _) = f.run(&["verify", "--tenant", "svc", "--url", &secret_url]);
+    assert_eq!(code, 1);
+    let row = |name: &str| {
+        out.lines()
+            .find(|l| l.starts_with(name))
+            .map(|l| l[name.len()..].trim_start().to_owned())
+            .unwrap_or_default()
+    };
+    assert!(row("token").starts_with("PASS"), "{out}");
+    assert!(
+        row("url").starts_with("FAIL nothing at this URL (404)"),
+        "{out}"
+    );
+    assert!(!out.contains("k-Secret-77"), "{out}");
+    f.rt.block_on(other_running.shutdown());
+}
+
+#[cfg(unix)]
+#[test]
+fn commands_that_write_the_grant_file_refuse_one_another_user_owns() {
+    let f = Fixture::new();
+    f.seed_app(Duration::from_secs(86_400));
+    let grant_file = f.path("app-grant.json");
+    // As root, the file is given to another user; otherwise a file root owns stands in.
+    let owner = match std::os::unix::fs::chown(&grant_file, Some(4242), None) {
+        Ok(()) => 4242,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            let config = f
+                .standard_config()
+                .replace("store = \"app-grant.json\"", "store = \"/etc/passwd\"");
+            f.config(&config);
+            0
+        }
+        Err(e) => panic!("{e}"),
+    };
+    let before = std::fs::read(&grant_file).unwrap();
+    let (code, out, err) = f.run(&["token", "--tenant", "app"]);
+    assert_eq!(code, 1, "{out}{err}");
+    let text = format!("{out}{err}");
+    assert!(text.contains(&format!("belongs to uid {owner}")), "{text}");
+    assert!(text.contains("run as its owner"), "{text}");
+    assert_eq!(
+        f.server.counters().token_requests,
+        0,
+        "nothing was refreshed"
+    );
+    assert_eq!(
+        std::fs::read(&grant_file).unwrap(),
+        before,
+        "the file is untouched"
+    );
+    // Reading it is fine.
+    if owner != 0 {
+        let (code, out, _) = f.run(&["decay", "--tenant", "app"]);
+        assert_eq!(code, 0, "{out}");
+    }
 }
