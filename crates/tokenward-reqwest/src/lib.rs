@@ -17,6 +17,10 @@
 //! Attach the retry middleware first (outermost) and the auth middleware after it, so that
 //! every attempt carries the token current at that attempt.
 //!
+//! A resend runs in a `tokenward.resend` span. With the `metrics` feature, resends and
+//! retries are counted (`tokenward.rejections`, `tokenward.http.retries`: see
+//! [`tokenward::metrics`]); for a health endpoint, see `tokenward_tower::health`.
+//!
 //! # Example
 //!
 //! ```

@@ -38,6 +38,11 @@
 //!   ([`AuthLayer::tenants`], [`tenant`]); a missing or unknown tenant fails the request with
 //!   a typed error and sends nothing. A request in flight for a tenant that is removed
 //!   meanwhile is not resent with a new token.
+//! * **Seen from outside.** A resend runs in a `tokenward.resend` span; with the `metrics`
+//!   feature, resends and the retries of [`retry::ClassifiedRetry`] are counted
+//!   (`tokenward.rejections`, `tokenward.http.retries`: see [`tokenward::metrics`]).
+//!   [`health::TokenHealth`] answers a health check with the caches' status: 200 while every
+//!   token is usable, 503 otherwise.
 //!
 //! # Request bodies: what is resent, and what is not
 //!
