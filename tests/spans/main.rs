@@ -45,10 +45,19 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Spans {
         &self,
         attrs: &tracing::span::Attributes<'_>,
         id: &tracing::span::Id,
-        _: tracing_subscriber::layer::Context<'_, S>,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
     ) {
         let mut fields = BTreeMap::new();
         attrs.record(&mut Fields(&mut fields));
+        let parent = attrs.parent().cloned().or_else(|| {
+            attrs
+                .is_contextual()
+                .then(|| ctx.current_span().id().cloned())
+                .flatten()
+        });
+        if let Some(parent) = parent {
+            fields.insert("parent_id".into(), parent.into_u64().to_string());
+        }
         let name = attrs.metadata().name().to_owned();
         self.0.lock().unwrap().push((id.into_u64(), name, fields));
     }
@@ -129,6 +138,38 @@ fn token_requests_waits_and_resends_have_spans_with_their_fields() {
     assert_eq!(field(&refreshes[0], "reason"), "first");
     assert_eq!(field(&refreshes[0], "grant"), "client_credentials");
     assert_eq!(named(&seen, "tokenward.wait").len(), 1, "the caller waited");
+    // Each request is inside the refresh's span.
+    let refresh_id = seen
+        .iter()
+        .find(|(_, n, _)| n == "tokenward.refresh")
+        .map(|(id, ..)| id.to_string())
+        .unwrap();
+    for request in &requests {
+        assert_eq!(field(request, "parent_id"), refresh_id);
+    }
+
+    // A refresh-token exchange runs in a task of its own: its status still reaches the
+    // request's span.
+    runtime.block_on(async {
+        let seed = server.issue_refresh_token("svc", "");
+        let grant = tokenward::RefreshTokenGrant::from_store(
+            server.token_url(),
+            "svc",
+            tokenward::store::MemoryStore::with_refresh_token(seed),
+        )
+        .client_secret(SECRET)
+        .http_client(server.http_client())
+        .build()
+        .unwrap();
+        TokenCache::new(grant).header().await.unwrap();
+    });
+    let seen = spans.0.lock().unwrap().clone();
+    let exchange = named(&seen, "tokenward.token_request")
+        .into_iter()
+        .find(|f| field(f, "grant") == "refresh_token")
+        .expect("the refresh-token request's span");
+    assert_eq!(field(&exchange, "http.response.status_code"), "200");
+    assert_eq!(field(&exchange, "outcome"), "success");
 
     // tower: a 401 invalid_token for tok-1, resent with tok-2.
     runtime.block_on(async {

@@ -342,13 +342,34 @@ async fn verify_with(
     let grant = client_credentials(tenant, secret.as_ref())?;
     let obtained = {
         let _spinner = Spinner::start("waiting for the token endpoint", ctx.terminal);
-        grant.verify(None).await
+        grant.verify(url).await
     };
+    // Never the URL itself in the output: it may hold credentials.
     let token = match obtained {
         Ok(token) => {
             rows.push(("token", "PASS obtained with this secret alone".to_owned()));
             steps.push(json!({"step": "token", "ok": true}));
+            if url.is_some() {
+                rows.push(("url", "PASS the URL answered 2xx".to_owned()));
+                steps.push(json!({"step": "url", "ok": true}));
+            }
             token
+        }
+        // The token was obtained; the URL refused it.
+        Err(tokenward::Error::CheckFailed(check)) => {
+            rows.push(("token", "PASS obtained with this secret alone".to_owned()));
+            steps.push(json!({"step": "token", "ok": true}));
+            rows.push(("url", format!("FAIL {check}")));
+            steps.push(json!({
+                "step": "url",
+                "ok": false,
+                "status": check.status.map(|s| s.as_u16()),
+                "error": check.to_string(),
+            }));
+            return Ok(Report::failed(
+                pairs(&rows),
+                json!({"tenant": tenant.name, "steps": steps}),
+            ));
         }
         Err(error) => {
             rows.push(("token", format!("FAIL {error}")));
@@ -359,27 +380,6 @@ async fn verify_with(
             ));
         }
     };
-    if let Some(url) = url {
-        let checked = {
-            let _spinner = Spinner::start("waiting for the URL", ctx.terminal);
-            check_url(&token, url).await
-        };
-        // Never the URL itself: it may hold credentials.
-        match checked {
-            Ok(()) => {
-                rows.push(("url", "PASS the URL answered 2xx".to_owned()));
-                steps.push(json!({"step": "url", "ok": true}));
-            }
-            Err((error, status)) => {
-                rows.push(("url", format!("FAIL {error}")));
-                steps.push(json!({"step": "url", "ok": false, "status": status, "error": error}));
-                return Ok(Report::failed(
-                    pairs(&rows),
-                    json!({"tenant": tenant.name, "steps": steps}),
-                ));
-            }
-        }
-    }
     if introspect {
         let introspection = introspection(tenant, secret.as_ref())?;
         match introspection
@@ -420,58 +420,6 @@ async fn verify_with(
         pairs(&rows),
         json!({"tenant": tenant.name, "steps": steps}),
     ))
-}
-
-/// Sends the token to `url` (a GET that must answer 2xx). A failure says which side is
-/// wrong, read with the core's classification: the URL (unreachable, 404, a redirect), the
-/// token (rejected, a missing scope) or the client (forbidden); with the status, if any.
-/// Redirects are not followed: the token goes to this URL only.
-async fn check_url(token: &tokenward::Token, url: &str) -> Result<(), (String, Option<u16>)> {
-    use tokenward::Failure;
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| (e.without_url().to_string(), None))?;
-    let response = client
-        .get(url)
-        .header(reqwest::header::AUTHORIZATION, token.header_value().clone())
-        .send()
-        .await
-        .map_err(|e| {
-            let e = e.without_url();
-            let what = if e.is_builder() {
-                "the URL is not valid"
-            } else {
-                "the URL could not be reached"
-            };
-            (format!("{what}: {e}"), None)
-        })?;
-    let status = response.status();
-    if status.is_success() {
-        return Ok(());
-    }
-    let meaning = match tokenward::classify(status, response.headers(), None).map(|c| c.failure) {
-        Some(Failure::InvalidToken { .. }) => {
-            "the API rejected the token (invalid_token): it does \
-             not take tokens of this token endpoint or client (check the audience and the issuer)"
-                .to_owned()
-        }
-        Some(Failure::Unauthorized) => "401 without invalid_token: the URL wants other \
-             credentials, or it is not the API's"
-            .to_owned(),
-        Some(Failure::InsufficientScope { scope, .. }) => format!(
-            "the token lacks a scope the API needs{}: re-grant the client",
-            scope.map(|s| format!(" ({s})")).unwrap_or_default()
-        ),
-        Some(Failure::Forbidden) => "the client is authenticated but not allowed (403)".to_owned(),
-        _ if status == reqwest::StatusCode::NOT_FOUND => {
-            "nothing at this URL (404): check it".to_owned()
-        }
-        _ if status.is_redirection() => "a redirect, not an answer: give the final URL".to_owned(),
-        _ => format!("the URL answered {status}"),
-    };
-    Err((meaning, Some(status.as_u16())))
 }
 
 fn introspection(tenant: &Tenant, secret: Option<&SecretString>) -> Result<Introspection, Failure> {
@@ -918,7 +866,9 @@ struct StatusLine {
 impl StatusLine {
     /// What the running service said (or why it could not be asked) replaces what the files
     /// say of the token, its last refresh and the last error; the grant file's decay stays,
-    /// the service's fills in without one.
+    /// the service's fills in without one. Whether the tenant can refresh is then the
+    /// service's word (a grant file this host cannot read does not fail the run), unless
+    /// the grant file's refresh token is decaying.
     fn merge(&mut self, service: Result<ServiceView, String>) {
         match service {
             Ok(view) => {
@@ -933,7 +883,10 @@ impl StatusLine {
                 if view.error.is_some() {
                     self.error = view.error;
                 }
-                self.broken |= !view.usable;
+                let decaying = self
+                    .decay
+                    .is_some_and(|(_, level)| matches!(level, Level::Bad));
+                self.broken = !view.usable || decaying;
             }
             Err(error) => {
                 self.error = Some(format!("service health: {error}"));
@@ -955,9 +908,13 @@ struct ServiceView {
 
 /// Asks a service's token health endpoint (`tokenward_tower::health::TokenHealth`: 200 or
 /// 503 with the status JSON) what it sees. For a service with many tenants, `tenant` is the
-/// key to look for among the tenants that need attention; one not listed is usable.
+/// key it is asked about (`?tenant=`; a key it does not have is an error).
 async fn service_health(url: &str, tenant: Option<&str>) -> Result<ServiceView, String> {
     const LIMIT: usize = 1 << 20;
+    let mut url = reqwest::Url::parse(url).map_err(|_| "health_url is not a URL".to_owned())?;
+    if let Some(key) = tenant {
+        url.query_pairs_mut().append_pair("tenant", key);
+    }
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .redirect(reqwest::redirect::Policy::none())
@@ -970,6 +927,12 @@ async fn service_health(url: &str, tenant: Option<&str>) -> Result<ServiceView, 
         .await
         .map_err(|e| e.without_url().to_string())?;
     let status = response.status();
+    if status == reqwest::StatusCode::NOT_FOUND && tenant.is_some() {
+        return Err(format!(
+            "the service has no tenant {:?} (health_tenant)",
+            tenant.unwrap_or_default()
+        ));
+    }
     if status != reqwest::StatusCode::OK && status != reqwest::StatusCode::SERVICE_UNAVAILABLE {
         return Err(format!("answered {status}, not a token health report"));
     }
@@ -980,35 +943,13 @@ async fn service_health(url: &str, tenant: Option<&str>) -> Result<ServiceView, 
     if body.len() > LIMIT {
         return Err("the report is larger than 1 MiB".into());
     }
-    let report: Value =
+    let cache: Value =
         serde_json::from_slice(&body).map_err(|_| "the report is not JSON".to_owned())?;
-    let cache = if report.get("attention").is_some() {
-        let Some(key) = tenant else {
-            return Err(
-                "the service reports many tenants: set health_tenant to this tenant's key".into(),
-            );
-        };
-        let listed = report["attention"]
-            .as_array()
-            .and_then(|list| list.iter().find(|t| t["tenant"] == key));
-        match listed {
-            Some(entry) => entry["status"].clone(),
-            // Not listed: usable, not failing, not decaying.
-            None if report["tenants"].as_u64().is_some() => {
-                return Ok(ServiceView {
-                    usable: true,
-                    token: "usable".into(),
-                    expires_in: None,
-                    last_refresh: None,
-                    decay: None,
-                    error: None,
-                });
-            }
-            None => return Err("the report is not a token health report".into()),
-        }
-    } else {
-        report
-    };
+    if cache.get("attention").is_some() {
+        return Err(
+            "the service reports many tenants: set health_tenant to this tenant's key".into(),
+        );
+    }
     let Some(usable) = cache["usable"].as_bool() else {
         return Err("the report is not a token health report".into());
     };

@@ -390,6 +390,13 @@ impl Tenant {
                 ));
             }
         }
+        if raw.health_tenant.is_some() && raw.health_url.is_none() {
+            return Err(at.error(
+                span.clone(),
+                "health_tenant",
+                "names a tenant of the service's health report: set health_url too",
+            ));
+        }
         let store = raw.store.as_ref().map(|s| folder.join(s.get_ref()));
         if grant == GrantKind::RefreshToken && store.is_none() {
             return Err(at.error(

@@ -188,6 +188,20 @@ fn masked(text: &str) -> String {
     text
 }
 
+/// A table whose durations vary in length, and its columns with them: durations masked,
+/// spaces folded.
+fn folded(text: &str) -> String {
+    let text = regex::Regex::new(r"\d+m( \d+s)?|\d+s")
+        .unwrap()
+        .replace_all(text, "[D]")
+        .into_owned();
+    let text = regex::Regex::new(r" {2,}")
+        .unwrap()
+        .replace_all(&text, " | ")
+        .into_owned();
+    masked(&text)
+}
+
 fn json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}):\n{text}"))
 }
@@ -335,16 +349,7 @@ fn status_is_one_line_per_tenant() {
     assert_eq!(code, 0, "{err}");
     let (code, out, err) = f.run(&["status"]);
     assert_eq!(code, 0, "{err}");
-    // Durations vary in length, and the columns with them: masked, spaces folded.
-    let out = regex::Regex::new(r"\d+m( \d+s)?|\d+s")
-        .unwrap()
-        .replace_all(&out, "[D]")
-        .into_owned();
-    let out = regex::Regex::new(r" {2,}")
-        .unwrap()
-        .replace_all(&out, " | ")
-        .into_owned();
-    insta::assert_snapshot!("status", masked(&out));
+    insta::assert_snapshot!("status", folded(&out));
     let (_, out, _) = f.run(&["--json", "status"]);
     let v = json(&out);
     assert_eq!(v["tenants"].as_array().unwrap().len(), 2);
@@ -767,6 +772,7 @@ fn status_shows_what_the_running_service_sees() {
     let (code, out, err) = f.run(&["status", "--tenant", "svc"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("fresh (service)"), "{out}");
+    insta::assert_snapshot!("status_service", folded(&out));
     let (_, out, _) = f.run(&["--json", "status", "--tenant", "svc"]);
     let svc = &json(&out)["tenants"][0];
     assert_eq!(svc["token"], "fresh (service)");
@@ -827,7 +833,13 @@ fn status_finds_its_tenant_in_a_service_with_many() {
     with_health(&f, &url, Some("acme"));
     let (code, out, err) = f.run(&["status", "--tenant", "svc"]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("usable (service)"), "{out}");
+    assert!(out.contains("fresh (service)"), "{out}");
+
+    // A key the service does not have is an error, not a healthy tenant.
+    with_health(&f, &url, Some("acmee"));
+    let (code, out, _) = f.run(&["status", "--tenant", "svc"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("has no tenant"), "{out}");
 
     with_health(&f, &url, None);
     let (code, out, _) = f.run(&["status", "--tenant", "svc"]);
@@ -902,10 +914,11 @@ fn verify_url_says_whether_the_url_or_the_token_is_wrong() {
     };
     assert!(row("token").starts_with("PASS"), "{out}");
     assert!(
-        row("url").starts_with("FAIL nothing at this URL (404)"),
+        row("url").starts_with("FAIL 404 Not Found: nothing at this URL"),
         "{out}"
     );
     assert!(!out.contains("k-Secret-77"), "{out}");
+    insta::assert_snapshot!("verify_url_404", masked(&out));
     f.rt.block_on(other_running.shutdown());
 }
 
@@ -927,7 +940,12 @@ fn commands_that_write_the_grant_file_refuse_one_another_user_owns() {
         }
         Err(e) => panic!("{e}"),
     };
-    let before = std::fs::read(&grant_file).unwrap();
+    let written = if owner == 0 {
+        std::path::PathBuf::from("/etc/passwd")
+    } else {
+        grant_file.clone()
+    };
+    let before = std::fs::read(&written).unwrap();
     let (code, out, err) = f.run(&["token", "--tenant", "app"]);
     assert_eq!(code, 1, "{out}{err}");
     let text = format!("{out}{err}");
@@ -939,7 +957,7 @@ fn commands_that_write_the_grant_file_refuse_one_another_user_owns() {
         "nothing was refreshed"
     );
     assert_eq!(
-        std::fs::read(&grant_file).unwrap(),
+        std::fs::read(&written).unwrap(),
         before,
         "the file is untouched"
     );

@@ -3,8 +3,14 @@
 //! It answers `GET` (and `HEAD`) with the JSON of [`TokenCache::status`] or
 //! [`TenantCache::status`]: `200 OK` when every token is usable
 //! ([`CacheStatus::is_usable`](tokenward::CacheStatus::is_usable)), `503 Service Unavailable`
-//! otherwise, so a load balancer or an orchestrator's readiness probe can act on it. The
-//! report makes no token request and holds no secret or token.
+//! otherwise, so a load balancer or an orchestrator's readiness probe can act on it. For a
+//! tenant cache, `?tenant=<key>` answers for that tenant alone (`404` for a key it does not
+//! have): one tenant's revoked credentials make the whole report 503, so probe with a
+//! tenant, or use the whole report for alerts rather than readiness.
+//!
+//! The report makes no token request and holds no secret or token, but it does hold error
+//! messages (the token endpoint's `error_description`, a grant file's path) and tenant keys:
+//! mount it where operators reach it, beside `/metrics`, not on the public API.
 //!
 //! It is a tower [`Service`], so axum mounts it with `route_service`:
 //!
@@ -33,12 +39,15 @@ use tokenward::{TenantCache, TokenCache};
 use tower::Service;
 
 type Report = dyn Fn() -> (bool, Vec<u8>) + Send + Sync;
+type TenantReport = dyn Fn(&str) -> Option<(bool, Vec<u8>)> + Send + Sync;
 
 /// A tower [`Service`] that answers with the health of a [`TokenCache`] or a
 /// [`TenantCache`]. See the [module docs](self). Cheap to clone.
 #[derive(Clone)]
 pub struct TokenHealth {
     report: Arc<Report>,
+    /// One tenant's report, by its key's `Display`, for a tenant cache.
+    tenant: Option<Arc<TenantReport>>,
 }
 
 impl TokenHealth {
@@ -49,6 +58,7 @@ impl TokenHealth {
                 let status = cache.status();
                 (status.is_usable(), to_json(&status))
             }),
+            tenant: None,
         }
     }
 
@@ -58,15 +68,24 @@ impl TokenHealth {
     where
         K: Eq + Hash + Clone + fmt::Debug + fmt::Display + Send + Sync + 'static,
     {
+        let one = tenants.clone();
         TokenHealth {
             report: Arc::new(move || {
                 let status = tenants.status();
                 (status.is_usable(), to_json(&status))
             }),
+            tenant: Some(Arc::new(move |wanted: &str| {
+                let key = one
+                    .tenants()
+                    .into_iter()
+                    .find(|k| k.to_string() == wanted)?;
+                let status = one.get(&key).ok()?.status();
+                Some((status.is_usable(), to_json(&status)))
+            })),
         }
     }
 
-    fn respond(&self, method: &Method) -> Response<Full<Bytes>> {
+    fn respond(&self, method: &Method, query: Option<&str>) -> Response<Full<Bytes>> {
         if method != Method::GET && method != Method::HEAD {
             let mut response = Response::new(Full::new(Bytes::new()));
             *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
@@ -75,7 +94,21 @@ impl TokenHealth {
                 .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
             return response;
         }
-        let (usable, report) = (self.report)();
+        let wanted = query.and_then(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .find(|(name, _)| name == "tenant")
+                .map(|(_, value)| value.into_owned())
+        });
+        let (usable, report) = match (wanted, &self.tenant) {
+            (None, _) => (self.report)(),
+            (Some(key), Some(tenant)) => match tenant(&key) {
+                Some(report) => report,
+                None => return json_error(StatusCode::NOT_FOUND, "no such tenant"),
+            },
+            (Some(_), None) => {
+                return json_error(StatusCode::BAD_REQUEST, "this report is of one cache");
+            }
+        };
         let body = if method == Method::HEAD {
             Bytes::new()
         } else {
@@ -90,6 +123,16 @@ impl TokenHealth {
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         response
     }
+}
+
+fn json_error(status: StatusCode, error: &str) -> Response<Full<Bytes>> {
+    let body = serde_json::json!({ "error": error }).to_string();
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
 }
 
 fn to_json(report: &impl serde::Serialize) -> Vec<u8> {
@@ -107,7 +150,7 @@ impl<B> Service<Request<B>> for TokenHealth {
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        ready(Ok(self.respond(request.method())))
+        ready(Ok(self.respond(request.method(), request.uri().query())))
     }
 }
 

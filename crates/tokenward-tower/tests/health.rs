@@ -110,4 +110,37 @@ async fn tenants_answer_503_when_one_is_not_usable_and_name_it() {
     assert_eq!(json["tenants"], 2);
     assert_eq!(json["unusable"], 1);
     assert_eq!(json["attention"][0]["tenant"], "umbrella");
+
+    // One tenant at a time: the healthy one answers 200 with its own status.
+    let (status, _, body) = ask(Method::GET, &format!("{url}?tenant=acme")).await;
+    assert_eq!(status, StatusCode::OK);
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(json["phase"], "fresh");
+    let (status, _, _) = ask(Method::GET, &format!("{url}?tenant=umbrella")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let (status, _, _) = ask(Method::GET, &format!("{url}?tenant=acmee")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "a key it does not have");
+}
+
+#[tokio::test]
+async fn the_report_holds_no_secret_even_when_the_server_echoes_one() {
+    let server = server();
+    let running = server.listen().await.unwrap();
+    let cache = cache_for(&running, "svc", "svc-Secret-hh1", "");
+    // The token endpoint quotes the client secret in its error description.
+    server.push_fault(tokenward_testkit::Fault::EchoParam {
+        status: 400,
+        error: "invalid_request".into(),
+        param: "client_secret".into(),
+    });
+    let base =
+        serve(Router::new().route_service("/health/tokens", TokenHealth::new(cache.clone()))).await;
+    cache.header().await.unwrap_err();
+    let (status, _, body) = ask(Method::GET, &format!("{base}/health/tokens")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    assert!(text.contains("invalid_request"), "{text}");
+    assert!(!text.contains("svc-Secret-hh1"), "{text}");
+    let (status, _, _) = ask(Method::GET, &format!("{base}/health/tokens?tenant=x")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "one cache has no tenants");
 }

@@ -91,6 +91,35 @@ fn a_rejection_that_cannot_be_resent_is_counted_as_such() {
 }
 
 #[test]
+fn a_rejection_without_a_next_token_is_counted_as_failed() {
+    let (result, m) = recorded(|| async {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&calls);
+        // The first token, then the token endpoint refuses the client.
+        let cache = tokenward::TokenCache::new(tokenward::grant::from_fn(move || {
+            let n = counted.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n == 0 {
+                    tokenward::Token::builder("tok-1").build()
+                } else {
+                    Err(tokenward::Error::NoRefreshToken)
+                }
+            }
+        }));
+        let client = AuthLayer::new(cache).layer(api());
+        client.oneshot(request("x")).await.map(|r| r.status())
+    });
+    assert!(result.is_err(), "{result:?}");
+    assert_eq!(
+        m.counter(
+            REJECTIONS,
+            &[("integration", "tower"), ("outcome", "failed")]
+        ),
+        1
+    );
+}
+
+#[test]
 fn retries_are_counted_by_reason() {
     let (status, m) = recorded(|| async {
         let calls = Arc::new(AtomicUsize::new(0));

@@ -100,7 +100,7 @@ use crate::classify::{Failure, classify};
 use crate::decay::{DecayState, DecayStatus};
 use crate::error::Error;
 use crate::grant::TokenSource;
-use crate::metrics::CacheMetrics;
+use crate::metrics::{CacheMetrics, InFlight};
 use crate::timing::{Backoff, Schedule, TimingConfig};
 use crate::token::{Token, checked_add as later};
 
@@ -276,12 +276,16 @@ impl TokenCacheBuilder {
     pub fn build(self) -> TokenCache {
         let kind = self.source.kind();
         let metrics = match &self.labels {
-            Some((cache, tenant)) => CacheMetrics::new(cache, tenant.as_deref(), kind),
-            None => CacheMetrics::new(&self.name, None, kind),
+            // Tenants that share their labels share their series: no per-cache gauges.
+            Some((cache, tenant)) => {
+                CacheMetrics::new(cache, tenant.as_deref(), kind, tenant.is_some())
+            }
+            None => CacheMetrics::new(&self.name, None, kind, true),
         };
         TokenCache {
             inner: Arc::new(Inner {
                 source: self.source,
+                kind,
                 config: self.config,
                 metrics,
                 name: self.name,
@@ -300,6 +304,8 @@ pub struct TokenCache {
 
 struct Inner {
     source: Arc<dyn TokenSource>,
+    /// The source's kind, read once.
+    kind: &'static str,
     config: CacheConfig,
     metrics: CacheMetrics,
     name: Arc<str>,
@@ -508,7 +514,8 @@ impl TokenCache {
     /// starts one, also in a cool-down or a held failure. Still respects a 429 window
     /// ([`Error::RateLimited`]).
     pub async fn force_refresh(&self) -> Result<Token, Error> {
-        self.acquire(true).await
+        let span = tracing::info_span!("tokenward.wait", cache = %self.inner.name, forced = true);
+        self.acquire(true).instrument(span).await
     }
 
     /// Drops the cached token if it is still the one whose header is `rejected` (the server
@@ -524,13 +531,17 @@ impl TokenCache {
         if entry.token.header_value() != rejected {
             return false;
         }
+        // Under the state lock, so the next refresh to start is the one the rejection causes.
+        let mut st = self.inner.lock_state();
         let previous = self
             .inner
             .current
             .compare_and_swap(&current, None::<Arc<Entry>>);
         let dropped = matches!(&*previous, Some(p) if Arc::ptr_eq(p, entry));
         if dropped {
-            self.inner.lock_state().rejected = true;
+            // A refresh already in flight is the one callers join: it has its own reason.
+            st.rejected = st.flight.is_none();
+            drop(st);
             tracing::info!(cache = %self.inner.name, "cached token invalidated after the server rejected it");
         }
         dropped
@@ -614,9 +625,12 @@ impl TokenCache {
     pub fn status(&self) -> CacheStatus {
         let now = Instant::now();
         let entry = self.inner.current.load_full();
+        // The source is asked before the cache's lock is taken.
+        let decay = self.inner.source.decay_status();
         let st = self.inner.lock_state();
+        let phase = entry.as_ref().map_or(Phase::Empty, |e| e.phase_at(now));
         CacheStatus {
-            phase: entry.as_ref().map_or(Phase::Empty, |e| e.phase_at(now)),
+            phase,
             expires_in: entry
                 .as_ref()
                 .map(|e| e.token.expires_at().saturating_duration_since(now)),
@@ -635,7 +649,19 @@ impl TokenCache {
             consecutive_failures: st.consecutive_failures,
             last_error: st.cool_down.as_ref().map(|c| c.error.clone()),
             last_refresh: st.last_refresh,
-            decay: self.inner.source.decay_status(),
+            // As `join_or_start` decides: a usable token, or a read would ask for one.
+            usable: match phase {
+                Phase::Fresh | Phase::Stale => true,
+                Phase::Empty | Phase::Expired => {
+                    !st.cool_down
+                        .as_ref()
+                        .is_some_and(|c| c.foreground && c.active(now, &*self.inner.source))
+                        && decay
+                            .as_ref()
+                            .is_none_or(|d| d.state != DecayState::HardFail)
+                }
+            },
+            decay,
         }
     }
 
@@ -805,16 +831,19 @@ impl Inner {
                     id,
                     started: now,
                 });
-                self.metrics.refresh(reason);
+                // Whatever started it, this is the refresh after a rejection, if one came.
+                st.rejected = false;
                 let span = tracing::info_span!(
                     "tokenward.refresh",
                     cache = %self.name,
-                    grant = self.source.kind(),
+                    grant = self.kind,
                     reason
                 );
                 // The caller whose read started it (if it waits: its `tokenward.wait`).
                 span.follows_from(tracing::Span::current());
-                runtime.spawn(run_flight(Arc::clone(self), tx, id).instrument(span));
+                let deadline = later(now, self.config.refresh_deadline);
+                let flight = run_flight(Arc::clone(self), tx, id, reason, deadline);
+                runtime.spawn(flight.instrument(span));
             }
             Err(_) => {
                 tx.send_replace(Some(Err(Error::Config(
@@ -825,12 +854,14 @@ impl Inner {
         rx
     }
 
-    async fn fetch_with_retries(&self) -> Outcome {
+    /// The refresh's attempts, until one succeeds, one fails for good, or `deadline` (the
+    /// caller's timeout ends them then).
+    async fn fetch_with_retries(&self, deadline: Instant) -> Outcome {
         let max_attempts = self.config.max_attempts.max(1);
         let mut attempt = 1;
         let mut waited = Duration::ZERO;
         loop {
-            match self.attempt(attempt, waited).await {
+            match self.attempt(attempt, waited, deadline).await {
                 Ok(token) => return Ok(token),
                 Err(e)
                     if e.is_transient() && attempt < max_attempts && self.source.may_repeat(&e) =>
@@ -852,12 +883,13 @@ impl Inner {
         }
     }
 
-    /// One request for a token, in its span (`tokenward.token_request`), counted.
-    async fn attempt(&self, attempt: u32, waited: Duration) -> Outcome {
+    /// One request for a token, in its span (`tokenward.token_request`), counted. `waited`
+    /// is the backoff slept before it.
+    async fn attempt(&self, attempt: u32, waited: Duration, deadline: Instant) -> Outcome {
         let span = tracing::info_span!(
             "tokenward.token_request",
             cache = %self.name,
-            grant = self.source.kind(),
+            grant = self.kind,
             attempt,
             wait_ms = waited.as_millis() as u64,
             "http.response.status_code" = tracing::field::Empty,
@@ -867,7 +899,8 @@ impl Inner {
             metrics: &self.metrics,
             span: span.clone(),
             started: Instant::now(),
-            deadline: self.config.refresh_deadline,
+            deadline,
+            limit: self.config.refresh_deadline,
             done: false,
         };
         let outcome = self.source.fetch().instrument(span).await;
@@ -950,10 +983,11 @@ impl Inner {
         );
     }
 
-    /// Makes `token` the cached one, and sets its refresh-ahead timer.
-    fn install(self: &Arc<Self>, st: &mut State, token: Token, now: Instant) {
+    /// Makes `token` the cached one, and sets its refresh-ahead timer. Returns whether it
+    /// did (not for a retired cache).
+    fn install(self: &Arc<Self>, st: &mut State, token: Token, now: Instant) -> bool {
         if st.retired.is_some() {
-            return;
+            return false;
         }
         st.last_refresh = Some(SystemTime::now());
         let schedule = Schedule::compute(token.lifetime(), &self.config.timing, rand::random());
@@ -973,6 +1007,7 @@ impl Inner {
             "token obtained"
         );
         self.current.store(Some(entry));
+        true
     }
 }
 
@@ -1015,11 +1050,13 @@ struct FlightGuard {
     inner: Arc<Inner>,
     id: u64,
     finished: bool,
+    /// The refresh counted as running, until it ends.
+    in_flight: Option<InFlight>,
 }
 
 impl Drop for FlightGuard {
     fn drop(&mut self) {
-        self.inner.metrics.in_flight(-1.0);
+        drop(self.in_flight.take());
         if !self.finished {
             let mut st = self.inner.lock_state();
             // Its runtime may be shutting down: no timer is armed from here.
@@ -1028,18 +1065,55 @@ impl Drop for FlightGuard {
                 self.inner
                     .record_failure(&mut st, &Error::RefreshAborted, now, false, None);
                 st.flight = None;
+                let gauges = Gauges::of(&st, None, now);
+                drop(st);
+                gauges.record(&self.inner.metrics, None);
             }
         }
     }
 }
 
-/// Counts one token request when it ends, and records its outcome in its span; a request
-/// dropped before it ended (the refresh's deadline) counts as a `timeout`.
+/// The gauges a refresh's end sets, read under the cache's lock and recorded after it.
+struct Gauges {
+    expiry: Option<SystemTime>,
+    consecutive_failures: u32,
+    rate_limit_end: Option<SystemTime>,
+}
+
+impl Gauges {
+    fn of(st: &State, expiry: Option<SystemTime>, now: Instant) -> Gauges {
+        Gauges {
+            expiry,
+            consecutive_failures: st.consecutive_failures,
+            rate_limit_end: st
+                .cool_down
+                .as_ref()
+                .filter(|c| c.is_rate_limit())
+                .map(|c| wall(c.until, now)),
+        }
+    }
+
+    fn record(self, metrics: &CacheMetrics, refresh_token_used: Option<SystemTime>) {
+        metrics.refreshed(
+            self.expiry,
+            self.consecutive_failures,
+            self.rate_limit_end,
+            refresh_token_used,
+        );
+    }
+}
+
+/// Counts one token request when it ends, and records its outcome in its span. A request
+/// dropped before it ended counts as a `timeout` at the refresh's deadline, as `aborted`
+/// before it (its task was dropped: the runtime shut down).
 struct Attempted<'a> {
     metrics: &'a CacheMetrics,
     span: tracing::Span,
     started: Instant,
-    deadline: Duration,
+    /// When the refresh's deadline ends it.
+    deadline: Instant,
+    /// The deadline's length, for the error.
+    limit: Duration,
     done: bool,
 }
 
@@ -1058,7 +1132,12 @@ impl Attempted<'_> {
 impl Drop for Attempted<'_> {
     fn drop(&mut self) {
         if !self.done {
-            self.end(Err(&Error::Timeout(self.deadline)));
+            let error = if Instant::now() >= self.deadline {
+                Error::Timeout(self.limit)
+            } else {
+                Error::RefreshAborted
+            };
+            self.end(Err(&error));
         }
     }
 }
@@ -1078,23 +1157,32 @@ fn is_current(st: &State, id: u64) -> bool {
     st.flight.as_ref().is_some_and(|f| f.id == id)
 }
 
-async fn run_flight(inner: Arc<Inner>, tx: watch::Sender<Option<Outcome>>, id: u64) {
-    inner.metrics.in_flight(1.0);
+async fn run_flight(
+    inner: Arc<Inner>,
+    tx: watch::Sender<Option<Outcome>>,
+    id: u64,
+    reason: &'static str,
+    deadline: Instant,
+) {
+    inner.metrics.refresh(reason);
     let mut guard = FlightGuard {
         inner: Arc::clone(&inner),
         id,
         finished: false,
+        in_flight: Some(inner.metrics.in_flight()),
     };
-    let deadline = inner.config.refresh_deadline;
+    let limit = inner.config.refresh_deadline;
     let revision = inner.source.revision();
-    let mut outcome = match tokio::time::timeout(deadline, inner.fetch_with_retries()).await {
-        Ok(outcome) => outcome,
-        Err(_) => Err(Error::Timeout(deadline)),
-    };
+    let mut outcome =
+        match tokio::time::timeout_at(deadline, inner.fetch_with_retries(deadline)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(Error::Timeout(limit)),
+        };
     let now = Instant::now();
     // The refresh token's last use, for the metrics (read before the cache's lock).
     let used = inner.source.decay_status().and_then(|d| d.last_used);
     let window;
+    let mut gauges = None;
     {
         let mut st = inner.lock_state();
         // A refresh forgotten for overrunning reports to its own waiters only: the one that
@@ -1102,25 +1190,18 @@ async fn run_flight(inner: Arc<Inner>, tx: watch::Sender<Option<Outcome>>, id: u
         if is_current(&st, id) {
             let expiry = match &outcome {
                 Ok(token) => {
-                    inner.install(&mut st, token.clone(), now);
+                    let installed = inner.install(&mut st, token.clone(), now);
                     st.consecutive_failures = 0;
                     st.consecutive_rate_limits = 0;
                     st.cool_down = None;
-                    Some(wall(token.expires_at(), now))
+                    installed.then(|| wall(token.expires_at(), now))
                 }
                 Err(error) => {
                     inner.record_failure(&mut st, error, now, true, Some(revision));
                     None
                 }
             };
-            let rate_limit_end = st
-                .cool_down
-                .as_ref()
-                .filter(|c| c.is_rate_limit())
-                .map(|c| wall(c.until, now));
-            inner
-                .metrics
-                .refreshed(expiry, st.consecutive_failures, rate_limit_end, used);
+            gauges = Some(Gauges::of(&st, expiry, now));
             st.flight = None;
         }
         guard.finished = true;
@@ -1136,6 +1217,11 @@ async fn run_flight(inner: Arc<Inner>, tx: watch::Sender<Option<Outcome>>, id: u
             });
         }
     }
+    if let Some(gauges) = gauges {
+        gauges.record(&inner.metrics, used);
+    }
+    // The refresh has ended: no longer counted as running once its waiters hear of it.
+    drop(guard.in_flight.take());
     // Waiters are told the window the cache really keeps (Retry-After, capped, floored).
     let outcome = outcome.map_err(|e| match e {
         Error::RateLimited {
@@ -1238,26 +1324,22 @@ pub struct CacheStatus {
     /// How close the source's refresh token is to decaying, as this process last saw it;
     /// `None` for sources without one (see [`TokenSource::decay_status`]).
     pub decay: Option<DecayStatus>,
+    usable: bool,
 }
 
 impl CacheStatus {
-    /// Whether a caller gets a token now: a usable (fresh or stale) one is cached, or none
-    /// is and nothing has failed since the last success (the first read obtains one), and
-    /// the refresh token has not decayed past its hard-fail age.
+    /// Whether a caller gets a token now, or a read now would try to get one: a usable
+    /// (fresh or stale) token is cached, or none is and no cool-down, hold or 429 window
+    /// keeps the cache from asking (the next read does), and the refresh token has not
+    /// decayed past its hard-fail age.
     ///
-    /// A failing refresh while a usable token is cached is still usable: it shows in
-    /// [`last_error`](Self::last_error) and [`consecutive_failures`](Self::consecutive_failures).
+    /// So a service with no token recovers once its cool-down ends, also when nothing
+    /// reads it meanwhile (a readiness probe that took it out of service). A failing refresh
+    /// while a usable token is cached is usable too: both show in
+    /// [`last_error`](Self::last_error) and [`consecutive_failures`](Self::consecutive_failures),
+    /// and in [`needs_attention`](Self::needs_attention).
     pub fn is_usable(&self) -> bool {
-        match self.phase {
-            Phase::Fresh | Phase::Stale => true,
-            Phase::Empty | Phase::Expired => {
-                self.last_error.is_none()
-                    && self
-                        .decay
-                        .as_ref()
-                        .is_none_or(|d| d.state != DecayState::HardFail)
-            }
-        }
+        self.usable
     }
 
     /// Whether it needs someone's attention: not usable, failing, or a refresh token at

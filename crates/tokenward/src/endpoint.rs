@@ -135,8 +135,15 @@ impl Endpoint {
     ) -> Result<RawResponse, Error> {
         let request = self.build_request(params, secret)?;
         let response = self.http.send(request).await?;
-        // On the caller's `tokenward.token_request` span, if there is one.
-        tracing::Span::current().record("http.response.status_code", response.status().as_u16());
+        // On the cache's `tokenward.token_request` span, if that is the current one (never on
+        // a span of the caller's that happens to declare the field).
+        let span = tracing::Span::current();
+        if span
+            .metadata()
+            .is_some_and(|m| m.name() == "tokenward.token_request")
+        {
+            span.record("http.response.status_code", response.status().as_u16());
+        }
         let (parts, body) = response.into_parts();
         let body = read_body(body, self.max_response_bytes).await?;
         Ok(RawResponse {

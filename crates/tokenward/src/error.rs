@@ -223,6 +223,69 @@ pub enum Error {
     /// The token store failed to load or persist the grant.
     #[error("token store: {0}")]
     Store(#[from] crate::store::StoreError),
+
+    /// The check URL of [`ClientCredentials::verify`](crate::ClientCredentials::verify) did
+    /// not answer 2xx to the token just obtained (so the credentials themselves work): the
+    /// [`CheckFailure`] says which side is wrong.
+    #[error("the check URL failed: {0}")]
+    CheckFailed(Box<CheckFailure>),
+}
+
+/// Why a check URL refused a token that was obtained. See [`Error::CheckFailed`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct CheckFailure {
+    /// The URL's status, if it answered.
+    pub status: Option<StatusCode>,
+    /// How its answer classifies ([`classify`](crate::classify())), if it does.
+    pub failure: Option<crate::classify::Failure>,
+    /// Why it did not answer, if it did not.
+    pub transport: Option<TransportError>,
+}
+
+impl fmt::Display for CheckFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use crate::classify::Failure;
+        if let Some(transport) = &self.transport {
+            return match transport.kind() {
+                TransportErrorKind::Connect => f.write_str("the URL could not be reached"),
+                TransportErrorKind::Timeout => f.write_str("the URL did not answer in time"),
+                _ => f.write_str("the URL's answer could not be read"),
+            };
+        }
+        let Some(status) = self.status else {
+            return f.write_str("the URL did not answer");
+        };
+        match &self.failure {
+            Some(Failure::InvalidToken { .. }) => write!(
+                f,
+                "{status}: the API rejected the token (invalid_token): it does not take tokens \
+                 of this token endpoint or client (check the audience and the issuer)"
+            ),
+            Some(Failure::Unauthorized) => write!(
+                f,
+                "{status} without invalid_token: the URL wants other credentials, or it is \
+                 not the API's"
+            ),
+            Some(Failure::InsufficientScope { scope, .. }) => {
+                write!(f, "{status}: the token lacks a scope the API needs")?;
+                if let Some(scope) = scope {
+                    write!(f, " ({scope})")?;
+                }
+                f.write_str(": re-grant the client")
+            }
+            Some(Failure::Forbidden) => {
+                write!(f, "{status}: the client is authenticated but not allowed")
+            }
+            _ if status == StatusCode::NOT_FOUND => {
+                write!(f, "{status}: nothing at this URL: check it")
+            }
+            _ if status.is_redirection() => {
+                write!(f, "{status}: a redirect, not an answer: give the final URL")
+            }
+            _ => write!(f, "the URL answered {status}"),
+        }
+    }
 }
 
 impl Error {
@@ -248,7 +311,8 @@ impl Error {
             | Error::TenantMismatch { .. }
             | Error::TenantRemoved { .. }
             | Error::StateMismatch
-            | Error::IssuerMismatch { .. } => false,
+            | Error::IssuerMismatch { .. }
+            | Error::CheckFailed(_) => false,
         }
     }
 
@@ -256,10 +320,10 @@ impl Error {
     /// [metrics](crate::metrics) and the `kind` of a health report's last error.
     ///
     /// `rate_limited`, `server_error` (5xx, 408, `temporarily_unavailable`), `client_error`
-    /// (another 4xx), `invalid_client`, `invalid_grant` (also no refresh token, or one that
-    /// decayed: `no_refresh_token`, `decayed`), `insufficient_scope`, `invalid_response`,
-    /// `timeout`, `transport`, `aborted`, `config`, `store`, `tenant`, `authorization_response`.
-    /// A cool-down reports the failure it holds.
+    /// (another 4xx), `invalid_client`, `invalid_grant`, `no_refresh_token`, `decayed` (these
+    /// three need a new authorization: [`is_reauthorization_required`](Self::is_reauthorization_required)),
+    /// `insufficient_scope`, `invalid_response`, `timeout`, `transport`, `aborted`, `config`,
+    /// `store`, `tenant`, `authorization_response`. A cool-down reports the failure it holds.
     ///
     /// ```
     /// assert_eq!(tokenward::Error::NoRefreshToken.code(), "no_refresh_token");
@@ -286,6 +350,7 @@ impl Error {
             | Error::TenantRemoved { .. } => "tenant",
             Error::StateMismatch | Error::IssuerMismatch { .. } => "authorization_response",
             Error::Store(_) => "store",
+            Error::CheckFailed(_) => "check_failed",
         }
     }
 

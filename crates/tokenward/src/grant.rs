@@ -41,7 +41,7 @@ pub use crate::endpoint::ClientAuth;
 use crate::endpoint::{
     DEFAULT_MAX_RESPONSE_BYTES, Endpoint, Refusal, default_http_client, parse_url,
 };
-use crate::error::{EndpointError, Error};
+use crate::error::{CheckFailure, Error};
 use crate::redact::{ParamsDebug, redact_url};
 use crate::scope::ScopeSet;
 use crate::secret::ClientSecret;
@@ -481,6 +481,10 @@ impl ClientCredentials {
     /// Health check for a secret rotation: obtains a token with the *current* secret only
     /// (no fallback to the previous one) and, if `check_url` is given, GETs it with the token
     /// and requires a 2xx (e.g. an introspection-backed `/me`). Returns the token.
+    ///
+    /// A check URL that does not answer 2xx is [`Error::CheckFailed`], which says whether
+    /// the URL (unreachable, 404, a redirect) or the token (rejected, a scope missing) is
+    /// wrong; a failure to obtain the token is the token endpoint's error, as for any grant.
     pub async fn verify(&self, check_url: Option<&str>) -> Result<Token, Error> {
         let token = self
             .config
@@ -497,14 +501,21 @@ impl ClientCredentials {
                             .into(),
                     )
                 })?;
-            let response = self.config.endpoint.http.send(request).await?;
+            let failed = |failure: CheckFailure| Error::CheckFailed(Box::new(failure));
+            let response = self.config.endpoint.http.send(request).await.map_err(|e| {
+                failed(CheckFailure {
+                    status: None,
+                    failure: None,
+                    transport: Some(e),
+                })
+            })?;
             let status = response.status();
             if !status.is_success() {
-                return Err(Error::Endpoint(Box::new(EndpointError {
-                    status,
-                    headers: response.headers().clone(),
-                    oauth: None,
-                })));
+                return Err(failed(CheckFailure {
+                    status: Some(status),
+                    failure: crate::classify(status, response.headers(), None).map(|c| c.failure),
+                    transport: None,
+                }));
             }
         }
         Ok(token)

@@ -71,7 +71,9 @@ pub use cache::{
     CacheConfig, CacheStatus, Phase, RefreshAhead, Rejection, TokenCache, TokenCacheBuilder,
 };
 pub use classify::{Action, Classification, Failure, classify};
-pub use error::{EndpointError, Error, OAuthError, TransportError, TransportErrorKind};
+pub use error::{
+    CheckFailure, EndpointError, Error, OAuthError, TransportError, TransportErrorKind,
+};
 pub use grant::{ClientAuth, ClientCredentials, RefreshTokenGrant, TokenSource};
 pub use introspection::{Introspection, IntrospectionResponse, Revocation, TokenTypeHint};
 pub use scope::ScopeSet;

@@ -21,10 +21,15 @@
 //! | [`REJECTIONS`] | counter | integration, outcome | an API answers 401 `invalid_token` |
 //! | [`RETRIES`] | counter | integration, reason | a retry layer sends a request again |
 //!
-//! * `cache` is the cache's [name](crate::TokenCacheBuilder::name). A
-//!   [`TenantCache`](crate::TenantCache)'s tenants share one `cache` label (the tenant cache's
+//! * `cache` is the cache's [name](crate::TokenCacheBuilder::name): give each cache its own, or
+//!   their gauges say only which one set them last. A [`TenantCache`](crate::TenantCache)'s
+//!   tenants share one `cache` label (the tenant cache's
 //!   [name](crate::TenantCacheBuilder::name)) and get a `tenant` label only when
-//!   [asked for](crate::TenantCacheBuilder::tenant_label): tenants can be many.
+//!   [asked for](crate::TenantCacheBuilder::tenant_label): tenants can be many. Without it
+//!   they record the counters, the histogram and the in-flight gauge, which add up across
+//!   tenants, but not the per-cache gauges (expiry, 429 window, failures, last use): for one
+//!   tenant's state, read [`TenantCache::status`](crate::TenantCache::status) or turn the
+//!   label on.
 //! * `grant` is the source's [kind](crate::TokenSource::kind): `client_credentials`,
 //!   `refresh_token`, or `custom`.
 //! * `outcome` of a token request is `success` or an [`Error::code`]: `rate_limited`,
@@ -47,7 +52,11 @@
 //! run. A time only changes when something happens.
 //!
 //! The read of a usable token records nothing: every metric moves on the slow path only
-//! (a refresh, a failure, a 401, a retry).
+//! (a refresh, a failure, a 401, a retry), and never under the cache's lock. A token
+//! request is an attempt of the source: one that adopts a token another process shared
+//! ([`ClientCredentials::share_through`](crate::ClientCredentials::share_through)) counts
+//! too. The gauges appear with the first refresh of the process: until then a recorder has
+//! no value for them.
 
 use crate::classify::Attempt;
 #[cfg(feature = "metrics")]
@@ -181,12 +190,36 @@ pub fn record_retry(integration: &'static str, attempt: &Attempt<'_>) {
 pub(crate) struct CacheMetrics {
     #[cfg(feature = "metrics")]
     labels: Vec<metrics::Label>,
+    /// Whether this cache's labels are its own, so that it sets the per-cache gauges (a
+    /// gauge several caches set says only which one set it last).
+    #[cfg(feature = "metrics")]
+    gauges: bool,
+}
+
+/// A refresh counted as running: the gauge goes down when this is dropped (through the same
+/// handle, so on the same recorder).
+pub(crate) struct InFlight {
+    #[cfg(feature = "metrics")]
+    gauge: metrics::Gauge,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        #[cfg(feature = "metrics")]
+        self.gauge.decrement(1.0);
+    }
 }
 
 impl CacheMetrics {
-    /// `cache` (and `tenant`, if given) and `grant` labels.
+    /// `cache` (and `tenant`, if given) and `grant` labels; `gauges`: whether they are this
+    /// cache's alone.
     #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-    pub(crate) fn new(cache: &str, tenant: Option<&str>, grant: &'static str) -> Self {
+    pub(crate) fn new(
+        cache: &str,
+        tenant: Option<&str>,
+        grant: &'static str,
+        gauges: bool,
+    ) -> Self {
         #[cfg(feature = "metrics")]
         {
             let mut labels = vec![metrics::Label::new("cache", cache.to_owned())];
@@ -194,7 +227,7 @@ impl CacheMetrics {
                 labels.push(metrics::Label::new("tenant", tenant.to_owned()));
             }
             labels.push(metrics::Label::from_static_parts("grant", grant));
-            CacheMetrics { labels }
+            CacheMetrics { labels, gauges }
         }
         #[cfg(not(feature = "metrics"))]
         CacheMetrics {}
@@ -230,11 +263,16 @@ impl CacheMetrics {
         metrics::counter!(REFRESHES, self.with("reason", reason)).increment(1);
     }
 
-    /// A refresh started (`+1.0`) or ended (`-1.0`).
-    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-    pub(crate) fn in_flight(&self, change: f64) {
+    /// A refresh started: counted as running until the handle is dropped.
+    pub(crate) fn in_flight(&self) -> InFlight {
         #[cfg(feature = "metrics")]
-        metrics::gauge!(REFRESHES_IN_FLIGHT, self.labels.clone()).increment(change);
+        {
+            let gauge = metrics::gauge!(REFRESHES_IN_FLIGHT, self.labels.clone());
+            gauge.increment(1.0);
+            InFlight { gauge }
+        }
+        #[cfg(not(feature = "metrics"))]
+        InFlight {}
     }
 
     /// A refresh ended: its token's expiry, the failure count, the 429 window and the
@@ -248,7 +286,7 @@ impl CacheMetrics {
         refresh_token_used: Option<std::time::SystemTime>,
     ) {
         #[cfg(feature = "metrics")]
-        {
+        if self.gauges {
             let unix = |t: std::time::SystemTime| {
                 t.duration_since(std::time::UNIX_EPOCH)
                     .map_or(0.0, |d| d.as_secs_f64())

@@ -243,6 +243,11 @@ fn tenants_share_a_cache_label_and_get_a_tenant_label_only_when_asked() {
         "{:?}",
         m.labels()
     );
+    // Tenants that share their labels set no per-cache gauge: it would show the last one.
+    assert!(
+        !m.names().contains(&TOKEN_EXPIRY_TIME) && !m.names().contains(&CONSECUTIVE_FAILURES),
+        "{m:?}"
+    );
 
     let ((), m) = recorded(|| async {
         let tenants = TenantCache::builder()
@@ -266,6 +271,13 @@ fn tenants_share_a_cache_label_and_get_a_tenant_label_only_when_asked() {
             ),
             1,
             "{tenant}"
+        );
+        assert_eq!(
+            m.gauge(
+                CONSECUTIVE_FAILURES,
+                &[("cache", "orgs"), ("tenant", tenant)]
+            ),
+            0.0
         );
     }
 }
@@ -391,4 +403,58 @@ fn a_refresh_that_is_running_shows_in_flight() {
     assert_eq!(m.gauge(REFRESHES_IN_FLIGHT, &[BILLING]), 1.0);
     assert_eq!(m.counter(REFRESHES, &[("reason", "first")]), 1);
     assert_eq!(m.counter(TOKEN_REQUESTS, &[]), 0, "no request has ended");
+}
+
+#[test]
+fn a_rejection_labels_only_the_refresh_it_causes() {
+    let server = server();
+    let ((), m) = recorded(|| async {
+        let grant = ClientCredentials::builder(server.token_url(), "svc")
+            .client_secret(SECRET)
+            .http_client(server.http_client())
+            .build()
+            .unwrap();
+        let cache = TokenCache::builder(grant)
+            .name("billing")
+            .refresh_ahead(RefreshAhead::OnDemand)
+            .build();
+        let first = cache.header().await.unwrap();
+        // Dropped for a rejection, then refreshed by force before any read: that refresh
+        // is the forced one, and the rejection labels no later refresh.
+        assert!(cache.invalidate(&first));
+        cache.force_refresh().await.unwrap();
+        pass(Duration::from_secs(101)).await;
+        cache.header().await.unwrap();
+    });
+    assert_eq!(m.counter(REFRESHES, &[("reason", "first")]), 1);
+    assert_eq!(m.counter(REFRESHES, &[("reason", "forced")]), 1);
+    assert_eq!(m.counter(REFRESHES, &[("reason", "expired")]), 1);
+    assert_eq!(m.counter(REFRESHES, &[("reason", "rejected")]), 0);
+}
+
+#[test]
+fn a_refresh_aborted_with_its_runtime_is_counted_as_aborted_and_its_gauges_follow() {
+    let server = server();
+    let ((), m) = record(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let cache = cache_with(&server, SECRET);
+            server.push_fault(Fault::Hang);
+            tokio::spawn(async move { cache.header().await });
+            pass(Duration::from_secs(1)).await;
+        });
+        // The runtime shuts down with the refresh running: its task is dropped here.
+        drop(runtime);
+    });
+    assert_eq!(
+        m.counter(TOKEN_REQUESTS, &[BILLING, ("outcome", "aborted")]),
+        1
+    );
+    assert_eq!(m.counter(TOKEN_REQUESTS, &[("outcome", "timeout")]), 0);
+    assert_eq!(m.gauge(REFRESHES_IN_FLIGHT, &[BILLING]), 0.0);
+    assert_eq!(m.gauge(CONSECUTIVE_FAILURES, &[BILLING]), 1.0);
 }
