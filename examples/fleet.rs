@@ -11,7 +11,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use secrecy::ExposeSecret;
+use tokenward::ExposeSecret;
 use tokenward::store::{StoredGrant, TokenStore};
 use tokenward::{RefreshTokenGrant, TokenCache};
 use tokenward_redis::{EncryptionKey, RedisStore};

@@ -13,7 +13,7 @@ use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use rand::Rng as _;
+use rand::RngExt as _;
 use tokenward::store::{FileStore, StoredGrant, TokenStore};
 use tokenward_testkit::FakeServer;
 

@@ -452,7 +452,7 @@ impl Inner {
                 let nonce_bytes = rand::random::<[u8; NONCE_BYTES]>();
                 let sealed = cipher
                     .encrypt(
-                        XNonce::from_slice(&nonce_bytes),
+                        &XNonce::from(nonce_bytes),
                         Payload {
                             msg: plain,
                             aad: key.as_bytes(),
@@ -473,9 +473,11 @@ impl Inner {
         match (&self.seal, value.split_at_checked(SEALED.len())) {
             (Seal::Key(cipher), Some((SEALED, rest))) if rest.len() > NONCE_BYTES => {
                 let (nonce, sealed) = rest.split_at(NONCE_BYTES);
+                let nonce = XNonce::try_from(nonce)
+                    .map_err(|_| self.corrupt(key, "its nonce is malformed"))?;
                 cipher
                     .decrypt(
-                        XNonce::from_slice(nonce),
+                        &nonce,
                         Payload {
                             msg: sealed,
                             aad: key.as_bytes(),

@@ -79,6 +79,12 @@ pub use introspection::{Introspection, IntrospectionResponse, Revocation, TokenT
 pub use scope::ScopeSet;
 pub use tenant::{Tenant, TenantCache, TenantCacheBuilder, TenantsStatus};
 pub use token::Token;
+
+/// The `http` crate, whose types tokenward's API uses (`HeaderValue`, `StatusCode`, ...).
+pub use http;
+/// [`secrecy`]'s types that tokenward's API hands out: an access token is a
+/// [`SecretString`]; read it with [`ExposeSecret::expose_secret`].
+pub use secrecy::{ExposeSecret, SecretString};
 pub use transport::HttpClient;
 #[cfg(feature = "reqwest")]
 pub use transport::ReqwestClient;

@@ -54,7 +54,7 @@
 //! The read of a usable token records nothing: every metric moves on the slow path only
 //! (a refresh, a failure, a 401, a retry), and never under the cache's lock. A token
 //! request is an attempt of the source: one that adopts a token another process shared
-//! ([`ClientCredentials::share_through`](crate::ClientCredentials::share_through)) counts
+//! ([`share_through`](crate::grant::GrantBuilder::share_through)) counts
 //! too. The gauges appear with the first refresh of the process: until then a recorder has
 //! no value for them.
 

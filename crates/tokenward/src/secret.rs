@@ -174,9 +174,10 @@ impl fmt::Debug for ClientSecret {
     }
 }
 
-/// On every SIGHUP, reloads `secret` from `path` with `overlap` (unix only). The task ends
-/// when the returned handle is aborted or dropped with the runtime.
-#[cfg(unix)]
+/// On every SIGHUP, reloads `secret` from `path` with `overlap` (unix only, feature
+/// `sighup`). The task ends when the returned handle is aborted or dropped with the runtime.
+#[cfg(all(unix, feature = "sighup"))]
+#[cfg_attr(docsrs, doc(cfg(all(unix, feature = "sighup"))))]
 pub fn spawn_reload_on_sighup(
     secret: ClientSecret,
     path: impl Into<std::path::PathBuf>,

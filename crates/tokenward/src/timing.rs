@@ -27,6 +27,7 @@ use std::time::Duration;
 
 /// When to refresh a token and when to stop handing it out, relative to its lifetime.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct TimingConfig {
     /// Fraction of the lifetime after which the token is *stale* (refreshed in the
     /// background while still served). Default 0.8; clamped to `0.05..=1.0`, and the token
@@ -56,6 +57,7 @@ impl Default for TimingConfig {
 
 /// Offsets from the moment a token was issued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Schedule {
     /// From here on the token is stale: served, and refreshed in the background.
     pub refresh_after: Duration,

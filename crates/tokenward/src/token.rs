@@ -226,6 +226,7 @@ pub(crate) fn checked_add(at: Instant, d: Duration) -> Instant {
 
 /// How absent or absurd `expires_in` values are handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Lifetimes {
     /// Lifetime assumed when the response has no (or an unreadable) `expires_in`.
     /// Default 5 minutes: conservative, never "forever".

@@ -215,7 +215,7 @@ async fn reload_from_a_secret_file() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-#[cfg(unix)]
+#[cfg(all(unix, feature = "sighup"))]
 #[tokio::test]
 async fn sighup_reloads_the_secret_file() {
     let (_server, grant, _cache) = setup();

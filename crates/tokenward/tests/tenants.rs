@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::{pass, server_error, settle};
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use tokenward::grant::FetchFuture;
 use tokenward::{CacheConfig, Error, TenantCache, Token, TokenCache, TokenSource};
 use tokio::time::Instant;

@@ -71,6 +71,7 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 4;
 
 /// A failed response, classified: what went wrong and what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Classification {
     /// What went wrong.
     pub failure: Failure,

@@ -106,6 +106,7 @@ impl Challenge {
 /// Every attribute is optional: a bare `Bearer realm="api"` challenge (a request without
 /// credentials) carries no `error`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BearerError {
     /// The `error` code, e.g. `invalid_token` or `insufficient_scope`.
     pub error: Option<String>,
