@@ -902,6 +902,18 @@ fn verify_url_says_whether_the_url_or_the_token_is_wrong() {
         "{url}"
     );
 
+    // A URL that is no URL: the token step still passes, and the URL is not shown.
+    let (code, url) = verify("not a url k-Secret-78");
+    assert_eq!(code, 1);
+    assert!(
+        url["error"]
+            .as_str()
+            .unwrap()
+            .contains("not an absolute http(s) URL"),
+        "{url}"
+    );
+    assert!(!url.to_string().contains("k-Secret-78"));
+
     // The human form names the step, never the URL.
     let secret_url = format!("{}?api_key=k-Secret-77", f.running().url("/no-such-api"));
     let (code, out, _) = f.run(&["verify", "--tenant", "svc", "--url", &secret_url]);

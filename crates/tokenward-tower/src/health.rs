@@ -28,6 +28,7 @@ use std::convert::Infallible;
 use std::fmt;
 use std::future::{Ready, ready};
 use std::hash::Hash;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -63,10 +64,12 @@ impl TokenHealth {
     }
 
     /// The health of every tenant: [`TenantCache::status`] as JSON (a summary, and the
-    /// tenants that need attention), `503` if any tenant is not usable.
+    /// tenants that need attention), `503` if any tenant is not usable. `?tenant=<key>`
+    /// answers for one tenant, its key parsed with [`FromStr`]; a probe does not count as a
+    /// read of the tenant (it does not keep it from idle eviction).
     pub fn tenants<K>(tenants: TenantCache<K>) -> Self
     where
-        K: Eq + Hash + Clone + fmt::Debug + fmt::Display + Send + Sync + 'static,
+        K: Eq + Hash + Clone + fmt::Debug + fmt::Display + FromStr + Send + Sync + 'static,
     {
         let one = tenants.clone();
         TokenHealth {
@@ -75,11 +78,8 @@ impl TokenHealth {
                 (status.is_usable(), to_json(&status))
             }),
             tenant: Some(Arc::new(move |wanted: &str| {
-                let key = one
-                    .tenants()
-                    .into_iter()
-                    .find(|k| k.to_string() == wanted)?;
-                let status = one.get(&key).ok()?.status();
+                let key = K::from_str(wanted).ok()?;
+                let status = one.status_of(&key)?;
                 Some((status.is_usable(), to_json(&status)))
             })),
         }
@@ -103,10 +103,14 @@ impl TokenHealth {
             (None, _) => (self.report)(),
             (Some(key), Some(tenant)) => match tenant(&key) {
                 Some(report) => report,
-                None => return json_error(StatusCode::NOT_FOUND, "no such tenant"),
+                None => return json_error(method, StatusCode::NOT_FOUND, "no such tenant"),
             },
             (Some(_), None) => {
-                return json_error(StatusCode::BAD_REQUEST, "this report is of one cache");
+                return json_error(
+                    method,
+                    StatusCode::BAD_REQUEST,
+                    "this report is of one cache",
+                );
             }
         };
         let body = if method == Method::HEAD {
@@ -125,10 +129,17 @@ impl TokenHealth {
     }
 }
 
-fn json_error(status: StatusCode, error: &str) -> Response<Full<Bytes>> {
-    let body = serde_json::json!({ "error": error }).to_string();
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+fn json_error(method: &Method, status: StatusCode, error: &str) -> Response<Full<Bytes>> {
+    let body = if method == Method::HEAD {
+        Bytes::new()
+    } else {
+        Bytes::from(serde_json::json!({ "error": error }).to_string())
+    };
+    let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

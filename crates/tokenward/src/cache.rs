@@ -539,8 +539,9 @@ impl TokenCache {
             .compare_and_swap(&current, None::<Arc<Entry>>);
         let dropped = matches!(&*previous, Some(p) if Arc::ptr_eq(p, entry));
         if dropped {
-            // A refresh already in flight is the one callers join: it has its own reason.
-            st.rejected = st.flight.is_none();
+            // A refresh already in flight is the one callers join: it has its own reason. (A
+            // dead one is forgotten here, as the next caller would.)
+            st.rejected = self.inner.live_flight(&mut st, Instant::now()).is_none();
             drop(st);
             tracing::info!(cache = %self.inner.name, "cached token invalidated after the server rejected it");
         }

@@ -235,6 +235,8 @@ pub enum Error {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct CheckFailure {
+    /// The URL is not an absolute http(s) URL: nothing was sent.
+    pub invalid_url: bool,
     /// The URL's status, if it answered.
     pub status: Option<StatusCode>,
     /// How its answer classifies ([`classify`](crate::classify())), if it does.
@@ -246,6 +248,11 @@ pub struct CheckFailure {
 impl fmt::Display for CheckFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use crate::classify::Failure;
+        if self.invalid_url {
+            return f.write_str(
+                "the URL is not an absolute http(s) URL (not shown: it may hold credentials)",
+            );
+        }
         if let Some(transport) = &self.transport {
             return match transport.kind() {
                 TransportErrorKind::Connect => f.write_str("the URL could not be reached"),
@@ -323,7 +330,8 @@ impl Error {
     /// (another 4xx), `invalid_client`, `invalid_grant`, `no_refresh_token`, `decayed` (these
     /// three need a new authorization: [`is_reauthorization_required`](Self::is_reauthorization_required)),
     /// `insufficient_scope`, `invalid_response`, `timeout`, `transport`, `aborted`, `config`,
-    /// `store`, `tenant`, `authorization_response`. A cool-down reports the failure it holds.
+    /// `store`, `tenant`, `authorization_response`, `check_failed`. A cool-down reports the
+    /// failure it holds.
     ///
     /// ```
     /// assert_eq!(tokenward::Error::NoRefreshToken.code(), "no_refresh_token");

@@ -492,18 +492,23 @@ impl ClientCredentials {
             .await
             .map_err(|refusal| refusal.error)?;
         if let Some(url) = check_url {
-            let request = http::Request::get(url)
+            let failed = |failure: CheckFailure| Error::CheckFailed(Box::new(failure));
+            let invalid = || {
+                failed(CheckFailure {
+                    invalid_url: true,
+                    status: None,
+                    failure: None,
+                    transport: None,
+                })
+            };
+            let uri = crate::endpoint::parse_url(url).map_err(|_| invalid())?;
+            let request = http::Request::get(uri)
                 .header(http::header::AUTHORIZATION, token.header_value().clone())
                 .body(bytes::Bytes::new())
-                .map_err(|_| {
-                    Error::Config(
-                        "the check URL is not a valid URL (not shown: it may hold credentials)"
-                            .into(),
-                    )
-                })?;
-            let failed = |failure: CheckFailure| Error::CheckFailed(Box::new(failure));
+                .map_err(|_| invalid())?;
             let response = self.config.endpoint.http.send(request).await.map_err(|e| {
                 failed(CheckFailure {
+                    invalid_url: false,
                     status: None,
                     failure: None,
                     transport: Some(e),
@@ -512,6 +517,7 @@ impl ClientCredentials {
             let status = response.status();
             if !status.is_success() {
                 return Err(failed(CheckFailure {
+                    invalid_url: false,
                     status: Some(status),
                     failure: crate::classify(status, response.headers(), None).map(|c| c.failure),
                     transport: None,

@@ -32,7 +32,7 @@
 //!   label on.
 //! * `grant` is the source's [kind](crate::TokenSource::kind): `client_credentials`,
 //!   `refresh_token`, or `custom`.
-//! * `outcome` of a token request is `success` or an [`Error::code`]: `rate_limited`,
+//! * `outcome` of a token request is `success` or an [`Error::code`](crate::Error::code): `rate_limited`,
 //!   `server_error`, `invalid_client`, `invalid_grant`, `insufficient_scope`, `timeout`,
 //!   `transport`, ...
 //! * `reason` of a refresh: `first` (no token yet), `stale` (refreshed ahead or in the

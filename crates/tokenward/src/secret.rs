@@ -5,7 +5,8 @@
 //!
 //! 1. **Deploy new.** Register a second secret at the authorization server.
 //! 2. **Reload.** Hand the new secret to the running process: [`ClientSecret::rotate`], or
-//!    [`ClientSecret::reload_from_file`] from your own hook, or [`spawn_reload_on_sighup`].
+//!    [`ClientSecret::reload_from_file`] from your own hook, or `spawn_reload_on_sighup` (unix,
+//!    feature `sighup`).
 //!    The next token request uses it. For an overlap window, an `invalid_client` answer to
 //!    the new secret falls back to the previous one (with a WARN event), so the order of
 //!    steps 1 and 2 does not matter.

@@ -622,7 +622,20 @@ where
             .is_some_and(|entry| entry.cache.invalidate(rejected))
     }
 
+    /// One tenant's [`TokenCache::status`], `None` if there is no such tenant. Not a read:
+    /// it does not keep the tenant from being evicted for being idle.
+    pub fn status_of<Q>(&self, tenant: &Q) -> Option<CacheStatus>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let map = self.shared.map.load();
+        map.get(tenant).map(|entry| entry.cache.status())
+    }
+
     /// A snapshot of every tenant's cache ([`TokenCache::status`]), for health checks.
+    /// Like [`status_of`](Self::status_of), it does not count as a read: a health check does
+    /// not keep idle tenants from being evicted.
     ///
     /// ```
     /// use tokenward::{TenantCache, Token, grant::from_fn};

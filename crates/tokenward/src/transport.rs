@@ -88,7 +88,9 @@ mod reqwest_client {
 
     use super::*;
 
-    /// An [`HttpClient`] over [`reqwest::Client`] (rustls).
+    /// An [`HttpClient`] over [`reqwest::Client`]: https with rustls (feature `rustls`, the
+    /// default) or the platform's TLS (`native-tls`); with neither, http only. With both,
+    /// rustls.
     ///
     /// The default client has a 10-second connect timeout, a 30-second request timeout and
     /// no redirects.
@@ -100,14 +102,17 @@ mod reqwest_client {
     impl ReqwestClient {
         /// A client with tokenward's defaults.
         pub fn new() -> Result<Self, Error> {
-            let client = reqwest::Client::builder()
+            let builder = reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(10))
                 .timeout(Duration::from_secs(30))
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .map_err(|e| {
-                    Error::Config(format!("could not build the HTTP client: {e}").into())
-                })?;
+                .redirect(reqwest::redirect::Policy::none());
+            // With both TLS features on (another crate turned on `native-tls`), the default
+            // one.
+            #[cfg(feature = "rustls")]
+            let builder = builder.tls_backend_rustls();
+            let client = builder.build().map_err(|e| {
+                Error::Config(format!("could not build the HTTP client: {e}").into())
+            })?;
             Ok(ReqwestClient { client })
         }
 

@@ -384,6 +384,29 @@ async fn a_caller_configured_cache_is_evicted_too() {
     assert_eq!(acme.calls(), 2);
 }
 
+#[tokio::test(start_paused = true)]
+async fn health_checks_do_not_keep_an_idle_tenant_from_eviction() {
+    let acme = Org::new("acme", DAY, Mode::Ok);
+    let tenants: TenantCache<String> = TenantCache::builder()
+        .idle_eviction(Duration::from_secs(60))
+        .tenant("acme".to_string(), acme.clone())
+        .build();
+    assert_eq!(tenants.header("acme").await.unwrap(), "Bearer acme-1");
+    for _ in 0..8 {
+        pass(Duration::from_secs(15)).await; // one sweep per step
+        // A probe every step, as a readiness check would.
+        assert!(tenants.status_of("acme").is_some());
+        assert_eq!(tenants.status().tenants.len(), 1);
+    }
+    let status = tenants.status_of("acme").unwrap();
+    assert_eq!(
+        status.phase,
+        tokenward::Phase::Empty,
+        "evicted despite the probes"
+    );
+    assert!(tenants.status_of("nobody").is_none());
+}
+
 // ---- the storm --------------------------------------------------------------------------
 
 const TENANTS: usize = 50;
