@@ -936,7 +936,7 @@ fn verify_url_says_whether_the_url_or_the_token_is_wrong() {
 
 #[cfg(unix)]
 #[test]
-fn commands_that_write_the_grant_file_refuse_one_another_user_owns() {
+fn a_command_that_writes_the_grant_file_refuses_one_another_user_owns() {
     let f = Fixture::new();
     f.seed_app(Duration::from_secs(86_400));
     let grant_file = f.path("app-grant.json");

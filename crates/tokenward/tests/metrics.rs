@@ -51,6 +51,20 @@ fn cache_with(server: &FakeServer, secret: &str) -> TokenCache {
         .build()
 }
 
+/// As [`cache_with`], refreshed only when a read finds the token stale or expired.
+fn on_demand(server: &FakeServer) -> TokenCache {
+    let grant = ClientCredentials::builder(server.token_url(), "svc")
+        .client_secret(SECRET)
+        .http_client(server.http_client())
+        .build()
+        .unwrap();
+    TokenCache::builder(grant)
+        .name("billing")
+        .refresh_jitter(0.0)
+        .refresh_ahead(RefreshAhead::OnDemand)
+        .build()
+}
+
 const BILLING: (&str, &str) = ("cache", "billing");
 const GRANT: (&str, &str) = ("grant", "client_credentials");
 
@@ -179,16 +193,7 @@ fn a_hung_endpoint_counts_a_timeout() {
 fn refreshes_are_counted_by_reason() {
     let server = server();
     let ((), m) = recorded(|| async {
-        let grant = ClientCredentials::builder(server.token_url(), "svc")
-            .client_secret(SECRET)
-            .http_client(server.http_client())
-            .build()
-            .unwrap();
-        let cache = TokenCache::builder(grant)
-            .name("billing")
-            .refresh_jitter(0.0)
-            .refresh_ahead(RefreshAhead::OnDemand)
-            .build();
+        let cache = on_demand(&server);
         let first = cache.header().await.unwrap();
         cache.force_refresh().await.unwrap();
         // The API rejected the token: the next one is obtained for that reason.
@@ -409,15 +414,7 @@ fn a_refresh_that_is_running_shows_in_flight() {
 fn a_rejection_labels_only_the_refresh_it_causes() {
     let server = server();
     let ((), m) = recorded(|| async {
-        let grant = ClientCredentials::builder(server.token_url(), "svc")
-            .client_secret(SECRET)
-            .http_client(server.http_client())
-            .build()
-            .unwrap();
-        let cache = TokenCache::builder(grant)
-            .name("billing")
-            .refresh_ahead(RefreshAhead::OnDemand)
-            .build();
+        let cache = on_demand(&server);
         let first = cache.header().await.unwrap();
         // Dropped for a rejection, then refreshed by force before any read: that refresh
         // is the forced one, and the rejection labels no later refresh.
