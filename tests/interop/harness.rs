@@ -62,6 +62,8 @@ impl Drop for Node {
 pub(crate) struct Provider {
     node: Node,
     pub(crate) issuer: String,
+    /// `http://127.0.0.1:<port>`, where the routes other than the provider's are.
+    pub(crate) origin: String,
     pub(crate) authorization_endpoint: String,
     pub(crate) token_endpoint: String,
     pub(crate) introspection_endpoint: String,
@@ -75,6 +77,9 @@ pub(crate) struct Provider {
     pub(crate) redirect_uri: String,
     /// The resource server's own client, for introspection.
     pub(crate) rs: Client,
+    /// The `private_key_jwt` client's id and its private keys (PKCS#8 PEM) by algorithm,
+    /// each registered with the algorithm as its `kid`.
+    pub(crate) key_client: (String, BTreeMap<String, String>),
 }
 
 impl Provider {
@@ -82,6 +87,12 @@ impl Provider {
     /// test fails, never skips) when node or the node dependencies are missing, or when the
     /// server does not come up in time.
     pub(crate) fn start(access_token_ttl: u64) -> Provider {
+        Self::start_at(access_token_ttl, "")
+    }
+
+    /// As [`start`](Self::start), with the provider mounted under `issuer_path` (`""`: at the
+    /// root), which its issuer then has.
+    pub(crate) fn start_at(access_token_ttl: u64, issuer_path: &str) -> Provider {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("interop");
         let installed = dir.join("node_modules/oidc-provider/package.json");
         assert!(
@@ -93,6 +104,7 @@ impl Provider {
             .arg("server.mjs")
             .arg("--access-token-ttl")
             .arg(access_token_ttl.to_string())
+            .arg(format!("--issuer-path={issuer_path}"))
             .current_dir(&dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -148,6 +160,7 @@ impl Provider {
         Provider {
             node,
             issuer: text(&info["issuer"]),
+            origin: text(&info["origin"]),
             authorization_endpoint: text(&info["authorization_endpoint"]),
             token_endpoint: text(&info["token_endpoint"]),
             introspection_endpoint: text(&info["introspection_endpoint"]),
@@ -157,6 +170,15 @@ impl Provider {
             web: client("web"),
             redirect_uri: text(&info["clients"]["web"]["redirect_uri"]),
             rs: client("resourceServer"),
+            key_client: (
+                text(&info["clients"]["keyClient"]["id"]),
+                info["clients"]["keyClient"]["keys"]
+                    .as_object()
+                    .expect("the key client's keys")
+                    .iter()
+                    .map(|(alg, pem)| (alg.clone(), text(pem)))
+                    .collect(),
+            ),
         }
     }
 
@@ -174,7 +196,7 @@ impl Provider {
     /// and error code), `refresh_token_reuse`, `grants_revoked`, `resource` (by status).
     pub(crate) async fn stats(&self, http: &reqwest::Client) -> Stats {
         let body = http
-            .get(format!("{}/stats", self.issuer))
+            .get(format!("{}/stats", self.origin))
             .send()
             .await
             .unwrap()
@@ -264,7 +286,7 @@ impl Provider {
             };
             let location = location.to_str().unwrap();
             let location = if location.starts_with('/') {
-                format!("{}{location}", self.issuer)
+                format!("{}{location}", self.origin)
             } else {
                 location.to_owned()
             };

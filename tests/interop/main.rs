@@ -14,7 +14,9 @@
 //! Real time, so nothing asserts timing: counts come from the server's own counters
 //! (oidc-provider's events), outcomes from the responses.
 
+mod assertion;
 mod cli;
+mod discovery;
 mod fleet;
 mod harness;
 mod integrations;

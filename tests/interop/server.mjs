@@ -2,7 +2,10 @@
 // tokenward's interop tests (`cargo test -p tokenward-tests --test interop`), plus a tiny
 // protected resource that validates the provider's own tokens.
 //
-//   node server.mjs [--port N] [--access-token-ttl SECONDS]
+//   node server.mjs [--port N] [--access-token-ttl SECONDS] [--issuer-path /PATH]
+//
+// With --issuer-path the provider is mounted under that path and its issuer has it
+// (http://127.0.0.1:N/PATH), as multi-tenant servers do; the other routes stay at the root.
 //
 // Listens on 127.0.0.1 (port 0 = ephemeral unless --port is given) and, once listening,
 // prints ONE JSON line to stdout: the issuer, the port, the endpoints, the resource and the
@@ -27,8 +30,14 @@ const { values: args } = parseArgs({
   options: {
     port: { type: 'string', default: '0' },
     'access-token-ttl': { type: 'string', default: '300' },
+    'issuer-path': { type: 'string', default: '' },
   },
 });
+const issuerPath = args['issuer-path'];
+if (issuerPath && (!issuerPath.startsWith('/') || issuerPath.endsWith('/'))) {
+  console.error('--issuer-path must start with / and not end with /');
+  process.exit(2);
+}
 const port = Number(args.port);
 const accessTokenTTL = Number(args['access-token-ttl']);
 if (!Number.isInteger(port) || port < 0 || !Number.isInteger(accessTokenTTL) || accessTokenTTL < 1) {
@@ -50,7 +59,22 @@ const CLIENTS = {
   cli: { id: 'cli-client', redirect_uri: 'http://127.0.0.1/callback' },
   // The resource server itself, for introspection.
   resourceServer: { id: 'rs-client', secret: 'rs-secret' },
+  // Machine to machine with private_key_jwt (RFC 7523): its public keys are registered, its
+  // private keys (made at start, PKCS#8 PEM) are printed for the test to sign with.
+  keyClient: { id: 'key-client' },
 };
+
+// The key client's keys, one per algorithm tested.
+const clientKeys = Object.fromEntries(
+  [
+    ['ES256', crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' })],
+    ['RS256', crypto.generateKeyPairSync('rsa', { modulusLength: 2048 })],
+    ['EdDSA', crypto.generateKeyPairSync('ed25519')],
+  ].map(([alg, pair]) => [alg, pair]),
+);
+CLIENTS.keyClient.keys = Object.fromEntries(
+  Object.entries(clientKeys).map(([alg, pair]) => [alg, pair.privateKey.export({ format: 'pem', type: 'pkcs8' })]),
+);
 
 const stats = {
   grant_success: {},
@@ -69,13 +93,14 @@ const signingKey = { ...privateKey.export({ format: 'jwk' }), kid: 'interop', us
 
 const server = http.createServer();
 server.listen(port, '127.0.0.1', () => {
-  const issuer = `http://127.0.0.1:${server.address().port}`;
-  const resource = `${issuer}/resource`;
+  const origin = `http://127.0.0.1:${server.address().port}`;
+  const issuer = `${origin}${issuerPath}`;
+  const resource = `${origin}/resource`;
   const provider = newProvider(issuer, resource);
   const callback = provider.callback();
 
   server.on('request', (req, res) => {
-    const url = new URL(req.url, issuer);
+    const url = new URL(req.url, origin);
     let handled;
     if (req.method === 'GET' && url.pathname.startsWith('/interaction/')) {
       handled = completeInteraction(provider, req, res);
@@ -83,9 +108,18 @@ server.listen(port, '127.0.0.1', () => {
       handled = protectedResource(provider, resource, url, req, res);
     } else if (req.method === 'GET' && url.pathname === '/stats') {
       handled = json(res, 200, stats);
-    } else {
+    } else if (!issuerPath) {
       callback(req, res);
       return;
+    } else if (url.pathname === issuerPath || url.pathname.startsWith(`${issuerPath}/`)) {
+      // Mounted: the provider sees the path below the mount, and finds the mount path from
+      // originalUrl, as under express's app.use(path, ...).
+      req.originalUrl = req.url;
+      req.url = req.url.slice(issuerPath.length) || '/';
+      callback(req, res);
+      return;
+    } else {
+      handled = json(res, 404, { error: 'not_found' });
     }
     Promise.resolve(handled).catch((err) => {
       console.error(err);
@@ -95,6 +129,7 @@ server.listen(port, '127.0.0.1', () => {
 
   process.stdout.write(`${JSON.stringify({
     issuer,
+    origin,
     port: server.address().port,
     authorization_endpoint: `${issuer}/auth`,
     token_endpoint: `${issuer}/token`,
@@ -142,6 +177,21 @@ function newProvider(issuer, resource) {
         response_types: ['code'],
         redirect_uris: [CLIENTS.cli.redirect_uri],
         token_endpoint_auth_method: 'none',
+      },
+      {
+        client_id: CLIENTS.keyClient.id,
+        grant_types: ['client_credentials'],
+        response_types: [],
+        redirect_uris: [],
+        token_endpoint_auth_method: 'private_key_jwt',
+        jwks: {
+          keys: Object.entries(clientKeys).map(([alg, pair]) => ({
+            ...pair.publicKey.export({ format: 'jwk' }),
+            kid: alg,
+            alg,
+            use: 'sig',
+          })),
+        },
       },
       {
         client_id: CLIENTS.resourceServer.id,

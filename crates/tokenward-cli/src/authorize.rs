@@ -104,7 +104,7 @@ pub(crate) async fn authorize(
         &tenant.client_id,
         &redirect_uri,
     )
-    .auth_method(tenant.auth);
+    .auth_method(tenant.auth.clone());
     if let Some(secret) = &secret {
         builder = builder.client_secret(secret.expose_secret());
     }

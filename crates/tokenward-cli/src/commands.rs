@@ -109,7 +109,7 @@ fn configure<G>(
     tenant: &Tenant,
     secret: Option<&SecretString>,
 ) -> GrantBuilder<G> {
-    builder = builder.auth_method(tenant.auth);
+    builder = builder.auth_method(tenant.auth.clone());
     if let Some(secret) = secret {
         builder = builder.client_secret(secret.expose_secret());
     }
@@ -372,8 +372,8 @@ async fn verify_with(
             ));
         }
         Err(error) => {
-            rows.push(("token", format!("FAIL {error}")));
-            steps.push(json!({"step": "token", "ok": false, "error": error.to_string()}));
+            rows.push(("token", format!("FAIL {}", tokenward::error::chain(&error))));
+            steps.push(json!({"step": "token", "ok": false, "error": tokenward::error::chain(&error).to_string()}));
             return Ok(Report::failed(
                 pairs(&rows),
                 json!({"tenant": tenant.name, "steps": steps}),
@@ -405,9 +405,12 @@ async fn verify_with(
                 ));
             }
             Err(error) => {
-                rows.push(("introspection", format!("FAIL {error}")));
+                rows.push((
+                    "introspection",
+                    format!("FAIL {}", tokenward::error::chain(&error)),
+                ));
                 steps.push(
-                    json!({"step": "introspection", "ok": false, "error": error.to_string()}),
+                    json!({"step": "introspection", "ok": false, "error": tokenward::error::chain(&error).to_string()}),
                 );
                 return Ok(Report::failed(
                     pairs(&rows),
@@ -429,7 +432,8 @@ fn introspection(tenant: &Tenant, secret: Option<&SecretString>) -> Result<Intro
             tenant.at, tenant.name
         ))
     })?;
-    let mut builder = Introspection::builder(url, &tenant.client_id).auth_method(tenant.auth);
+    let mut builder =
+        Introspection::builder(url, &tenant.client_id).auth_method(tenant.auth.clone());
     if let Some(secret) = secret {
         builder = builder.client_secret(secret.expose_secret());
     }
@@ -443,7 +447,7 @@ fn revocation(tenant: &Tenant, secret: Option<&SecretString>) -> Result<Revocati
             tenant.at, tenant.name
         ))
     })?;
-    let mut builder = Revocation::builder(url, &tenant.client_id).auth_method(tenant.auth);
+    let mut builder = Revocation::builder(url, &tenant.client_id).auth_method(tenant.auth.clone());
     if let Some(secret) = secret {
         builder = builder.client_secret(secret.expose_secret());
     }
@@ -529,8 +533,11 @@ async fn rotate_secret(ctx: &Context<'_>, new: &SecretSource) -> Result<Report, 
     // 1. The new secret works on its own.
     let _spinner = Spinner::start("verifying the new secret", ctx.terminal);
     if let Err(error) = secret_works(tenant, Some(&new_secret)).await {
-        rows.push(("1 verify new", format!("FAIL {error}")));
-        steps.push(json!({"step": "verify_new", "ok": false, "error": error.to_string()}));
+        rows.push((
+            "1 verify new",
+            format!("FAIL {}", tokenward::error::chain(&error)),
+        ));
+        steps.push(json!({"step": "verify_new", "ok": false, "error": tokenward::error::chain(&error).to_string()}));
         let why = if matches!(error.cause(), tokenward::Error::InvalidClient(_)) {
             "the new secret is refused: nothing was changed. Add it to the client at the authorization server first"
         } else {
@@ -609,8 +616,11 @@ async fn rotate_secret(ctx: &Context<'_>, new: &SecretSource) -> Result<Report, 
     if let Err(error) = verified {
         // Undo: put the old secret back.
         let undone = std::fs::rename(&previous, &file).is_ok();
-        rows.push(("3 verify", format!("FAIL {error}")));
-        steps.push(json!({"step": "verify_configured", "ok": false, "error": error.to_string(), "undone": undone}));
+        rows.push((
+            "3 verify",
+            format!("FAIL {}", tokenward::error::chain(&error)),
+        ));
+        steps.push(json!({"step": "verify_configured", "ok": false, "error": tokenward::error::chain(&error).to_string(), "undone": undone}));
         return Ok(stop(
             &rows,
             steps,

@@ -331,7 +331,7 @@ impl Tenant {
                     "give client_secret_env or client_secret_file, not both",
                 ));
             }
-            (None, None) if auth != ClientAuth::None => {
+            (None, None) if !matches!(auth, ClientAuth::None) => {
                 return Err(at.error(
                     raw.client_id.span(),
                     "client_secret_env",

@@ -104,7 +104,7 @@ impl Failure {
         Failure {
             code,
             kind,
-            message: error.to_string(),
+            message: tokenward::error::chain(error).to_string(),
         }
     }
 

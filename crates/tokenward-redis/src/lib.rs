@@ -168,7 +168,7 @@ pub enum ConfigError {
 #[non_exhaustive]
 pub enum BackendError {
     /// Redis refused or failed the command, or could not be reached.
-    #[error("redis: {0}")]
+    #[error("the redis command failed")]
     Redis(#[from] redis::RedisError),
     /// Redis did not answer in time.
     #[error("redis did not answer within {0:?}")]

@@ -291,7 +291,7 @@ impl Middleware for RetryMiddleware {
                         other => other,
                     };
                     tracing::warn!(
-                        error = %error,
+                        error = %tokenward::error::chain(&error),
                         url = url.as_ref().map(tracing::field::display),
                         attempt = retries + 1,
                         max_attempts = self.rule.max_attempts,

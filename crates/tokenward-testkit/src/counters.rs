@@ -44,6 +44,8 @@ pub struct Counters {
     pub introspect_requests: u64,
     /// Requests that reached `/revoke`, faulted ones included.
     pub revoke_requests: u64,
+    /// Requests for the metadata document (either well-known URL), faulted ones included.
+    pub metadata_requests: u64,
     pub(crate) issued_by_grant: BTreeMap<String, u64>,
 }
 

@@ -22,6 +22,8 @@ pub enum Endpoint {
     Introspect,
     /// `POST /revoke` (RFC 7009).
     Revoke,
+    /// `GET` of the metadata document (RFC 8414, OpenID Connect Discovery).
+    Metadata,
 }
 
 /// A failure an endpoint acts out instead of (or before) answering normally.

@@ -100,6 +100,7 @@
 mod authorize;
 mod client;
 mod counters;
+mod discovery;
 mod fault;
 mod introspect;
 mod listen;

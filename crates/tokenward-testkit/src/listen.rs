@@ -69,6 +69,16 @@ impl RunningServer {
         join_url(&format!("http://{}", self.addr), path)
     }
 
+    /// The issuer identifier, `http://127.0.0.1:<port>` followed by the
+    /// [issuer path](crate::FakeServerBuilder::issuer_path), if any.
+    pub fn issuer(&self) -> String {
+        format!(
+            "http://{}{}",
+            self.addr,
+            self.server.shared.lock().issuer_path
+        )
+    }
+
     /// The token endpoint, `http://127.0.0.1:<port>/token`.
     pub fn token_url(&self) -> String {
         self.url("/token")

@@ -76,6 +76,7 @@ pub struct FakeServerBuilder {
     refresh_grace: Duration,
     expires_in: ExpiresIn,
     token_type: String,
+    issuer_path: String,
 }
 
 impl Default for FakeServerBuilder {
@@ -91,6 +92,7 @@ impl Default for FakeServerBuilder {
             refresh_grace: Duration::ZERO,
             expires_in: ExpiresIn::Number,
             token_type: "Bearer".to_owned(),
+            issuer_path: String::new(),
         }
     }
 }
@@ -107,6 +109,7 @@ impl fmt::Debug for FakeServerBuilder {
             .field("rotate_refresh_tokens", &self.rotate)
             .field("expires_in", &self.expires_in)
             .field("token_type", &self.token_type)
+            .field("issuer_path", &self.issuer_path)
             .finish()
     }
 }
@@ -230,6 +233,25 @@ impl FakeServerBuilder {
         self
     }
 
+    /// Gives the issuer identifier a path, as multi-tenant servers have
+    /// (`https://login.example.com/tenant-a`): the issuer becomes the server's base URL
+    /// followed by `path` (`"/tenant-a"`), and the metadata is served only where that issuer's
+    /// well-known URLs are (RFC 8414 §3.1 inserts the well-known path before `path`; OpenID
+    /// Connect appends it). The endpoints themselves stay where they are.
+    ///
+    /// # Panics
+    ///
+    /// If `path` does not start with `/`, ends with `/`, or has a query or fragment.
+    pub fn issuer_path(mut self, path: impl Into<String>) -> Self {
+        let path = path.into();
+        assert!(
+            path.starts_with('/') && !path.ends_with('/') && !path.contains(['?', '#']),
+            "tokenward-testkit: issuer_path({path:?}) must start with / and have no trailing /, query or fragment"
+        );
+        self.issuer_path = path;
+        self
+    }
+
     /// Builds the server. It answers in-process requests at once
     /// ([`FakeServer::http_client`]); [`FakeServer::listen`] also serves it over TCP.
     ///
@@ -269,6 +291,10 @@ impl FakeServerBuilder {
             codes: HashMap::new(),
             introspect_faults: VecDeque::new(),
             revoke_faults: VecDeque::new(),
+            metadata_faults: VecDeque::new(),
+            issuer_path: self.issuer_path,
+            metadata_issuer: None,
+            endpoint_prefix: String::new(),
             lifetime: self.lifetime,
             rotate: self.rotate,
             refresh_grace: self.refresh_grace,
@@ -359,14 +385,49 @@ impl FakeServer {
     /// The axum [`Router`] that serves every endpoint, to mount in your own server or call with
     /// `tower::ServiceExt::oneshot`.
     pub fn router(&self) -> Router {
-        Router::new()
+        let routes = Router::new()
             .route("/authorize", get(crate::authorize::authorize_endpoint))
             .route("/token", post(crate::token::token_endpoint))
             .route("/introspect", post(crate::introspect::introspect_endpoint))
             .route("/revoke", post(crate::introspect::revoke_endpoint))
             .route("/resource", any(crate::resource::resource_root))
             .route("/resource/{scope}", any(crate::resource::resource_scoped))
-            .with_state(self.shared.clone())
+            .fallback(crate::discovery::metadata_endpoint)
+            .with_state(self.shared.clone());
+        let shared = self.shared.clone();
+        Router::new().fallback_service(
+            tower::ServiceBuilder::new()
+                .map_request(move |request| crate::discovery::relocate(&shared, request))
+                .service(routes),
+        )
+    }
+
+    /// The issuer identifier for the in-process client: `http://testkit.invalid` followed by
+    /// the [issuer path](FakeServerBuilder::issuer_path), if any. Discover it with
+    /// `tokenward::AuthorizationServer` and [`http_client`](Self::http_client).
+    pub fn issuer(&self) -> String {
+        format!("{IN_PROCESS_BASE}{}", self.shared.lock().issuer_path)
+    }
+
+    /// Makes the metadata name `issuer` instead of the real one (`None` to stop), as a
+    /// misconfigured or impersonating server would: a client must refuse it (RFC 8414 §3.3).
+    pub fn set_metadata_issuer(&self, issuer: Option<&str>) {
+        self.shared.lock().metadata_issuer = issuer.map(str::to_owned);
+    }
+
+    /// Moves every endpoint (`/authorize`, `/token`, `/introspect`, `/revoke`) under
+    /// `prefix` (`"/v2"`; `""` moves them back), as a server migration does: the metadata
+    /// names the new URLs at once, and the old ones answer 404 Not Found.
+    ///
+    /// # Panics
+    ///
+    /// If `prefix` is neither empty nor starts with `/`, or ends with `/`.
+    pub fn move_endpoints(&self, prefix: &str) {
+        assert!(
+            prefix.is_empty() || (prefix.starts_with('/') && !prefix.ends_with('/')),
+            "tokenward-testkit: move_endpoints({prefix:?}) takes \"\" or a path such as \"/v2\""
+        );
+        self.shared.lock().endpoint_prefix = prefix.to_owned();
     }
 
     /// `http://testkit.invalid{path}`: a URL for the in-process client.
@@ -633,6 +694,7 @@ impl FakeServer {
         inner.faults.clear();
         inner.introspect_faults.clear();
         inner.revoke_faults.clear();
+        inner.metadata_faults.clear();
         inner.persistent_fault = None;
     }
 }
@@ -770,6 +832,10 @@ pub(crate) struct Inner {
     pub(crate) faults: VecDeque<Fault>,
     pub(crate) introspect_faults: VecDeque<Fault>,
     pub(crate) revoke_faults: VecDeque<Fault>,
+    pub(crate) metadata_faults: VecDeque<Fault>,
+    pub(crate) issuer_path: String,
+    pub(crate) metadata_issuer: Option<String>,
+    pub(crate) endpoint_prefix: String,
     pub(crate) persistent_fault: Option<Fault>,
     pub(crate) last_request: Option<TokenRequestRecord>,
     pub(crate) counters: Counters,
@@ -792,6 +858,7 @@ impl Inner {
             Endpoint::Token => &mut self.faults,
             Endpoint::Introspect => &mut self.introspect_faults,
             Endpoint::Revoke => &mut self.revoke_faults,
+            Endpoint::Metadata => &mut self.metadata_faults,
         }
     }
 

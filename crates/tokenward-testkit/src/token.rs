@@ -218,16 +218,14 @@ pub(crate) async fn token_endpoint(
     serve_form(&shared, Endpoint::Token, request, handle).await
 }
 
-/// What a form endpoint does with a request that met no fault (or a fault that answers
-/// normally after all).
-pub(crate) type FormHandler = fn(&Shared, Result<FormRequest, axum::Error>) -> Reply;
-
-/// Reads a form POST, counts it, and answers with `handle` or the endpoint's next fault.
+/// Reads a form POST, counts it, and answers with the endpoint's next fault or with `handle`:
+/// what the endpoint does with a request that met no fault (or a fault that answers normally
+/// after all).
 pub(crate) async fn serve_form(
     shared: &Shared,
     endpoint: Endpoint,
     request: Request,
-    handle: FormHandler,
+    handle: impl FnOnce(&Shared, Result<FormRequest, axum::Error>) -> Reply,
 ) -> Response {
     let (parts, body) = request.into_parts();
     let control = Control::from_extensions(&parts.extensions);
@@ -245,6 +243,7 @@ pub(crate) async fn serve_form(
             }
             Endpoint::Introspect => inner.counters.introspect_requests += 1,
             Endpoint::Revoke => inner.counters.revoke_requests += 1,
+            Endpoint::Metadata => inner.counters.metadata_requests += 1,
         }
         let fault = inner.next_fault(endpoint);
         if fault.is_some() {

@@ -33,7 +33,7 @@ use tokenward::Error;
 pub enum AuthError {
     /// No access token could be obtained (token endpoint down, rate-limited, credentials or
     /// grant rejected, ...). The core error says which and what to do.
-    #[error("no access token could be obtained, so the request was not sent: {0}")]
+    #[error("no access token could be obtained, so the request was not sent")]
     Token(#[source] Error),
     /// The layer serves several tenants and the request named none (no
     /// [`Tenant`](tokenward::Tenant) extension, or the extractor found none).

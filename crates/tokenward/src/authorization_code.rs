@@ -67,6 +67,7 @@ use http::{HeaderMap, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
+use crate::discovery::{AuthorizationServer, EndpointKind};
 use crate::endpoint::parse_url;
 use crate::error::{EndpointError, Error, OAuthError};
 use crate::grant::{GrantBuilder, GrantConfig};
@@ -94,6 +95,8 @@ pub struct ForAuthorizationCode {
     authorize_url: String,
     redirect_uri: String,
     issuer: Option<String>,
+    require_iss: bool,
+    server: Option<AuthorizationServer>,
 }
 
 impl fmt::Debug for ForAuthorizationCode {
@@ -102,7 +105,8 @@ impl fmt::Debug for ForAuthorizationCode {
             .field("authorize_url", &redact_url(&self.authorize_url))
             .field("redirect_uri", &redact_url(&self.redirect_uri))
             .field("issuer", &self.issuer)
-            .finish()
+            .field("require_iss", &self.require_iss)
+            .finish_non_exhaustive()
     }
 }
 
@@ -122,6 +126,10 @@ pub struct AuthorizationCode {
     authorize_url: String,
     redirect_uri: String,
     issuer: Option<String>,
+    /// Whether a callback without `iss` is refused.
+    require_iss: bool,
+    /// The discovered server whose metadata names the authorization endpoint.
+    server: Option<AuthorizationServer>,
 }
 
 impl fmt::Debug for AuthorizationCode {
@@ -131,7 +139,8 @@ impl fmt::Debug for AuthorizationCode {
             .field("authorize_url", &redact_url(&self.authorize_url))
             .field("redirect_uri", &redact_url(&self.redirect_uri))
             .field("issuer", &self.issuer)
-            .finish()
+            .field("require_iss", &self.require_iss)
+            .finish_non_exhaustive()
     }
 }
 
@@ -151,6 +160,39 @@ impl AuthorizationCode {
                 authorize_url: authorize_url.into(),
                 redirect_uri: redirect_uri.into(),
                 issuer: None,
+                require_iss: false,
+                server: None,
+            },
+        )
+    }
+
+    /// Starts building the flow for a [discovered](crate::discovery) authorization server
+    /// (its authorization and token endpoints, and its HTTP client), a client and the
+    /// redirect URI registered for it.
+    ///
+    /// The callback's `iss` (RFC 9207), when present, must be the server's issuer; when the
+    /// metadata says the server sends it
+    /// (`authorization_response_iss_parameter_supported`), a callback without it is refused
+    /// too.
+    ///
+    /// `build` fails with [`Error::Discovery`] when the metadata has no
+    /// `authorization_endpoint` or `token_endpoint`.
+    pub fn from_issuer(
+        server: &AuthorizationServer,
+        client_id: impl Into<String>,
+        redirect_uri: impl Into<String>,
+    ) -> GrantBuilder<ForAuthorizationCode> {
+        let metadata = server.metadata();
+        GrantBuilder::discovered(
+            server,
+            EndpointKind::Token,
+            client_id,
+            ForAuthorizationCode {
+                authorize_url: metadata.authorization_endpoint.clone().unwrap_or_default(),
+                redirect_uri: redirect_uri.into(),
+                issuer: Some(server.issuer().to_owned()),
+                require_iss: metadata.authorization_response_iss_parameter_supported,
+                server: Some(server.clone()),
             },
         )
     }
@@ -186,7 +228,12 @@ impl AuthorizationCode {
                 query.append_pair(name, value);
             }
         }
-        let base = &self.authorize_url;
+        // A discovered endpoint follows the metadata held now.
+        let discovered = self
+            .server
+            .as_ref()
+            .and_then(|server| server.metadata().authorization_endpoint.clone());
+        let base = discovered.as_ref().unwrap_or(&self.authorize_url);
         let separator = match base.split_once('?') {
             None => "?",
             Some((_, "")) => "",
@@ -264,14 +311,19 @@ impl AuthorizationCode {
         self.redeem(&request, code).await
     }
 
-    /// With an issuer configured, the callback's `iss` must be it.
+    /// With an issuer configured, the callback's `iss` must be it; without `iss`, the
+    /// callback passes only if `iss` is not required.
     fn check_issuer(&self, iss: Option<&str>) -> Result<(), Error> {
-        match &self.issuer {
-            Some(expected) if iss != Some(expected.as_str()) => Err(Error::IssuerMismatch {
+        let Some(expected) = &self.issuer else {
+            return Ok(());
+        };
+        match iss {
+            Some(iss) if iss == expected => Ok(()),
+            None if !self.require_iss => Ok(()),
+            _ => Err(Error::IssuerMismatch {
                 expected: expected.clone(),
                 received: iss.map(str::to_owned),
             }),
-            _ => Ok(()),
         }
     }
 
@@ -302,6 +354,7 @@ impl GrantBuilder<ForAuthorizationCode> {
     /// (`authorization_response_iss_parameter_supported` in their metadata).
     pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
         self.grant.issuer = Some(issuer.into());
+        self.grant.require_iss = true;
         self
     }
 
@@ -310,6 +363,9 @@ impl GrantBuilder<ForAuthorizationCode> {
     /// secret (public clients: `.auth_method(ClientAuth::None)`).
     pub fn build(self) -> Result<AuthorizationCode, Error> {
         let (config, flow) = self.into_parts()?;
+        if let Some(server) = &flow.server {
+            server.require(EndpointKind::Authorization)?;
+        }
         parse_url(&flow.authorize_url)?;
         if flow.authorize_url.contains('#') {
             return Err(Error::Config(
@@ -335,6 +391,8 @@ impl GrantBuilder<ForAuthorizationCode> {
             authorize_url: flow.authorize_url,
             redirect_uri: flow.redirect_uri,
             issuer: flow.issuer,
+            require_iss: flow.require_iss,
+            server: flow.server,
         })
     }
 }

@@ -872,7 +872,7 @@ impl Inner {
                         attempt,
                         max_attempts,
                         delay_ms = delay.as_millis() as u64,
-                        error = %e,
+                        error = %crate::error::chain(&e),
                         "token request failed; retrying after backoff"
                     );
                     tokio::time::sleep(delay).await;
@@ -975,7 +975,7 @@ impl Inner {
             }
         }
         tracing::warn!(
-            error = %error,
+            error = %crate::error::chain(&error),
             usable_token_kept = usable,
             consecutive_failures = st.consecutive_failures,
             no_request_for_ms = length.as_millis() as u64,
@@ -1124,7 +1124,7 @@ impl Attempted<'_> {
         let code = outcome.map_or_else(Error::code, |()| "success");
         self.span.record("outcome", code);
         if let Err(error) = outcome {
-            tracing::debug!(parent: &self.span, error = %error, "token request failed");
+            tracing::debug!(parent: &self.span, error = %crate::error::chain(&error), "token request failed");
         }
         self.metrics.token_request(outcome, self.started.elapsed());
     }
@@ -1388,7 +1388,7 @@ impl serde::Serialize for CacheStatus {
         let error = self
             .last_error
             .as_ref()
-            .map(|e| serde_json::json!({ "kind": e.code(), "message": e.to_string() }));
+            .map(|e| serde_json::json!({ "kind": e.code(), "message": crate::error::chain(e).to_string() }));
         map.serialize_entry("last_error", &error)?;
         let decay = self.decay.as_ref().map(|d| {
             serde_json::json!({

@@ -298,7 +298,7 @@ pub fn spawn_keep_alive(
             let status = match grant.decay_status().await {
                 Ok(status) => status,
                 Err(error) => {
-                    tracing::warn!(%error, "keep-alive could not read the grant's status");
+                    tracing::warn!(error = %crate::error::chain(&error), "keep-alive could not read the grant's status");
                     continue;
                 }
             };
@@ -313,7 +313,9 @@ pub fn spawn_keep_alive(
                         idle_days = status.idle.as_secs() / 86_400,
                         "keep-alive refreshed an idle grant"
                     ),
-                    Err(error) => tracing::warn!(%error, "keep-alive refresh failed"),
+                    Err(error) => {
+                        tracing::warn!(error = %crate::error::chain(&error), "keep-alive refresh failed")
+                    }
                 }
             }
         }

@@ -11,15 +11,17 @@ use http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::time::Instant;
 
+use crate::assertion::AssertionSource;
 use crate::classify::{self, Failure};
-use crate::error::{EndpointError, Error, OAuthError};
+use crate::discovery::{AuthorizationServer, EndpointKind};
+use crate::error::{EndpointError, Error, OAuthError, TransportErrorKind};
 use crate::redact::{Sent, UrlDebug, redact_url};
 use crate::secret::ClientSecret;
 use crate::token::{Lifetimes, Parsed, Token, parse_token_response};
 use crate::transport::{HttpClient, read_body};
 
-/// How the client authenticates to the token endpoint (RFC 6749 §2.3.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// How the client authenticates to the token endpoint (RFC 6749 §2.3.1, RFC 7523 §2.2).
+#[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub enum ClientAuth {
     /// `client_secret_basic`: HTTP Basic with the form-urlencoded id and secret (the default).
@@ -29,6 +31,37 @@ pub enum ClientAuth {
     Post,
     /// A public client: only `client_id` in the body, no secret.
     None,
+    /// A fresh client assertion for every request (`private_key_jwt`, or one from
+    /// elsewhere): `client_id`, `client_assertion_type` and `client_assertion` in the form
+    /// body, no secret. Made with [`ClientAuth::private_key_jwt`] or
+    /// [`ClientAuth::assertion`]; see [`assertion`](crate::assertion).
+    Assertion(Arc<dyn AssertionSource>),
+}
+
+impl ClientAuth {
+    /// `private_key_jwt`: a JWT signed with `key` for every request.
+    #[cfg(feature = "private-key-jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "private-key-jwt")))]
+    pub fn private_key_jwt(key: crate::assertion::PrivateKeyJwt) -> Self {
+        ClientAuth::Assertion(Arc::new(key))
+    }
+
+    /// An assertion from `source` for every request: a file a workload identity system
+    /// renews ([`assertion::from_file`](crate::assertion::from_file)), or your own code.
+    pub fn assertion(source: impl AssertionSource) -> Self {
+        ClientAuth::Assertion(Arc::new(source))
+    }
+
+    /// The RFC 8414 name of the method: `client_secret_basic`, `client_secret_post`,
+    /// `none`, or `private_key_jwt` for an assertion.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ClientAuth::Basic => "client_secret_basic",
+            ClientAuth::Post => "client_secret_post",
+            ClientAuth::None => "none",
+            ClientAuth::Assertion(_) => "private_key_jwt",
+        }
+    }
 }
 
 /// A failed token request, and the refresh token a refused 2xx body carried: the server
@@ -51,10 +84,55 @@ impl From<Error> for Refusal {
 /// Default limit on endpoint response bodies.
 pub(crate) const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
+/// Where an endpoint is: a URL given, or the one the issuer's metadata names now.
+#[derive(Clone)]
+pub(crate) enum EndpointUrl {
+    Fixed(Uri),
+    Discovered(AuthorizationServer, EndpointKind),
+}
+
+impl fmt::Debug for EndpointUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EndpointUrl::Fixed(url) => UrlDebug(&url.to_string()).fmt(f),
+            EndpointUrl::Discovered(server, kind) => {
+                write!(f, "{kind:?} endpoint of {:?}", redact_url(server.issuer()))
+            }
+        }
+    }
+}
+
+impl EndpointUrl {
+    async fn resolve(&self) -> Result<Uri, Error> {
+        match self {
+            EndpointUrl::Fixed(url) => Ok(url.clone()),
+            EndpointUrl::Discovered(server, kind) => server.resolve(*kind).await,
+        }
+    }
+
+    /// After a request to `from` that failed as if the endpoint had moved: the URL the
+    /// metadata names now, fetched again if that is allowed, when it is another one.
+    async fn moved(
+        &self,
+        from: &Uri,
+        outcome: Result<StatusCode, TransportErrorKind>,
+    ) -> Option<Uri> {
+        let EndpointUrl::Discovered(server, kind) = self else {
+            return None;
+        };
+        if !server.observe(outcome) {
+            return None;
+        }
+        server.resolve(*kind).await.ok().filter(|url| url != from)
+    }
+}
+
 /// One authorization-server endpoint and the client's credentials for it.
 #[derive(Clone)]
 pub(crate) struct Endpoint {
-    pub(crate) url: Uri,
+    pub(crate) url: EndpointUrl,
+    /// The `aud` of client assertions.
+    pub(crate) audience: String,
     pub(crate) client_id: String,
     pub(crate) secret: ClientSecret,
     pub(crate) auth: ClientAuth,
@@ -66,7 +144,7 @@ pub(crate) struct Endpoint {
 impl fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Endpoint")
-            .field("url", &UrlDebug(&self.url.to_string()))
+            .field("url", &self.url)
             .field("client_id", &self.client_id)
             .field("client_secret", &self.secret)
             .field("auth", &self.auth)
@@ -74,11 +152,20 @@ impl fmt::Debug for Endpoint {
     }
 }
 
-/// A raw response: status, headers, body (already size-limited).
+/// What authenticates one request.
+#[derive(Clone, Copy)]
+struct Credentials<'a> {
+    secret: Option<&'a SecretString>,
+    assertion: Option<&'a SecretString>,
+}
+
+/// A raw response: status, headers, body (already size-limited), and the client assertion
+/// the request carried (to redact from the answer).
 pub(crate) struct RawResponse {
     pub(crate) status: StatusCode,
     pub(crate) headers: HeaderMap,
     pub(crate) body: Bytes,
+    pub(crate) assertion: Option<SecretString>,
 }
 
 /// Parses an endpoint URL. Errors quote it redacted (no userinfo, no query values), and an
@@ -133,8 +220,31 @@ impl Endpoint {
         params: &[(&str, &str)],
         secret: Option<&SecretString>,
     ) -> Result<RawResponse, Error> {
-        let request = self.build_request(params, secret)?;
-        let response = self.http.send(request).await?;
+        let url = self.url.resolve().await?;
+        let assertion = match &self.auth {
+            ClientAuth::Assertion(source) => {
+                Some(source.assertion(&self.client_id, &self.audience).await?)
+            }
+            _ => None,
+        };
+        let credentials = Credentials {
+            secret,
+            assertion: assertion.as_ref(),
+        };
+        let request = self.build_request(url.clone(), params, credentials)?;
+        let mut response = self.http.send(request).await;
+        let outcome = response.as_ref().map(|r| r.status()).map_err(|e| e.kind());
+        // Not connected, or answered 404/410: the request reached no endpoint, so it can be
+        // sent again where the metadata says the endpoint is now.
+        if let Some(moved) = self.url.moved(&url, outcome).await {
+            tracing::info!(
+                url = %redact_url(&moved.to_string()),
+                "the endpoint has moved (its metadata names another URL now); sending the request there"
+            );
+            let request = self.build_request(moved, params, credentials)?;
+            response = self.http.send(request).await;
+        }
+        let response = response?;
         // On the cache's `tokenward.token_request` span, if that is the current one (never on
         // a span of the caller's that happens to declare the field).
         let span = tracing::Span::current();
@@ -150,20 +260,23 @@ impl Endpoint {
             status: parts.status,
             headers: parts.headers,
             body,
+            assertion,
         })
     }
 
     fn build_request(
         &self,
+        url: Uri,
         params: &[(&str, &str)],
-        secret: Option<&SecretString>,
+        credentials: Credentials<'_>,
     ) -> Result<http::Request<Bytes>, Error> {
+        let Credentials { secret, assertion } = credentials;
         let mut form = form_urlencoded::Serializer::new(String::new());
         for (k, v) in params {
             form.append_pair(k, v);
         }
         let mut basic = None;
-        match (self.auth, secret) {
+        match (&self.auth, secret) {
             (ClientAuth::Basic, Some(secret)) => {
                 let pair = format!(
                     "{}:{}",
@@ -182,12 +295,19 @@ impl Endpoint {
                 form.append_pair("client_id", &self.client_id);
                 form.append_pair("client_secret", secret.expose_secret());
             }
+            (ClientAuth::Assertion(_), _) => {
+                form.append_pair("client_id", &self.client_id);
+                form.append_pair("client_assertion_type", crate::assertion::JWT_BEARER);
+                if let Some(assertion) = assertion {
+                    form.append_pair("client_assertion", assertion.expose_secret());
+                }
+            }
             // Public clients, or confidential auth configured without a secret.
             (_, None) | (ClientAuth::None, _) => {
                 form.append_pair("client_id", &self.client_id);
             }
         }
-        let mut builder = http::Request::post(self.url.clone())
+        let mut builder = http::Request::post(url)
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
             .header(ACCEPT, "application/json");
         if let Some(value) = basic {
@@ -238,7 +358,8 @@ impl Endpoint {
         secret: Option<&SecretString>,
     ) -> Result<Token, Refusal> {
         let sent_at = Instant::now();
-        let response = self.post_form_with(params, secret).await?;
+        let mut response = self.post_form_with(params, secret).await?;
+        let assertion = response.assertion.take();
         let mut refresh_token = None;
         if response.status.is_success() {
             match parse_token_response(
@@ -264,6 +385,9 @@ impl Endpoint {
         let known = self.secret.load();
         let mut sent = Sent::form(params);
         sent.client_secret(secret).client_secrets(&known);
+        if let Some(assertion) = &assertion {
+            sent.secret(assertion.expose_secret());
+        }
         Err(Refusal {
             error: error_from_response(response, &sent),
             refresh_token,

@@ -34,6 +34,46 @@ use crate::redact::Sent;
 /// A boxed error, as used by transports.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
+/// Displays `error` and each of its [`source`](std::error::Error::source)s, joined by `: `,
+/// as anyhow's `{:#}` does: for a log line or a message that shows the whole cause.
+///
+/// Every error of tokenward's says what happened at its own level in its `Display` and
+/// leaves the cause to `source()`, so each cause appears once in the chain.
+///
+/// ```
+/// use tokenward::error::chain;
+/// use tokenward::store::StoreError;
+///
+/// let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "permission denied");
+/// let error = tokenward::Error::Store(StoreError::Read {
+///     path: "/var/lib/app/grant.json".into(),
+///     source: std::sync::Arc::new(io),
+/// });
+/// assert_eq!(
+///     chain(&error).to_string(),
+///     "could not read /var/lib/app/grant.json: permission denied"
+/// );
+/// ```
+pub fn chain<'a>(error: &'a (dyn std::error::Error + 'a)) -> Chain<'a> {
+    Chain(error)
+}
+
+/// An error and its sources, displayed one after another. Made by [`chain`].
+#[derive(Debug, Clone, Copy)]
+pub struct Chain<'a>(&'a (dyn std::error::Error + 'a));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(error) = source {
+            write!(f, ": {error}")?;
+            source = error.source();
+        }
+        Ok(())
+    }
+}
+
 /// Everything that can go wrong while obtaining a token.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
@@ -114,7 +154,7 @@ pub enum Error {
     },
 
     /// The token endpoint could not be reached, or the exchange broke off.
-    #[error("could not reach the token endpoint: {0}")]
+    #[error("could not reach the authorization server")]
     Transport(#[from] TransportError),
 
     /// The refresh (all of its attempts) did not finish within its deadline.
@@ -221,7 +261,7 @@ pub enum Error {
     },
 
     /// The token store failed to load or persist the grant.
-    #[error("token store: {0}")]
+    #[error(transparent)]
     Store(#[from] crate::store::StoreError),
 
     /// The check URL of [`ClientCredentials::verify`](crate::ClientCredentials::verify) did
@@ -229,6 +269,11 @@ pub enum Error {
     /// [`CheckFailure`] says which side is wrong.
     #[error("the check URL failed: {0}")]
     CheckFailed(Box<CheckFailure>),
+
+    /// Discovering the authorization server's endpoints from its issuer failed; see
+    /// [`discovery`](crate::discovery).
+    #[error(transparent)]
+    Discovery(Box<crate::discovery::DiscoveryError>),
 }
 
 /// Why a check URL refused a token that was obtained. See [`Error::CheckFailed`].
@@ -306,6 +351,7 @@ impl Error {
             Error::Transport(_) | Error::Timeout(_) | Error::RefreshAborted => true,
             Error::ResponseTooLarge { .. } => false,
             Error::Store(e) => e.is_retryable(),
+            Error::Discovery(e) => e.is_retryable(),
             Error::ReauthorizationRequired(_)
             | Error::InvalidClient(_)
             | Error::InvalidResponse { .. }
@@ -330,7 +376,7 @@ impl Error {
     /// (another 4xx), `invalid_client`, `invalid_grant`, `no_refresh_token`, `decayed` (these
     /// three need a new authorization: [`is_reauthorization_required`](Self::is_reauthorization_required)),
     /// `insufficient_scope`, `invalid_response`, `timeout`, `transport`, `aborted`, `config`,
-    /// `store`, `tenant`, `authorization_response`, `check_failed`. A cool-down reports the
+    /// `store`, `tenant`, `authorization_response`, `check_failed`, `discovery`. A cool-down reports the
     /// failure it holds.
     ///
     /// ```
@@ -359,6 +405,7 @@ impl Error {
             Error::StateMismatch | Error::IssuerMismatch { .. } => "authorization_response",
             Error::Store(_) => "store",
             Error::CheckFailed(_) => "check_failed",
+            Error::Discovery(_) => "discovery",
         }
     }
 
@@ -708,7 +755,13 @@ impl TransportError {
 
 impl fmt::Display for TransportError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} error: {}", self.kind, self.source)
+        // The cause is the source, not repeated here.
+        f.write_str(match self.kind {
+            TransportErrorKind::Connect => "could not connect",
+            TransportErrorKind::Timeout => "the transport timed out",
+            TransportErrorKind::Io => "the connection broke",
+            TransportErrorKind::Other => "the transport failed",
+        })
     }
 }
 

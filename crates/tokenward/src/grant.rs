@@ -37,9 +37,10 @@ mod shared;
 pub use self::refresh::{ForRefreshToken, PersistFailure, RefreshTokenGrant};
 use self::shared::Sharing;
 use crate::decay::{DecayStatus, SystemClock};
+use crate::discovery::{AuthorizationServer, EndpointKind};
 pub use crate::endpoint::ClientAuth;
 use crate::endpoint::{
-    DEFAULT_MAX_RESPONSE_BYTES, Endpoint, Refusal, default_http_client, parse_url,
+    DEFAULT_MAX_RESPONSE_BYTES, Endpoint, EndpointUrl, Refusal, default_http_client, parse_url,
 };
 use crate::error::{CheckFailure, Error};
 use crate::redact::{ParamsDebug, redact_url};
@@ -188,10 +189,11 @@ where
 /// Builds a grant. Created by [`ClientCredentials::builder`] or [`RefreshTokenGrant::builder`];
 /// the options common to every grant live here.
 pub struct GrantBuilder<G> {
-    url: String,
+    url: Target,
     client_id: String,
     client_secret: Option<SecretString>,
     auth: ClientAuth,
+    audience: Option<String>,
     scope: Option<String>,
     required_scopes: Option<ScopeSet>,
     params: Vec<(String, String)>,
@@ -204,7 +206,7 @@ pub struct GrantBuilder<G> {
 impl<G> fmt::Debug for GrantBuilder<G> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GrantBuilder")
-            .field("url", &redact_url(&self.url))
+            .field("url", &self.url)
             .field("client_id", &self.client_id)
             .field("scope", &self.scope)
             .field("params", &ParamsDebug(&self.params))
@@ -228,13 +230,47 @@ impl Default for ForClientCredentials {
     }
 }
 
+/// Where a builder's endpoint is.
+enum Target {
+    Url(String),
+    Discovered(AuthorizationServer, EndpointKind),
+}
+
+impl fmt::Debug for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Url(url) => redact_url(url).fmt(f),
+            Target::Discovered(server, kind) => {
+                write!(f, "{kind:?} endpoint of {:?}", redact_url(server.issuer()))
+            }
+        }
+    }
+}
+
 impl<G> GrantBuilder<G> {
     pub(crate) fn new(url: impl Into<String>, client_id: impl Into<String>, grant: G) -> Self {
+        Self::to(Target::Url(url.into()), client_id, grant)
+    }
+
+    /// A builder for the `kind` endpoint of `server`, with its HTTP client.
+    pub(crate) fn discovered(
+        server: &AuthorizationServer,
+        kind: EndpointKind,
+        client_id: impl Into<String>,
+        grant: G,
+    ) -> Self {
+        let mut builder = Self::to(Target::Discovered(server.clone(), kind), client_id, grant);
+        builder.http = Some(server.http_client());
+        builder
+    }
+
+    fn to(url: Target, client_id: impl Into<String>, grant: G) -> Self {
         GrantBuilder {
-            url: url.into(),
+            url,
             client_id: client_id.into(),
             client_secret: None,
             auth: ClientAuth::Basic,
+            audience: None,
             scope: None,
             required_scopes: None,
             params: Vec::new(),
@@ -251,9 +287,17 @@ impl<G> GrantBuilder<G> {
         self
     }
 
-    /// How the client authenticates: [`ClientAuth::Basic`] (default), `Post` or `None`.
+    /// How the client authenticates: [`ClientAuth::Basic`] (default), `Post`, `None`, or
+    /// an [assertion](crate::assertion) (`private_key_jwt`).
     pub fn auth_method(mut self, auth: ClientAuth) -> Self {
         self.auth = auth;
+        self
+    }
+
+    /// The audience (`aud`) of client assertions: by default the issuer for an endpoint
+    /// built from the issuer, else the endpoint's URL. See [`assertion`](crate::assertion).
+    pub fn assertion_audience(mut self, audience: impl Into<String>) -> Self {
+        self.audience = Some(audience.into());
         self
     }
 
@@ -316,8 +360,17 @@ impl<G> GrantBuilder<G> {
             Some(http) => http,
             None => default_http_client()?,
         };
+        let (url, audience) = match self.url {
+            Target::Url(url) => (EndpointUrl::Fixed(parse_url(&url)?), url),
+            Target::Discovered(server, kind) => {
+                server.require(kind)?;
+                let issuer = server.issuer().to_owned();
+                (EndpointUrl::Discovered(server, kind), issuer)
+            }
+        };
         let endpoint = Endpoint {
-            url: parse_url(&self.url)?,
+            url,
+            audience: self.audience.unwrap_or(audience),
             client_id: self.client_id,
             secret: ClientSecret::new(self.client_secret),
             auth: self.auth,
@@ -425,6 +478,23 @@ impl ClientCredentials {
         client_id: impl Into<String>,
     ) -> GrantBuilder<ForClientCredentials> {
         GrantBuilder::new(token_url, client_id, ForClientCredentials::default())
+    }
+
+    /// Starts building a client credentials grant for the token endpoint of a
+    /// [discovered](crate::discovery) authorization server, with its HTTP client. The URL
+    /// follows the server's metadata when it is fetched again.
+    ///
+    /// `build` fails with [`Error::Discovery`] when the metadata has no `token_endpoint`.
+    pub fn from_issuer(
+        server: &AuthorizationServer,
+        client_id: impl Into<String>,
+    ) -> GrantBuilder<ForClientCredentials> {
+        GrantBuilder::discovered(
+            server,
+            EndpointKind::Token,
+            client_id,
+            ForClientCredentials::default(),
+        )
     }
 }
 
@@ -546,7 +616,7 @@ impl ClientCredentials {
         let _lock = match tokio::time::timeout(wait, store.lock_exchange()).await {
             Ok(Ok(lock)) => lock,
             Ok(Err(error)) => {
-                tracing::warn!(%error, "the shared token store failed; obtaining a token for this process alone");
+                tracing::warn!(error = %crate::error::chain(&error), "the shared token store failed; obtaining a token for this process alone");
                 return self.request().await;
             }
             Err(_) => {

@@ -92,6 +92,23 @@ impl Introspection {
         GrantBuilder::new(introspect_url, client_id, ForIntrospection)
     }
 
+    /// Starts building a client for the introspection endpoint of a
+    /// [discovered](crate::discovery) authorization server, with its HTTP client.
+    ///
+    /// `build` fails with [`Error::Discovery`] when the metadata has no
+    /// `introspection_endpoint`.
+    pub fn from_issuer(
+        server: &crate::AuthorizationServer,
+        client_id: impl Into<String>,
+    ) -> GrantBuilder<ForIntrospection> {
+        GrantBuilder::discovered(
+            server,
+            crate::discovery::EndpointKind::Introspection,
+            client_id,
+            ForIntrospection,
+        )
+    }
+
     /// Introspects `token`.
     ///
     /// An unknown, expired or revoked token is not an error: the response says
@@ -148,6 +165,23 @@ impl Revocation {
         GrantBuilder::new(revoke_url, client_id, ForRevocation)
     }
 
+    /// Starts building a client for the revocation endpoint of a
+    /// [discovered](crate::discovery) authorization server, with its HTTP client.
+    ///
+    /// `build` fails with [`Error::Discovery`] when the metadata has no
+    /// `revocation_endpoint`.
+    pub fn from_issuer(
+        server: &crate::AuthorizationServer,
+        client_id: impl Into<String>,
+    ) -> GrantBuilder<ForRevocation> {
+        GrantBuilder::discovered(
+            server,
+            crate::discovery::EndpointKind::Revocation,
+            client_id,
+            ForRevocation,
+        )
+    }
+
     /// Revokes `token`. Revoking a refresh token usually revokes the whole grant (its access
     /// tokens too); revoking an access token revokes just it.
     ///
@@ -200,12 +234,16 @@ async fn post(
 
 /// The typed error for a refusal, with what was sent (the token, the extra parameters, the
 /// client secret) redacted from the server's text.
-fn refusal(config: &GrantConfig, token: &str, response: RawResponse) -> Error {
+fn refusal(config: &GrantConfig, token: &str, mut response: RawResponse) -> Error {
     let known = config.endpoint.secret.load();
+    let assertion = response.assertion.take();
     let mut sent = Sent::default();
     sent.secret(token)
         .params(&config.params)
         .client_secrets(&known);
+    if let Some(assertion) = &assertion {
+        sent.secret(secrecy::ExposeSecret::expose_secret(assertion));
+    }
     error_from_response(response, &sent)
 }
 

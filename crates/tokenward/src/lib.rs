@@ -47,10 +47,12 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod assertion;
 pub mod authorization_code;
 pub mod cache;
 pub mod classify;
 pub mod decay;
+pub mod discovery;
 pub mod error;
 pub mod grant;
 pub mod introspection;
@@ -71,6 +73,7 @@ pub use cache::{
     CacheConfig, CacheStatus, Phase, RefreshAhead, Rejection, TokenCache, TokenCacheBuilder,
 };
 pub use classify::{Action, Classification, Failure, classify};
+pub use discovery::AuthorizationServer;
 pub use error::{
     CheckFailure, EndpointError, Error, OAuthError, TransportError, TransportErrorKind,
 };

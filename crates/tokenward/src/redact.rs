@@ -377,6 +377,7 @@ mod tests {
             body: Bytes::from_static(
                 br#"{"error":"invalid_grant","error_description":"Invalid refresh token: rt-0123456789"}"#,
             ),
+            assertion: None,
         };
         let sent = Sent::form(&[
             ("grant_type", "refresh_token"),

@@ -194,7 +194,9 @@ pub fn spawn_reload_on_sighup(
                 Ok(changed) => {
                     tracing::info!(changed, path = %path.display(), "SIGHUP: client secret reloaded")
                 }
-                Err(error) => tracing::error!(%error, "SIGHUP: client secret not reloaded"),
+                Err(error) => {
+                    tracing::error!(error = %crate::error::chain(&error), "SIGHUP: client secret not reloaded")
+                }
             }
         }
     }))

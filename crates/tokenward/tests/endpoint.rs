@@ -767,7 +767,7 @@ async fn bad_configuration_is_a_typed_error() {
 
     for auth in [ClientAuth::Basic, ClientAuth::Post] {
         let err = ClientCredentials::builder(server.token_url(), CLIENT)
-            .auth_method(auth)
+            .auth_method(auth.clone())
             .http_client(server.http_client())
             .build()
             .unwrap_err();

@@ -195,7 +195,10 @@ async fn connection_reset_is_an_io_transport_error() {
         .await
         .unwrap_err();
     assert_eq!(error.kind(), TransportErrorKind::Io);
-    assert!(error.to_string().contains("reset"), "{error}");
+    // The kind is the message; the cause is the source.
+    assert_eq!(error.to_string(), "the connection broke");
+    let source = std::error::Error::source(&error).unwrap().to_string();
+    assert!(source.contains("reset"), "{source}");
     assert_eq!(server.counters().faulted, 1);
 }
 

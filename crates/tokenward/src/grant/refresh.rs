@@ -219,6 +219,24 @@ impl RefreshTokenGrant {
         GrantBuilder::new(token_url, client_id, ForRefreshToken::new(None)).store(store)
     }
 
+    /// Starts building a refresh token grant for the token endpoint of a
+    /// [discovered](crate::discovery) authorization server, with its HTTP client. Give it
+    /// the refresh token with [`refresh_token`](GrantBuilder::refresh_token), a
+    /// [`store`](GrantBuilder::store) holding it, or both.
+    ///
+    /// `build` fails with [`Error::Discovery`] when the metadata has no `token_endpoint`.
+    pub fn from_issuer(
+        server: &crate::AuthorizationServer,
+        client_id: impl Into<String>,
+    ) -> GrantBuilder<ForRefreshToken> {
+        GrantBuilder::discovered(
+            server,
+            crate::discovery::EndpointKind::Token,
+            client_id,
+            ForRefreshToken::new(None),
+        )
+    }
+
     /// The refresh token the next refresh will send, if known yet.
     pub fn current_refresh_token(&self) -> Option<SecretString> {
         self.inner.lock().current.clone()
@@ -340,7 +358,7 @@ impl RefreshInner {
         match self.persist_failure {
             PersistFailure::FailClosed => Err(Error::Store(error)),
             PersistFailure::ServeAnyway => {
-                tracing::error!(%error, "could not persist the refresh token; serving from memory (PersistFailure::ServeAnyway)");
+                tracing::error!(error = %crate::error::chain(&error), "could not persist the refresh token; serving from memory (PersistFailure::ServeAnyway)");
                 Ok(())
             }
         }
@@ -530,7 +548,7 @@ impl RefreshInner {
                     // the new refresh token is persisted first (replaying the old one
                     // would make a server with reuse detection revoke the grant).
                     tracing::warn!(
-                        error = %error,
+                        error = %crate::error::chain(&error),
                         "the token endpoint rotated the refresh token in a response that was refused; keeping the new refresh token"
                     );
                     self.persist_use(current, Some(rotated), None).await?;
@@ -617,7 +635,7 @@ impl RefreshInner {
         for pause in [Duration::from_millis(50), Duration::from_millis(250)] {
             match &outcome {
                 Err(error) if rotated.is_some() && error.is_retryable() => {
-                    tracing::warn!(%error, "could not persist the rotated refresh token; trying again");
+                    tracing::warn!(error = %crate::error::chain(&error), "could not persist the rotated refresh token; trying again");
                     tokio::time::sleep(pause).await;
                     outcome = self
                         .swap(store.as_ref(), persisted.as_ref(), grant.clone())
@@ -664,7 +682,7 @@ impl RefreshInner {
             }
             Err(error) => {
                 // Only the last-used time was not recorded: nothing is lost.
-                tracing::warn!(%error, "could not record the refresh token's last use");
+                tracing::warn!(error = %crate::error::chain(&error), "could not record the refresh token's last use");
                 Ok(())
             }
         }
@@ -706,6 +724,13 @@ impl ForRefreshToken {
 }
 
 impl GrantBuilder<ForRefreshToken> {
+    /// The current refresh token. With a [`store`](Self::store), a refresh token already
+    /// stored there wins (it is newer).
+    pub fn refresh_token(mut self, refresh_token: impl Into<String>) -> Self {
+        self.grant.refresh_token = Some(SecretString::from(refresh_token.into()));
+        self
+    }
+
     /// How long one exchange with the token endpoint may take, even after the refresh that
     /// started it gave up (default 60 s).
     pub fn exchange_timeout(mut self, timeout: Duration) -> Self {
@@ -757,6 +782,11 @@ impl GrantBuilder<ForRefreshToken> {
             .is_some_and(|t| t.expose_secret().is_empty())
         {
             return Err(Error::Config("the refresh token is empty".into()));
+        }
+        if grant.refresh_token.is_none() && grant.store.is_none() {
+            return Err(Error::Config(
+                "a refresh token grant needs a refresh token or a store that holds one".into(),
+            ));
         }
         grant.decay.validate()?;
         Ok(RefreshTokenGrant {
@@ -812,7 +842,7 @@ impl TokenSource for RefreshTokenGrant {
         }
         let Some(grace) = self.inner.reuse_grace else {
             tracing::debug!(
-                error = %error,
+                error = %crate::error::chain(error),
                 "not repeating the refresh token exchange at once: the server may have rotated"
             );
             return false;

@@ -35,7 +35,7 @@ impl Sharing {
         let shared = match store.load_shared_token().await {
             Ok(shared) => shared?,
             Err(error) => {
-                tracing::warn!(%error, "could not read the shared access token; obtaining one");
+                tracing::warn!(error = %crate::error::chain(&error), "could not read the shared access token; obtaining one");
                 return None;
             }
         };
@@ -82,7 +82,7 @@ impl Sharing {
             token.scope().map(str::to_owned),
         );
         if let Err(error) = store.store_shared_token(shared).await {
-            tracing::warn!(%error, "could not share the access token; the other processes obtain their own");
+            tracing::warn!(error = %crate::error::chain(&error), "could not share the access token; the other processes obtain their own");
         }
     }
 }

@@ -331,7 +331,7 @@ impl<T: TokenStore + ?Sized> TokenStore for Arc<T> {
 #[non_exhaustive]
 pub enum StoreError {
     /// The store could not be read.
-    #[error("could not read {}: {source}", path.display())]
+    #[error("could not read {}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
@@ -339,7 +339,7 @@ pub enum StoreError {
         source: Arc<std::io::Error>,
     },
     /// The store could not be written; the previous contents are intact.
-    #[error("could not write {} (the previous contents are intact): {source}", path.display())]
+    #[error("could not write {} (the previous contents are intact)", path.display())]
     Write {
         /// The file.
         path: PathBuf,
@@ -359,8 +359,8 @@ pub enum StoreError {
         reason: String,
     },
     /// A store backend (e.g. Redis) failed.
-    #[error("store backend failed: {0}")]
-    Backend(Arc<dyn std::error::Error + Send + Sync>),
+    #[error("the store backend failed")]
+    Backend(#[source] Arc<dyn std::error::Error + Send + Sync>),
     /// A deliberate failure, for tests of the failure policy.
     #[error("injected store failure: {0}")]
     Injected(String),

@@ -1,0 +1,293 @@
+//! Client authentication with assertions (RFC 7521, RFC 7523 §2.2): `private_key_jwt`, and
+//! assertions that come from elsewhere (workload identity federation).
+//!
+//! A client authenticated by assertion sends no secret: each request to the token,
+//! introspection or revocation endpoint carries a fresh `client_assertion` of type
+//! `urn:ietf:params:oauth:client-assertion-type:jwt-bearer`, made by an [`AssertionSource`]:
+//!
+//! * [`PrivateKeyJwt`] (feature `private-key-jwt`) signs a JWT with the client's private key
+//!   (RS256, ES256 or EdDSA; the server holds the public key, registered or from the
+//!   client's JWKS). Each one has `iss` and `sub` the client id, `aud` the authorization
+//!   server, a unique `jti`, and expires within a minute.
+//! * [`from_file`] reads an assertion someone else issues and renews: a Kubernetes projected
+//!   service account token, a CI system's OIDC token. The file is read for every request,
+//!   so a renewed token is used as soon as it is written.
+//! * [`from_fn`] asks your own code.
+//!
+//! The audience (`aud`) is the issuer for a grant built
+//! [from the issuer](crate::discovery), as the current revision of RFC 7523 asks; otherwise
+//! the endpoint's URL, which every server accepts. Set it with
+//! [`assertion_audience`](crate::grant::GrantBuilder::assertion_audience).
+//!
+//! # Example
+//!
+//! ```
+//! use tokenward::assertion;
+//! use tokenward::{ClientAuth, ClientCredentials};
+//!
+//! // The token Kubernetes projects into the pod, exchanged for one of the server's.
+//! let grant = ClientCredentials::builder("https://auth.example.com/oauth/token", "my-client")
+//!     .auth_method(ClientAuth::assertion(assertion::from_file(
+//!         "/var/run/secrets/tokens/auth-token",
+//!     )))
+//!     .build()
+//!     .unwrap();
+//! # let _ = grant;
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+
+use secrecy::SecretString;
+
+use crate::error::Error;
+
+/// The assertion type of a JWT (RFC 7523 §2.2), sent as `client_assertion_type`.
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// The future an [`AssertionSource`] returns.
+pub type AssertionFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<SecretString, Error>> + Send + 'a>>;
+
+/// Makes the client assertion for one request (RFC 7521 §4.2).
+pub trait AssertionSource: fmt::Debug + Send + Sync + 'static {
+    /// An assertion for a request by `client_id` to an endpoint of the authorization server
+    /// `audience`. Called once per request: never reuse a signed assertion, servers refuse
+    /// a `jti` seen before.
+    fn assertion<'a>(&'a self, client_id: &'a str, audience: &'a str) -> AssertionFuture<'a>;
+}
+
+/// An assertion read from a file for every request. See [`from_file`].
+#[derive(Debug, Clone)]
+pub struct AssertionFile {
+    path: PathBuf,
+}
+
+/// An assertion that something else writes to `path` and renews (a Kubernetes projected
+/// service account token, a CI job's OIDC token), read for every request. Surrounding
+/// whitespace is trimmed; an empty or unreadable file is [`Error::Config`], naming the file.
+pub fn from_file(path: impl Into<PathBuf>) -> AssertionFile {
+    AssertionFile { path: path.into() }
+}
+
+impl AssertionSource for AssertionFile {
+    fn assertion<'a>(&'a self, _client_id: &'a str, _audience: &'a str) -> AssertionFuture<'a> {
+        Box::pin(async move {
+            let path = self.path.clone();
+            let read = tokio::task::spawn_blocking(move || std::fs::read_to_string(&path))
+                .await
+                .map_err(|_| Error::RefreshAborted)?;
+            let text = read.map_err(|e| {
+                Error::Config(
+                    format!(
+                        "could not read the client assertion file {}: {e}",
+                        self.path.display()
+                    )
+                    .into(),
+                )
+            })?;
+            let trimmed = text.trim();
+            if trimmed.is_empty() {
+                return Err(Error::Config(
+                    format!("the client assertion file {} is empty", self.path.display()).into(),
+                ));
+            }
+            Ok(SecretString::from(trimmed.to_owned()))
+        })
+    }
+}
+
+/// An [`AssertionSource`] from an async function. See [`from_fn`].
+pub struct FnAssertion<F> {
+    f: F,
+}
+
+impl<F> fmt::Debug for FnAssertion<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FnAssertion").finish_non_exhaustive()
+    }
+}
+
+/// An assertion from your own async function, called with the client id and the audience
+/// for every request.
+///
+/// ```
+/// use tokenward::{ClientAuth, SecretString, assertion};
+///
+/// let auth = ClientAuth::assertion(assertion::from_fn(|_client_id, _audience| async {
+///     Ok(SecretString::from("eyJ...from-the-workload-identity-agent"))
+/// }));
+/// # let _ = auth;
+/// ```
+pub fn from_fn<F, Fut>(f: F) -> FnAssertion<F>
+where
+    F: Fn(String, String) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<SecretString, Error>> + Send + 'static,
+{
+    FnAssertion { f }
+}
+
+impl<F, Fut> AssertionSource for FnAssertion<F>
+where
+    F: Fn(String, String) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<SecretString, Error>> + Send + 'static,
+{
+    fn assertion<'a>(&'a self, client_id: &'a str, audience: &'a str) -> AssertionFuture<'a> {
+        Box::pin((self.f)(client_id.to_owned(), audience.to_owned()))
+    }
+}
+
+#[cfg(feature = "private-key-jwt")]
+pub use self::jwt::{PrivateKeyJwt, SigningAlgorithm};
+
+#[cfg(feature = "private-key-jwt")]
+mod jwt {
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use base64::Engine as _;
+    use jsonwebtoken::{EncodingKey, Header};
+
+    use super::*;
+
+    /// How long an assertion is valid by default.
+    const DEFAULT_LIFETIME: Duration = Duration::from_secs(60);
+
+    /// The algorithm a [`PrivateKeyJwt`] signs with.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    #[non_exhaustive]
+    pub enum SigningAlgorithm {
+        /// RSASSA-PKCS1-v1_5 with SHA-256: an RSA key.
+        Rs256,
+        /// ECDSA on P-256 with SHA-256: an EC key on P-256.
+        Es256,
+        /// Ed25519.
+        EdDsa,
+    }
+
+    impl SigningAlgorithm {
+        fn jwt(self) -> jsonwebtoken::Algorithm {
+            match self {
+                SigningAlgorithm::Rs256 => jsonwebtoken::Algorithm::RS256,
+                SigningAlgorithm::Es256 => jsonwebtoken::Algorithm::ES256,
+                SigningAlgorithm::EdDsa => jsonwebtoken::Algorithm::EdDSA,
+            }
+        }
+    }
+
+    /// `private_key_jwt` (RFC 7523 §2.2, OpenID Connect Core §9): a JWT signed with the
+    /// client's private key for every request. See the [module docs](self).
+    ///
+    /// Its `Debug` output shows the algorithm and key id, never the key.
+    ///
+    /// ```
+    /// use tokenward::assertion::{PrivateKeyJwt, SigningAlgorithm};
+    /// use tokenward::{ClientAuth, ClientCredentials};
+    ///
+    /// # let pem = include_bytes!("../tests/keys/ec-p256.pem");
+    /// // pem: the bytes of a PKCS#8 PEM file ("-----BEGIN PRIVATE KEY-----").
+    /// let key = PrivateKeyJwt::from_pem(SigningAlgorithm::Es256, pem)?.key_id("2026-12");
+    /// let grant = ClientCredentials::builder("https://auth.example.com/oauth/token", "my-client")
+    ///     .auth_method(ClientAuth::private_key_jwt(key))
+    ///     .build()?;
+    /// # let _ = grant;
+    /// # Ok::<(), tokenward::Error>(())
+    /// ```
+    #[derive(Clone)]
+    pub struct PrivateKeyJwt {
+        algorithm: SigningAlgorithm,
+        key: EncodingKey,
+        key_id: Option<String>,
+        lifetime: Duration,
+    }
+
+    impl fmt::Debug for PrivateKeyJwt {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("PrivateKeyJwt")
+                .field("algorithm", &self.algorithm)
+                .field("key_id", &self.key_id)
+                .field("lifetime", &self.lifetime)
+                .finish_non_exhaustive()
+        }
+    }
+
+    impl PrivateKeyJwt {
+        /// A key from PEM: PKCS#8 (`BEGIN PRIVATE KEY`) for every algorithm, or PKCS#1
+        /// (`BEGIN RSA PRIVATE KEY`) for RS256.
+        ///
+        /// # Errors
+        ///
+        /// [`Error::Config`] when the PEM is not a private key for `algorithm` (the message
+        /// never quotes it).
+        pub fn from_pem(algorithm: SigningAlgorithm, pem: &[u8]) -> Result<Self, Error> {
+            let key = match algorithm {
+                SigningAlgorithm::Rs256 => EncodingKey::from_rsa_pem(pem),
+                SigningAlgorithm::Es256 => EncodingKey::from_ec_pem(pem),
+                SigningAlgorithm::EdDsa => EncodingKey::from_ed_pem(pem),
+            }
+            .map_err(|_| {
+                Error::Config(
+                    format!("the private key is not a PEM {algorithm:?} private key (not shown)")
+                        .into(),
+                )
+            })?;
+            let signer = PrivateKeyJwt {
+                algorithm,
+                key,
+                key_id: None,
+                lifetime: DEFAULT_LIFETIME,
+            };
+            // A key that parses but cannot sign (another curve, another type) fails here,
+            // not at the first request.
+            signer
+                .sign("check", "check")
+                .map_err(|_| {
+                    Error::Config(
+                        format!("the private key cannot sign {algorithm:?} (not shown)").into(),
+                    )
+                })
+                .map(|_| signer)
+        }
+
+        /// The key id (`kid`) the server finds the public key by, in the client's JWKS.
+        pub fn key_id(mut self, key_id: impl Into<String>) -> Self {
+            self.key_id = Some(key_id.into());
+            self
+        }
+
+        /// How long each assertion is valid (default 60 s; at least a second).
+        pub fn lifetime(mut self, lifetime: Duration) -> Self {
+            self.lifetime = lifetime.max(Duration::from_secs(1));
+            self
+        }
+
+        fn sign(&self, client_id: &str, audience: &str) -> Result<String, Error> {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs();
+            let jti: [u8; 32] = rand::random();
+            let claims = serde_json::json!({
+                "iss": client_id,
+                "sub": client_id,
+                "aud": audience,
+                "jti": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(jti),
+                "iat": now,
+                "exp": now + self.lifetime.as_secs(),
+            });
+            let mut header = Header::new(self.algorithm.jwt());
+            header.kid = self.key_id.clone();
+            jsonwebtoken::encode(&header, &claims, &self.key).map_err(|e| {
+                Error::Config(format!("could not sign the client assertion: {e}").into())
+            })
+        }
+    }
+
+    impl AssertionSource for PrivateKeyJwt {
+        fn assertion<'a>(&'a self, client_id: &'a str, audience: &'a str) -> AssertionFuture<'a> {
+            let signed = self.sign(client_id, audience).map(SecretString::from);
+            Box::pin(std::future::ready(signed))
+        }
+    }
+}

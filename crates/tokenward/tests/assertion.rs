@@ -1,0 +1,206 @@
+//! Client assertions (RFC 7523 §2.2): `private_key_jwt` signed per request, and assertions
+//! read from a file; what the token endpoint receives, checked with the public keys.
+
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use tokenward::assertion::{self, JWT_BEARER, PrivateKeyJwt, SigningAlgorithm};
+use tokenward::{AuthorizationServer, ClientAuth, ClientCredentials, Error, TokenSource};
+use tokenward_testkit::{FakeServer, Fault};
+
+const RSA: &[u8] = include_bytes!("keys/rsa.pem");
+const RSA_PUB: &[u8] = include_bytes!("keys/rsa.pub.pem");
+const EC: &[u8] = include_bytes!("keys/ec-p256.pem");
+const EC_PUB: &[u8] = include_bytes!("keys/ec-p256.pub.pem");
+const ED: &[u8] = include_bytes!("keys/ed25519.pem");
+const ED_PUB: &[u8] = include_bytes!("keys/ed25519.pub.pem");
+
+#[derive(Debug, serde::Deserialize)]
+struct Claims {
+    iss: String,
+    sub: String,
+    aud: String,
+    jti: String,
+    iat: u64,
+    exp: u64,
+}
+
+fn grant(fake: &FakeServer, auth: ClientAuth) -> ClientCredentials {
+    ClientCredentials::builder(fake.token_url(), "svc")
+        .auth_method(auth)
+        .http_client(fake.http_client())
+        .build()
+        .unwrap()
+}
+
+/// The assertion the last token request carried, verified with `public` for `audience`.
+fn received(fake: &FakeServer, algorithm: Algorithm, public: &[u8], audience: &str) -> Claims {
+    let request = fake.last_token_request().unwrap();
+    assert_eq!(request.param("client_assertion_type"), Some(JWT_BEARER));
+    assert_eq!(request.param("client_id"), Some("svc"));
+    assert_eq!(request.param("client_secret"), None);
+    let jwt = request.param("client_assertion").unwrap();
+    let key = match algorithm {
+        Algorithm::RS256 => DecodingKey::from_rsa_pem(public),
+        Algorithm::ES256 => DecodingKey::from_ec_pem(public),
+        _ => DecodingKey::from_ed_pem(public),
+    }
+    .unwrap();
+    let mut validation = Validation::new(algorithm);
+    validation.set_audience(&[audience]);
+    validation.set_issuer(&["svc"]);
+    let data = jsonwebtoken::decode::<Claims>(jwt, &key, &validation)
+        .unwrap_or_else(|e| panic!("{algorithm:?}: {e}"));
+    assert_eq!(data.header.kid.as_deref(), Some("k1"));
+    data.claims
+}
+
+#[tokio::test]
+async fn each_request_carries_a_fresh_signed_assertion() {
+    let fake = FakeServer::builder().client("svc", "unused").build();
+    for (algorithm, alg, private, public) in [
+        (SigningAlgorithm::Rs256, Algorithm::RS256, RSA, RSA_PUB),
+        (SigningAlgorithm::Es256, Algorithm::ES256, EC, EC_PUB),
+        (SigningAlgorithm::EdDsa, Algorithm::EdDSA, ED, ED_PUB),
+    ] {
+        let key = PrivateKeyJwt::from_pem(algorithm, private)
+            .unwrap()
+            .key_id("k1");
+        let grant = grant(&fake, ClientAuth::private_key_jwt(key));
+        // The testkit does not take assertions: it refuses the client, after recording.
+        let _ = grant.fetch().await;
+        let first = received(&fake, alg, public, &fake.token_url());
+        let _ = grant.fetch().await;
+        let second = received(&fake, alg, public, &fake.token_url());
+        assert_eq!((first.iss.as_str(), first.sub.as_str()), ("svc", "svc"));
+        assert_eq!(first.aud, fake.token_url());
+        assert_eq!(first.exp - first.iat, 60, "a short lifetime");
+        assert_ne!(first.jti, second.jti, "a unique jti per request");
+        assert!(first.jti.len() >= 43, "{}", first.jti);
+    }
+}
+
+#[tokio::test]
+async fn the_audience_is_the_issuer_when_discovered_or_as_set() {
+    let fake = FakeServer::builder().client("svc", "unused").build();
+    let server = AuthorizationServer::builder(fake.issuer())
+        .http_client(fake.http_client())
+        .discover()
+        .await
+        .unwrap();
+    let key = || {
+        ClientAuth::private_key_jwt(
+            PrivateKeyJwt::from_pem(SigningAlgorithm::Es256, EC)
+                .unwrap()
+                .key_id("k1")
+                .lifetime(Duration::from_secs(30)),
+        )
+    };
+    let grant = ClientCredentials::from_issuer(&server, "svc")
+        .auth_method(key())
+        .build()
+        .unwrap();
+    let _ = grant.fetch().await;
+    let claims = received(&fake, Algorithm::ES256, EC_PUB, &fake.issuer());
+    assert_eq!(claims.exp - claims.iat, 30);
+
+    let grant = ClientCredentials::builder(fake.token_url(), "svc")
+        .auth_method(key())
+        .assertion_audience("https://audience.example")
+        .http_client(fake.http_client())
+        .build()
+        .unwrap();
+    let _ = grant.fetch().await;
+    received(&fake, Algorithm::ES256, EC_PUB, "https://audience.example");
+}
+
+#[tokio::test]
+async fn an_assertion_file_is_read_for_every_request() {
+    let fake = FakeServer::builder().client("svc", "unused").build();
+    let dir = std::env::temp_dir().join(format!("tokenward-assertion-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("token");
+    std::fs::write(&path, "first.projected.token\n").unwrap();
+    let grant = grant(&fake, ClientAuth::assertion(assertion::from_file(&path)));
+    let _ = grant.fetch().await;
+    let sent = |fake: &FakeServer| {
+        fake.last_token_request()
+            .unwrap()
+            .param("client_assertion")
+            .map(str::to_owned)
+    };
+    assert_eq!(sent(&fake).as_deref(), Some("first.projected.token"));
+    std::fs::write(&path, "renewed.projected.token").unwrap();
+    let _ = grant.fetch().await;
+    assert_eq!(sent(&fake).as_deref(), Some("renewed.projected.token"));
+
+    std::fs::write(&path, "  \n").unwrap();
+    let calls = fake.token_calls();
+    let error = grant.fetch().await.unwrap_err();
+    assert!(matches!(error, Error::Config(_)), "{error:?}");
+    assert!(error.to_string().contains("is empty"), "{error}");
+    assert_eq!(
+        fake.token_calls(),
+        calls,
+        "nothing sent without an assertion"
+    );
+    std::fs::remove_file(&path).unwrap();
+    let error = grant.fetch().await.unwrap_err();
+    assert!(
+        error.to_string().contains(&path.display().to_string()),
+        "{error}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn an_echoed_assertion_and_the_key_are_never_shown() {
+    let fake = FakeServer::builder().client("svc", "unused").build();
+    fake.push_fault(Fault::EchoParam {
+        status: 401,
+        error: "invalid_client".into(),
+        param: "client_assertion".into(),
+    });
+    let key = PrivateKeyJwt::from_pem(SigningAlgorithm::Rs256, RSA).unwrap();
+    let debug_key = format!("{key:?}");
+    let auth = ClientAuth::private_key_jwt(key);
+    let debug_auth = format!("{auth:?}");
+    let grant = grant(&fake, auth);
+    let error = grant.fetch().await.unwrap_err();
+    let jwt = fake
+        .last_token_request()
+        .unwrap()
+        .param("client_assertion")
+        .unwrap()
+        .to_owned();
+    let shown = format!(
+        "{error} {error:?} {} {debug_key} {debug_auth} {grant:?}",
+        tokenward::error::chain(&error)
+    );
+    assert!(!shown.contains(&jwt), "{shown}");
+    // Neither a piece of the signature nor of the PEM.
+    let signature = jwt.rsplit('.').next().unwrap();
+    assert!(!shown.contains(&signature[..16]), "{shown}");
+    let pem = std::str::from_utf8(RSA).unwrap();
+    let line = pem.lines().nth(1).unwrap();
+    assert!(!shown.contains(line), "{shown}");
+    assert!(shown.contains("[REDACTED]"), "{shown}");
+}
+
+#[test]
+fn a_key_that_does_not_fit_its_algorithm_is_refused_without_quoting_it() {
+    for (algorithm, pem) in [
+        (SigningAlgorithm::Rs256, EC),
+        (SigningAlgorithm::Es256, ED),
+        (SigningAlgorithm::EdDsa, RSA),
+        (SigningAlgorithm::Es256, RSA_PUB),
+        (SigningAlgorithm::Es256, b"not a pem".as_slice()),
+    ] {
+        let error = PrivateKeyJwt::from_pem(algorithm, pem).unwrap_err();
+        assert!(matches!(error, Error::Config(_)), "{error:?}");
+        let message = error.to_string();
+        let text = String::from_utf8_lossy(pem);
+        let line = text.lines().nth(1).unwrap_or("not a pem");
+        assert!(!message.contains(line), "{message}");
+    }
+}
