@@ -218,7 +218,7 @@ pub(crate) async fn token_endpoint(
     serve_form(&shared, Endpoint::Token, request, handle).await
 }
 
-/// Reads a form POST, counts it, and answers with the endpoint's next fault or with `handle`:
+/// Reads a request (a form POST; the metadata's GET has an empty body), counts it, and answers with the endpoint's next fault or with `handle`:
 /// what the endpoint does with a request that met no fault (or a fault that answers normally
 /// after all).
 pub(crate) async fn serve_form(

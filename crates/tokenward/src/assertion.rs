@@ -78,7 +78,15 @@ impl AssertionSource for AssertionFile {
             let path = self.path.clone();
             let read = tokio::task::spawn_blocking(move || std::fs::read_to_string(&path))
                 .await
-                .map_err(|_| Error::RefreshAborted)?;
+                .map_err(|_| {
+                    Error::Config(
+                        format!(
+                            "reading the client assertion file {} did not finish",
+                            self.path.display()
+                        )
+                        .into(),
+                    )
+                })?;
             let text = read.map_err(|e| {
                 Error::Config(
                     format!(
@@ -274,7 +282,7 @@ mod jwt {
                 "aud": audience,
                 "jti": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(jti),
                 "iat": now,
-                "exp": now + self.lifetime.as_secs(),
+                "exp": now.saturating_add(self.lifetime.as_secs()),
             });
             let mut header = Header::new(self.algorithm.jwt());
             header.kid = self.key_id.clone();

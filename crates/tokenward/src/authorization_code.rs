@@ -255,7 +255,9 @@ impl AuthorizationCode {
     ///   [`Error::StateMismatch`] (possible CSRF), and the token endpoint is not called. An
     ///   `error` callback without any `state` is reported as its error;
     /// * with an issuer configured (the builder's `issuer`), the callback's `iss`
-    ///   must be it, else [`Error::IssuerMismatch`], and the token endpoint is not called;
+    ///   must be it, else [`Error::IssuerMismatch`], and the token endpoint is not called.
+    ///   A flow [from the issuer](Self::from_issuer) checks an `iss` that is there, and
+    ///   refuses a callback without one only when the metadata says the server sends it;
     /// * an `error` (`access_denied`, `invalid_scope`, ...) becomes [`Error::Endpoint`] with
     ///   status 400 and the callback's [`OAuthError`];
     /// * the code is exchanged with the verifier. `invalid_grant` (a code used twice, expired,
@@ -298,7 +300,7 @@ impl AuthorizationCode {
     /// Completes `request` with a `code`, `state` and issuer (`iss`, RFC 9207) taken from the
     /// callback by other means. They are checked first, as in [`exchange`](Self::exchange):
     /// with an issuer configured (the builder's `issuer`), an `iss` of `None`
-    /// is refused.
+    /// is refused (from the issuer: only when the metadata says the server sends it).
     pub async fn exchange_code(
         &self,
         request: AuthorizationRequest,

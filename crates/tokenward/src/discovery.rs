@@ -159,8 +159,10 @@ impl ServerMetadata {
         }
     }
 
-    /// Every endpoint must be an absolute http(s) URL.
+    /// Every endpoint must be an absolute http(s) URL without a fragment, and https when the
+    /// issuer is: metadata cannot send credentials over plain http.
     fn validate(&self) -> Result<(), DiscoveryError> {
+        let https = self.issuer.starts_with("https://");
         let urls = [
             ("authorization_endpoint", &self.authorization_endpoint),
             ("token_endpoint", &self.token_endpoint),
@@ -170,11 +172,15 @@ impl ServerMetadata {
             ("userinfo_endpoint", &self.userinfo_endpoint),
         ];
         for (field, url) in urls {
-            if let Some(url) = url
-                && parse_url(url).is_err()
-            {
+            let Some(url) = url else { continue };
+            if parse_url(url).is_err() || url.contains('#') {
                 return Err(DiscoveryError::Invalid(
-                    format!("its {field} is not an absolute http(s) URL").into(),
+                    format!("its {field} is not an absolute http(s) URL without a fragment").into(),
+                ));
+            }
+            if https && !url.starts_with("https://") {
+                return Err(DiscoveryError::Invalid(
+                    format!("its {field} is not https, though the issuer is").into(),
                 ));
             }
         }
@@ -492,22 +498,40 @@ impl AuthorizationServer {
     /// Looks at the outcome of a request to one of the endpoints: one that could not
     /// connect, or was answered 404 or 410, may have moved, and the metadata is due to be
     /// fetched again. Returns whether it looked so.
-    pub(crate) fn observe(&self, outcome: Result<StatusCode, TransportErrorKind>) -> bool {
+    /// Only a failure of the URL the metadata names now counts: a late answer from a URL
+    /// already replaced does not.
+    pub(crate) fn observe(
+        &self,
+        endpoint: EndpointKind,
+        from: &Uri,
+        outcome: Result<StatusCode, TransportErrorKind>,
+    ) -> bool {
         let moved = match outcome {
             Ok(status) => matches!(status, StatusCode::NOT_FOUND | StatusCode::GONE),
             Err(kind) => kind == TransportErrorKind::Connect,
         };
-        if moved {
-            self.inner.lock().suspect = true;
+        if !moved {
+            return false;
         }
-        moved
+        let mut state = self.inner.lock();
+        let current = state
+            .metadata
+            .endpoint(endpoint)
+            .is_some_and(|url| parse_url(url).is_ok_and(|url| &url == from));
+        if current {
+            state.suspect = true;
+        }
+        current
     }
 }
 
 impl State {
     fn due(&self, inner: &Inner, now: Instant) -> bool {
-        let wanted = self.suspect || now >= self.fetched_at + inner.max_age;
-        wanted && now >= self.attempted_at + inner.min_refetch_interval
+        // A `Duration::MAX` means never: no overflow.
+        let passed =
+            |since: Instant, after: Duration| since.checked_add(after).is_some_and(|at| now >= at);
+        let wanted = self.suspect || passed(self.fetched_at, inner.max_age);
+        wanted && passed(self.attempted_at, inner.min_refetch_interval)
     }
 }
 
@@ -517,7 +541,16 @@ impl Inner {
     }
 
     async fn refetch(&self) {
-        let _one = self.fetching.lock().await;
+        // Due only by age: the metadata held works, so a request does not wait for another
+        // one's fetch. After a failure it does: the endpoint may have moved.
+        let _one = if self.lock().suspect {
+            self.fetching.lock().await
+        } else {
+            match self.fetching.try_lock() {
+                Ok(one) => one,
+                Err(_) => return,
+            }
+        };
         let now = Instant::now();
         if !self.lock().due(self, now) {
             return; // another request fetched it meanwhile
@@ -586,8 +619,8 @@ impl Inner {
                 return Err(unavailable(within.into(), None));
             }
             Ok(Err(Error::Transport(error))) => {
-                let reason = format!("{} failure", error.kind());
-                return Err(unavailable(reason.into(), Some(error)));
+                // The transport error says what failed.
+                return Err(unavailable("the request failed".into(), Some(error)));
             }
             Ok(Err(Error::ResponseTooLarge { limit })) => {
                 let reason = format!("the document exceeds {limit} bytes");
@@ -596,6 +629,13 @@ impl Inner {
             Ok(Err(other)) => return Err(unavailable(other.to_string().into(), None)),
             Ok(Ok(answer)) => answer,
         };
+        if status.is_redirection() {
+            let reason = format!(
+                "it answers HTTP {} (a redirect, not followed): give the issuer exactly as the server names it",
+                status.as_u16()
+            );
+            return Err(Stop(DiscoveryError::Invalid(reason.into())));
+        }
         if !status.is_success() {
             let reason = format!("HTTP {}", status.as_u16());
             if status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS {

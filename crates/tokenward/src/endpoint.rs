@@ -20,7 +20,8 @@ use crate::secret::ClientSecret;
 use crate::token::{Lifetimes, Parsed, Token, parse_token_response};
 use crate::transport::{HttpClient, read_body};
 
-/// How the client authenticates to the token endpoint (RFC 6749 §2.3.1, RFC 7523 §2.2).
+/// How the client authenticates to the token, introspection and revocation endpoints
+/// (RFC 6749 §2.3.1, RFC 7523 §2.2).
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub enum ClientAuth {
@@ -53,7 +54,8 @@ impl ClientAuth {
     }
 
     /// The RFC 8414 name of the method: `client_secret_basic`, `client_secret_post`,
-    /// `none`, or `private_key_jwt` for an assertion.
+    /// `none`, or `private_key_jwt` for any assertion (also one from a file or a function:
+    /// on the wire they are the same).
     pub fn name(&self) -> &'static str {
         match self {
             ClientAuth::Basic => "client_secret_basic",
@@ -112,15 +114,17 @@ impl EndpointUrl {
 
     /// After a request to `from` that failed as if the endpoint had moved: the URL the
     /// metadata names now, fetched again if that is allowed, when it is another one.
+    /// With `single_use`, only a request that was never sent (could not connect) is.
     async fn moved(
         &self,
         from: &Uri,
         outcome: Result<StatusCode, TransportErrorKind>,
+        single_use: bool,
     ) -> Option<Uri> {
         let EndpointUrl::Discovered(server, kind) = self else {
             return None;
         };
-        if !server.observe(outcome) {
+        if !server.observe(*kind, from, outcome) || (single_use && outcome.is_ok()) {
             return None;
         }
         server.resolve(*kind).await.ok().filter(|url| url != from)
@@ -221,12 +225,7 @@ impl Endpoint {
         secret: Option<&SecretString>,
     ) -> Result<RawResponse, Error> {
         let url = self.url.resolve().await?;
-        let assertion = match &self.auth {
-            ClientAuth::Assertion(source) => {
-                Some(source.assertion(&self.client_id, &self.audience).await?)
-            }
-            _ => None,
-        };
+        let mut assertion = self.assertion().await?;
         let credentials = Credentials {
             secret,
             assertion: assertion.as_ref(),
@@ -234,13 +233,24 @@ impl Endpoint {
         let request = self.build_request(url.clone(), params, credentials)?;
         let mut response = self.http.send(request).await;
         let outcome = response.as_ref().map(|r| r.status()).map_err(|e| e.kind());
-        // Not connected, or answered 404/410: the request reached no endpoint, so it can be
-        // sent again where the metadata says the endpoint is now.
-        if let Some(moved) = self.url.moved(&url, outcome).await {
+        // A request that could not connect was never sent: it goes where the metadata names
+        // the endpoint now. One answered 404 or 410 goes there too, unless it carries a
+        // single-use credential (a refresh token, an authorization code) that a server may
+        // have seen: that one fails, and the next request goes to the new URL.
+        let single_use = params
+            .iter()
+            .any(|(name, _)| matches!(*name, "refresh_token" | "code"));
+        if let Some(moved) = self.url.moved(&url, outcome, single_use).await {
             tracing::info!(
                 url = %redact_url(&moved.to_string()),
                 "the endpoint has moved (its metadata names another URL now); sending the request there"
             );
+            // A fresh assertion: never the same `jti` twice.
+            assertion = self.assertion().await?;
+            let credentials = Credentials {
+                secret,
+                assertion: assertion.as_ref(),
+            };
             let request = self.build_request(moved, params, credentials)?;
             response = self.http.send(request).await;
         }
@@ -262,6 +272,17 @@ impl Endpoint {
             body,
             assertion,
         })
+    }
+
+    /// A client assertion for one request, when the client authenticates with them.
+    async fn assertion(&self) -> Result<Option<SecretString>, Error> {
+        match &self.auth {
+            ClientAuth::Assertion(source) => source
+                .assertion(&self.client_id, &self.audience)
+                .await
+                .map(Some),
+            _ => Ok(None),
+        }
     }
 
     fn build_request(

@@ -153,7 +153,8 @@ pub enum Error {
         limit: usize,
     },
 
-    /// The token endpoint could not be reached, or the exchange broke off.
+    /// The authorization server (its token, introspection or revocation endpoint) could not
+    /// be reached, or the exchange broke off.
     #[error("could not reach the authorization server")]
     Transport(#[from] TransportError),
 

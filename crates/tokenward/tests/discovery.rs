@@ -425,3 +425,85 @@ async fn discovery_over_tcp_with_the_default_client() {
     TokenCache::builder(grant).build().header().await.unwrap();
     running.shutdown().await;
 }
+
+/// Answers every request with one status (a server whose endpoints moved away).
+#[derive(Debug, Clone)]
+struct Status(u16, &'static str);
+
+impl HttpClient for Status {
+    fn send(&self, _request: http::Request<Bytes>) -> SendFuture<'_> {
+        let (status, body) = (self.0, self.1);
+        Box::pin(async move {
+            let body = http_body_util::Full::new(Bytes::from_static(body.as_bytes()));
+            let body: ResponseBody = body.map_err(|never| match never {}).boxed_unsync();
+            let mut response = http::Response::new(body);
+            *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
+            Ok(response)
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refresh_token_answered_404_is_not_sent_again_but_the_next_request_follows() {
+    let fake = fake();
+    let server = discover(&fake).await;
+    let refresh = fake.issue_refresh_token("app", "jobs.read");
+    let grant = RefreshTokenGrant::from_issuer(&server, "app")
+        .auth_method(ClientAuth::None)
+        .refresh_token(refresh)
+        .build()
+        .unwrap();
+    tokio::time::advance(Duration::from_secs(61)).await;
+    fake.move_endpoints("/v2");
+    // The old URL answered: a single-use credential is not resent at once ...
+    let error = grant.fetch().await.unwrap_err();
+    assert_eq!(error.status(), Some(http::StatusCode::NOT_FOUND));
+    assert_eq!(fake.counters().token_requests, 0);
+    assert_eq!(
+        fake.counters().metadata_requests,
+        1,
+        "the failure marks the metadata"
+    );
+    // ... the next request fetches the metadata first and goes to the new URL.
+    tokio::time::advance(Duration::from_secs(61)).await;
+    grant.fetch().await.unwrap();
+    assert_eq!(fake.counters().metadata_requests, 2);
+    assert_eq!(fake.counters().issued_for("refresh_token"), 1);
+    assert_eq!(fake.counters().refresh_reuse_detected, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn metadata_cannot_downgrade_to_http_redirect_or_overflow() {
+    let downgrade = r#"{"issuer":"https://as.example","token_endpoint":"http://as.example/token"}"#;
+    let error = AuthorizationServer::builder("https://as.example")
+        .http_client(Canned(downgrade))
+        .discover()
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("not https"), "{error}");
+
+    let error = AuthorizationServer::builder("https://as.example")
+        .http_client(Status(301, ""))
+        .discover()
+        .await
+        .unwrap_err();
+    assert!(!error.is_retryable(), "{error}");
+    assert!(error.to_string().contains("redirect"), "{error}");
+
+    // "Never fetch again" is a Duration::MAX, not a panic.
+    let fake = fake();
+    let server = AuthorizationServer::builder(fake.issuer())
+        .http_client(fake.http_client())
+        .max_age(Duration::MAX)
+        .min_refetch_interval(Duration::MAX)
+        .discover()
+        .await
+        .unwrap();
+    let grant = ClientCredentials::from_issuer(&server, "svc")
+        .client_secret("svc-secret")
+        .build()
+        .unwrap();
+    tokio::time::advance(Duration::from_secs(365 * 24 * 3600)).await;
+    grant.fetch().await.unwrap();
+    assert_eq!(fake.counters().metadata_requests, 1);
+}
