@@ -60,7 +60,8 @@ async fn every_endpoint_comes_from_the_issuer() {
     assert!(!introspection.introspect(&token).await.unwrap().active);
 
     // The code flow: the metadata says the callback carries `iss`, so it is required.
-    let flow = AuthorizationCode::from_issuer(&server, &op.web.id, &op.redirect_uri)
+    let flow = AuthorizationCode::from_issuer(&server, &op.web.id)
+        .redirect_uri(&op.redirect_uri)
         .client_secret(&op.web.secret)
         .scope("openid offline_access jobs.read")
         .build()

@@ -209,18 +209,16 @@ impl Provider {
     /// The authorization code flow for the web client: PKCE, `prompt=consent`, the
     /// resource indicator; scope `openid offline_access jobs.read`.
     pub(crate) fn code_flow(&self) -> AuthorizationCode {
-        AuthorizationCode::builder(
-            &self.authorization_endpoint,
-            &self.token_endpoint,
-            &self.web.id,
-            &self.redirect_uri,
-        )
-        .client_secret(&self.web.secret)
-        .auth_method(ClientAuth::Basic)
-        .issuer(&self.issuer) // oidc-provider sends RFC 9207's `iss`: require it
-        .scope("openid offline_access jobs.read")
-        .build()
-        .unwrap()
+        AuthorizationCode::builder(&self.web.id)
+            .authorization_url(&self.authorization_endpoint)
+            .token_url(&self.token_endpoint)
+            .redirect_uri(&self.redirect_uri)
+            .client_secret(&self.web.secret)
+            .auth_method(ClientAuth::Basic)
+            .issuer(&self.issuer) // oidc-provider sends RFC 9207's `iss`: require it
+            .scope("openid offline_access jobs.read")
+            .build()
+            .unwrap()
     }
 
     /// Runs the whole authorization code flow, as the user's browser and the app would, and

@@ -98,13 +98,11 @@ pub(crate) async fn authorize(
     };
 
     let secret = tenant.client_secret()?;
-    let mut builder = AuthorizationCode::builder(
-        authorization_url,
-        &tenant.token_url,
-        &tenant.client_id,
-        &redirect_uri,
-    )
-    .auth_method(tenant.auth.clone());
+    let mut builder = AuthorizationCode::builder(&tenant.client_id)
+        .authorization_url(authorization_url)
+        .token_url(&tenant.token_url)
+        .redirect_uri(&redirect_uri)
+        .auth_method(tenant.auth.clone());
     if let Some(secret) = &secret {
         builder = builder.client_secret(secret.expose_secret());
     }

@@ -170,9 +170,11 @@ pub mod tenant;
 
 mod error;
 mod service;
+mod transport;
 
 pub use error::AuthError;
 pub use service::{Auth, AuthLayer};
+pub use transport::TowerHttpClient;
 
 /// tower's boxed error: the error type of [`Auth`]. Downcast it to [`AuthError`] for the
 /// layer's own failures.

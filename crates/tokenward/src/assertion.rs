@@ -185,7 +185,7 @@ mod jwt {
     }
 
     /// `private_key_jwt` (RFC 7523 §2.2, OpenID Connect Core §9): a JWT signed with the
-    /// client's private key for every request. See the [module docs](self).
+    /// client's private key for every request. See the [module docs](crate::assertion).
     ///
     /// Its `Debug` output shows the algorithm and key id, never the key.
     ///

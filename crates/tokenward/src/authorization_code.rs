@@ -31,16 +31,14 @@
 //! #     .build();
 //! # let (authorize_url, token_url) = (server.authorize_url(), server.token_url());
 //! // A public client (a CLI or desktop app): no secret, PKCE protects the code.
-//! let flow = AuthorizationCode::builder(
-//!     &authorize_url,
-//!     &token_url,
-//!     "my-app",
-//!     "http://127.0.0.1:8080/callback",
-//! )
-//! .auth_method(ClientAuth::None)
-//! .scope("jobs.read offline_access")
-//! # .http_client(server.http_client())
-//! .build()?;
+//! let flow = AuthorizationCode::builder("my-app")
+//!     .authorization_url(&authorize_url)
+//!     .token_url(&token_url)
+//!     .redirect_uri("http://127.0.0.1:8080/callback")
+//!     .auth_method(ClientAuth::None)
+//!     .scope("jobs.read offline_access")
+//! #   .http_client(server.http_client())
+//!     .build()?;
 //!
 //! let request = flow.authorize();
 //! // Open request.url() in the user's browser; the redirect to the callback carries this query:
@@ -145,20 +143,18 @@ impl fmt::Debug for AuthorizationCode {
 }
 
 impl AuthorizationCode {
-    /// Starts building the flow for an authorization endpoint, a token endpoint, a client and
-    /// the redirect URI registered for it.
-    pub fn builder(
-        authorize_url: impl Into<String>,
-        token_url: impl Into<String>,
-        client_id: impl Into<String>,
-        redirect_uri: impl Into<String>,
-    ) -> GrantBuilder<ForAuthorizationCode> {
+    /// Starts building the flow for `client_id`. Give it the
+    /// [`authorization_url`](GrantBuilder::authorization_url), the
+    /// [`token_url`](GrantBuilder::token_url) and the
+    /// [`redirect_uri`](GrantBuilder::redirect_uri) registered for the client; or build it
+    /// [from the issuer](Self::from_issuer), which knows the two URLs.
+    pub fn builder(client_id: impl Into<String>) -> GrantBuilder<ForAuthorizationCode> {
         GrantBuilder::new(
-            token_url,
+            String::new(),
             client_id,
             ForAuthorizationCode {
-                authorize_url: authorize_url.into(),
-                redirect_uri: redirect_uri.into(),
+                authorize_url: String::new(),
+                redirect_uri: String::new(),
                 issuer: None,
                 require_iss: false,
                 server: None,
@@ -167,8 +163,8 @@ impl AuthorizationCode {
     }
 
     /// Starts building the flow for a [discovered](crate::discovery) authorization server
-    /// (its authorization and token endpoints, and its HTTP client), a client and the
-    /// redirect URI registered for it.
+    /// (its authorization and token endpoints, and its HTTP client) and a client. Give it
+    /// the [`redirect_uri`](GrantBuilder::redirect_uri) registered for the client.
     ///
     /// The callback's `iss` (RFC 9207), when present, must be the server's issuer; when the
     /// metadata says the server sends it
@@ -180,7 +176,6 @@ impl AuthorizationCode {
     pub fn from_issuer(
         server: &AuthorizationServer,
         client_id: impl Into<String>,
-        redirect_uri: impl Into<String>,
     ) -> GrantBuilder<ForAuthorizationCode> {
         let metadata = server.metadata();
         GrantBuilder::discovered(
@@ -189,7 +184,7 @@ impl AuthorizationCode {
             client_id,
             ForAuthorizationCode {
                 authorize_url: metadata.authorization_endpoint.clone().unwrap_or_default(),
-                redirect_uri: redirect_uri.into(),
+                redirect_uri: String::new(),
                 issuer: Some(server.issuer().to_owned()),
                 require_iss: metadata.authorization_response_iss_parameter_supported,
                 server: Some(server.clone()),
@@ -350,6 +345,24 @@ impl AuthorizationCode {
 }
 
 impl GrantBuilder<ForAuthorizationCode> {
+    /// The authorization endpoint, where the user's browser is sent.
+    pub fn authorization_url(mut self, url: impl Into<String>) -> Self {
+        self.grant.authorize_url = url.into();
+        self
+    }
+
+    /// The token endpoint, where the code is exchanged.
+    pub fn token_url(self, url: impl Into<String>) -> Self {
+        self.with_url(url.into())
+    }
+
+    /// The redirect URI registered for the client, where the authorization server sends
+    /// the user back with the code.
+    pub fn redirect_uri(mut self, uri: impl Into<String>) -> Self {
+        self.grant.redirect_uri = uri.into();
+        self
+    }
+
     /// The authorization server's issuer identifier. When set, the callback must carry an
     /// `iss` parameter equal to it (RFC 9207), which defeats mix-up attacks between several
     /// authorization servers. Set it for servers that send `iss`
@@ -364,6 +377,18 @@ impl GrantBuilder<ForAuthorizationCode> {
     /// http(s) URL, a redirect URI that is not absolute, an empty client id, or a missing
     /// secret (public clients: `.auth_method(ClientAuth::None)`).
     pub fn build(self) -> Result<AuthorizationCode, Error> {
+        let unset = |what: &str| {
+            Error::Config(format!("the authorization code flow needs its {what}").into())
+        };
+        if self.url_is_unset() {
+            return Err(unset("token_url"));
+        }
+        if self.grant.server.is_none() && self.grant.authorize_url.is_empty() {
+            return Err(unset("authorization_url"));
+        }
+        if self.grant.redirect_uri.is_empty() {
+            return Err(unset("redirect_uri"));
+        }
         let (config, flow) = self.into_parts()?;
         if let Some(server) = &flow.server {
             server.require(EndpointKind::Authorization)?;

@@ -264,6 +264,17 @@ impl<G> GrantBuilder<G> {
         builder
     }
 
+    /// Whether no endpoint URL was given yet.
+    pub(crate) fn url_is_unset(&self) -> bool {
+        matches!(&self.url, Target::Url(url) if url.is_empty())
+    }
+
+    /// Points the builder at `url`.
+    pub(crate) fn with_url(mut self, url: String) -> Self {
+        self.url = Target::Url(url);
+        self
+    }
+
     fn to(url: Target, client_id: impl Into<String>, grant: G) -> Self {
         GrantBuilder {
             url,
@@ -301,9 +312,12 @@ impl<G> GrantBuilder<G> {
         self
     }
 
-    /// The space-separated scopes to request.
-    pub fn scope(mut self, scope: impl Into<String>) -> Self {
-        self.scope = Some(scope.into());
+    /// The scopes to request: a space-separated string (`"jobs.read jobs.write"`), or a
+    /// list (`["jobs.read", "jobs.write"]`), or a [`ScopeSet`]; as
+    /// [`require_scopes`](Self::require_scopes) takes them.
+    pub fn scope(mut self, scope: impl Into<ScopeSet>) -> Self {
+        let scope = scope.into();
+        self.scope = (!scope.is_empty()).then(|| scope.to_string());
         self
     }
 
@@ -312,8 +326,8 @@ impl<G> GrantBuilder<G> {
     /// obtained, before it is used: a token that lacks one is refused with
     /// [`Error::InsufficientScope`] naming what is missing — an organisation admin must
     /// re-grant. A response without `scope` means the requested scopes (RFC 6749 §5.1).
-    pub fn require_scopes(mut self, scopes: &str) -> Self {
-        self.required_scopes = Some(ScopeSet::parse(scopes));
+    pub fn require_scopes(mut self, scopes: impl Into<ScopeSet>) -> Self {
+        self.required_scopes = Some(scopes.into());
         self
     }
 
@@ -385,6 +399,57 @@ impl<G> GrantBuilder<G> {
             params: self.params,
         };
         Ok((config, self.grant))
+    }
+}
+
+/// A grant's builder that a [`TenantCache`](crate::TenantCache) can finish on its shared
+/// HTTP client: [`GrantBuilder`] for [`ClientCredentials`] and [`RefreshTokenGrant`]. See
+/// [`TenantCacheBuilder::grant`](crate::TenantCacheBuilder::grant).
+pub trait TenantGrant: private::Sealed {}
+
+pub(crate) mod private {
+    use super::*;
+
+    /// Builds the grant, on `http()` unless the builder has its own client.
+    pub trait Sealed: Send + 'static {
+        fn into_source(
+            self,
+            http: &dyn Fn() -> Result<Arc<dyn HttpClient>, Error>,
+        ) -> Result<Box<dyn TokenSource>, Error>;
+    }
+}
+
+impl<G> GrantBuilder<G> {
+    fn with_client(
+        mut self,
+        http: &dyn Fn() -> Result<Arc<dyn HttpClient>, Error>,
+    ) -> Result<Self, Error> {
+        if self.http.is_none() {
+            self.http = Some(http()?);
+        }
+        Ok(self)
+    }
+}
+
+impl TenantGrant for GrantBuilder<ForClientCredentials> {}
+
+impl private::Sealed for GrantBuilder<ForClientCredentials> {
+    fn into_source(
+        self,
+        http: &dyn Fn() -> Result<Arc<dyn HttpClient>, Error>,
+    ) -> Result<Box<dyn TokenSource>, Error> {
+        Ok(Box::new(self.with_client(http)?.build()?))
+    }
+}
+
+impl TenantGrant for GrantBuilder<ForRefreshToken> {}
+
+impl private::Sealed for GrantBuilder<ForRefreshToken> {
+    fn into_source(
+        self,
+        http: &dyn Fn() -> Result<Arc<dyn HttpClient>, Error>,
+    ) -> Result<Box<dyn TokenSource>, Error> {
+        Ok(Box::new(self.with_client(http)?.build()?))
     }
 }
 

@@ -51,6 +51,7 @@ pub mod assertion;
 pub mod authorization_code;
 pub mod cache;
 pub mod classify;
+pub mod config;
 pub mod decay;
 pub mod discovery;
 pub mod error;

@@ -268,6 +268,47 @@ impl From<&str> for ScopeSet {
     }
 }
 
+/// Same as [`ScopeSet::parse`].
+impl From<String> for ScopeSet {
+    fn from(s: String) -> Self {
+        ScopeSet::parse(&s)
+    }
+}
+
+/// Same as [`ScopeSet::parse`].
+impl From<&String> for ScopeSet {
+    fn from(s: &String) -> Self {
+        ScopeSet::parse(s)
+    }
+}
+
+/// Each item parsed like [`ScopeSet::parse`].
+impl From<&[&str]> for ScopeSet {
+    fn from(scopes: &[&str]) -> Self {
+        scopes.iter().copied().collect()
+    }
+}
+
+/// Each item parsed like [`ScopeSet::parse`].
+///
+/// ```
+/// use tokenward::ScopeSet;
+///
+/// assert_eq!(ScopeSet::from(["jobs.write", "jobs.read"]), ScopeSet::parse("jobs.read jobs.write"));
+/// ```
+impl<const N: usize> From<[&str; N]> for ScopeSet {
+    fn from(scopes: [&str; N]) -> Self {
+        scopes.into_iter().collect()
+    }
+}
+
+/// Itself.
+impl From<&ScopeSet> for ScopeSet {
+    fn from(scopes: &ScopeSet) -> Self {
+        scopes.clone()
+    }
+}
+
 /// Collects scopes. Each item is parsed like [`ScopeSet::parse`]: an item holding spaces
 /// adds several scopes, a blank one adds none.
 ///

@@ -49,7 +49,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -59,9 +59,12 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::cache::{CacheConfig, CacheStatus, RefreshAhead, TokenCache};
 use crate::decay::DecayState;
+use crate::endpoint::default_http_client;
 use crate::error::Error;
+use crate::grant::TenantGrant;
 use crate::grant::TokenSource;
 use crate::token::Token;
+use crate::transport::HttpClient;
 
 /// The request extension that names a request's tenant: what the tower layer and the
 /// reqwest middleware read (through [`TenantCache::for_request`]) to pick the tenant's token.
@@ -190,6 +193,9 @@ struct Shared<K> {
     /// `(generation, when it ended)` for the sweeps that may still matter, oldest first.
     sweeps: Mutex<VecDeque<(u64, Instant)>>,
     sweeper: OnceLock<AbortHandle>,
+    /// The HTTP client (one connection pool) of the grants added as builders: given, or
+    /// made on first need.
+    http: Mutex<Option<Arc<dyn HttpClient>>>,
 }
 
 struct Entry {
@@ -222,6 +228,7 @@ pub struct TenantCacheBuilder<K> {
     idle: Option<Duration>,
     tenants: Vec<(K, Pending)>,
     naming: Naming,
+    http: Option<Arc<dyn HttpClient>>,
 }
 
 /// Builds a tenant's cache from its source, once the configuration is known.
@@ -332,6 +339,55 @@ where
         self
     }
 
+    /// The HTTP client the grants added with [`grant`](Self::grant) and
+    /// [`TenantCache::insert_grant`] share (default: one
+    /// [`ReqwestClient`](crate::ReqwestClient), made when first needed): one connection pool
+    /// for every tenant.
+    pub fn http_client(mut self, http: impl HttpClient) -> Self {
+        self.http = Some(Arc::new(http));
+        self
+    }
+
+    /// Adds a tenant from its grant's builder (`ClientCredentials::builder(..)`,
+    /// `RefreshTokenGrant::builder(..)`, their `from_issuer`), built here on the tenants'
+    /// shared [HTTP client](Self::http_client) unless the builder was given its own.
+    ///
+    /// # Errors
+    ///
+    /// The grant's own `build` error, or the default HTTP client's.
+    ///
+    /// ```
+    /// use tokenward::{ClientCredentials, TenantCache};
+    ///
+    /// # fn main() -> Result<(), tokenward::Error> {
+    /// let tenants: TenantCache<String> = TenantCache::builder()
+    ///     .grant(
+    ///         "acme".into(),
+    ///         ClientCredentials::builder("https://auth.acme.example/token", "acme-client")
+    ///             .client_secret("acme-secret"),
+    ///     )?
+    ///     .grant(
+    ///         "globex".into(),
+    ///         ClientCredentials::builder("https://login.globex.example/token", "globex-client")
+    ///             .client_secret("globex-secret"),
+    ///     )?
+    ///     .build();
+    /// assert_eq!(tenants.len(), 2);
+    /// # Ok(()) }
+    /// ```
+    pub fn grant(mut self, tenant: K, grant: impl TenantGrant) -> Result<Self, Error> {
+        if self.http.is_none() {
+            self.http = Some(default_http_client()?);
+        }
+        let http = self.http.clone();
+        let source = grant.into_source(&|| http.clone().ok_or_else(unreachable_client))?;
+        let make = move |config: &CacheConfig, naming: &Naming, name: Arc<str>| {
+            tenant_cache(source, config, naming, name)
+        };
+        self.tenants.push((tenant, Pending::Source(Box::new(make))));
+        Ok(self)
+    }
+
     /// Adds a tenant with a cache configured by the caller (for example with its own
     /// deadline or backoff).
     pub fn tenant_cache(mut self, tenant: K, cache: TokenCache) -> Self {
@@ -363,6 +419,7 @@ where
             generation: AtomicU64::new(0),
             sweeps: Mutex::new(VecDeque::new()),
             sweeper: OnceLock::new(),
+            http: Mutex::new(self.http),
         });
         if let Some(period) = self.idle {
             match tokio::runtime::Handle::try_current() {
@@ -382,6 +439,11 @@ where
         }
         TenantCache { shared }
     }
+}
+
+/// Never called: the builder sets its client before it builds a grant.
+fn unreachable_client() -> Error {
+    Error::Config("the tenants' HTTP client is not set".into())
 }
 
 fn new_tenant(cache: TokenCache, generation: u64) -> Arc<Entry> {
@@ -447,6 +509,7 @@ where
             idle: None,
             tenants: Vec::new(),
             naming: Naming::default(),
+            http: None,
         }
     }
 
@@ -481,6 +544,45 @@ where
         let name = Arc::from(tenant.to_string());
         let cache = tenant_cache(source, &self.shared.config, &self.shared.naming, name);
         self.insert_cache(tenant, cache)
+    }
+
+    /// Like [`insert`](Self::insert), from a grant's builder, built on the tenants' shared
+    /// [HTTP client](Self::http_client) unless the builder was given its own (see
+    /// [`TenantCacheBuilder::grant`]).
+    ///
+    /// # Errors
+    ///
+    /// The grant's own `build` error, or the default HTTP client's; the tenants are then
+    /// unchanged.
+    pub fn insert_grant(
+        &self,
+        tenant: K,
+        grant: impl TenantGrant,
+    ) -> Result<Option<TokenCache>, Error> {
+        let source = grant.into_source(&|| self.http_client())?;
+        Ok(self.insert(tenant, source))
+    }
+
+    /// The HTTP client the tenants' grants share: the one given to
+    /// [`TenantCacheBuilder::http_client`], or a [`ReqwestClient`](crate::ReqwestClient)
+    /// made on first call. Give it to grants built elsewhere (an
+    /// [`AuthorizationServer`](crate::AuthorizationServer) too) to share its connection pool.
+    ///
+    /// # Errors
+    ///
+    /// When the default client cannot be made (no `reqwest` feature, a TLS set-up failure).
+    pub fn http_client(&self) -> Result<Arc<dyn HttpClient>, Error> {
+        let mut http = self
+            .shared
+            .http
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(http) = &*http {
+            return Ok(Arc::clone(http));
+        }
+        let made = default_http_client()?;
+        *http = Some(Arc::clone(&made));
+        Ok(made)
     }
 
     /// Like [`insert`](Self::insert), with a cache the caller configured (its own

@@ -36,7 +36,10 @@ fn server() -> FakeServer {
 }
 
 fn web_flow(server: &FakeServer) -> AuthorizationCode {
-    AuthorizationCode::builder(server.authorize_url(), server.token_url(), WEB, CALLBACK)
+    AuthorizationCode::builder(WEB)
+        .authorization_url(server.authorize_url())
+        .token_url(server.token_url())
+        .redirect_uri(CALLBACK)
         .client_secret(WEB_SECRET)
         .scope("jobs.read jobs.write")
         .http_client(server.http_client())
@@ -45,17 +48,15 @@ fn web_flow(server: &FakeServer) -> AuthorizationCode {
 }
 
 fn spa_flow(server: &FakeServer) -> AuthorizationCode {
-    AuthorizationCode::builder(
-        server.authorize_url(),
-        server.token_url(),
-        SPA,
-        SPA_CALLBACK,
-    )
-    .auth_method(ClientAuth::None)
-    .scope("jobs.read")
-    .http_client(server.http_client())
-    .build()
-    .unwrap()
+    AuthorizationCode::builder(SPA)
+        .authorization_url(server.authorize_url())
+        .token_url(server.token_url())
+        .redirect_uri(SPA_CALLBACK)
+        .auth_method(ClientAuth::None)
+        .scope("jobs.read")
+        .http_client(server.http_client())
+        .build()
+        .unwrap()
 }
 
 fn introspection(server: &FakeServer, secret: &str) -> Introspection {
@@ -404,17 +405,15 @@ async fn a_callback_without_code_or_with_repeats_is_refused() {
 #[tokio::test(start_paused = true)]
 async fn the_authorization_url_carries_every_parameter_encoded() {
     let server = server();
-    let flow = AuthorizationCode::builder(
-        "https://auth.example.com/oauth/authorize?tenant=acme",
-        server.token_url(),
-        "my client/1",
-        "https://app.example.com/cb?x=1&y=2",
-    )
-    .client_secret("s")
-    .scope("jobs.read jobs.write")
-    .http_client(server.http_client())
-    .build()
-    .unwrap();
+    let flow = AuthorizationCode::builder("my client/1")
+        .authorization_url("https://auth.example.com/oauth/authorize?tenant=acme")
+        .token_url(server.token_url())
+        .redirect_uri("https://app.example.com/cb?x=1&y=2")
+        .client_secret("s")
+        .scope("jobs.read jobs.write")
+        .http_client(server.http_client())
+        .build()
+        .unwrap();
     let request = flow.authorize();
     let url = request.url();
     assert!(
@@ -534,7 +533,10 @@ fn the_s256_challenge_matches_rfc_7636_appendix_b() {
 #[test]
 fn invalid_urls_are_configuration_errors() {
     let build = |authorize: &str, token: &str, redirect: &str| {
-        AuthorizationCode::builder(authorize, token, WEB, redirect)
+        AuthorizationCode::builder(WEB)
+            .authorization_url(authorize)
+            .token_url(token)
+            .redirect_uri(redirect)
             .client_secret("s")
             .http_client(FakeServer::builder().build().http_client())
             .build()
@@ -561,7 +563,10 @@ fn invalid_urls_are_configuration_errors() {
         );
     }
     // A confidential client needs its secret; a public one says so.
-    let err = AuthorizationCode::builder(ok.0, ok.1, WEB, ok.2)
+    let err = AuthorizationCode::builder(WEB)
+        .authorization_url(ok.0)
+        .token_url(ok.1)
+        .redirect_uri(ok.2)
         .http_client(FakeServer::builder().build().http_client())
         .build()
         .unwrap_err();
@@ -823,13 +828,15 @@ async fn revocation_authenticates_the_client() {
 #[tokio::test(start_paused = true)]
 async fn with_an_issuer_configured_the_callback_iss_must_match_rfc_9207() {
     let server = server();
-    let flow =
-        AuthorizationCode::builder(server.authorize_url(), server.token_url(), WEB, CALLBACK)
-            .client_secret(WEB_SECRET)
-            .issuer("https://as.example.com")
-            .http_client(server.http_client())
-            .build()
-            .unwrap();
+    let flow = AuthorizationCode::builder(WEB)
+        .authorization_url(server.authorize_url())
+        .token_url(server.token_url())
+        .redirect_uri(CALLBACK)
+        .client_secret(WEB_SECRET)
+        .issuer("https://as.example.com")
+        .http_client(server.http_client())
+        .build()
+        .unwrap();
     for (suffix, accepted) in [
         ("&iss=https%3A%2F%2Fas.example.com", true),
         ("&iss=https%3A%2F%2Fevil.example.com", false),

@@ -275,7 +275,8 @@ async fn metadata_is_fetched_again_after_its_max_age_and_a_bad_document_is_not_t
 async fn the_code_flow_introspection_and_revocation_come_from_the_issuer() {
     let fake = fake();
     let server = discover(&fake).await;
-    let flow = AuthorizationCode::from_issuer(&server, "app", "http://127.0.0.1:8080/callback")
+    let flow = AuthorizationCode::from_issuer(&server, "app")
+        .redirect_uri("http://127.0.0.1:8080/callback")
         .auth_method(ClientAuth::None)
         .scope("jobs.read")
         .build()
@@ -364,7 +365,8 @@ async fn what_the_metadata_lacks_or_gets_wrong_is_a_typed_error() {
         discovery_error(error),
         DiscoveryError::MissingEndpoint("introspection_endpoint")
     ));
-    let error = AuthorizationCode::from_issuer(&server, "app", "https://app.example/cb")
+    let error = AuthorizationCode::from_issuer(&server, "app")
+        .redirect_uri("https://app.example/cb")
         .auth_method(ClientAuth::None)
         .build()
         .unwrap_err();

@@ -156,16 +156,14 @@ async fn no_secret_in_logs_debug_or_errors() {
         .client("web", CLIENT_SECRET)
         .redirect_uri("web", "https://app.example.com/cb")
         .build();
-    let flow = AuthorizationCode::builder(
-        server.authorize_url(),
-        server.token_url(),
-        "web",
-        "https://app.example.com/cb",
-    )
-    .client_secret(CLIENT_SECRET)
-    .http_client(server.http_client())
-    .build()
-    .unwrap();
+    let flow = AuthorizationCode::builder("web")
+        .authorization_url(server.authorize_url())
+        .token_url(server.token_url())
+        .redirect_uri("https://app.example.com/cb")
+        .client_secret(CLIENT_SECRET)
+        .http_client(server.http_client())
+        .build()
+        .unwrap();
     let request = flow.authorize();
     secrets.push(request.code_verifier().expose_secret().to_owned());
     shown.push(format!("{flow:?} {request:?}"));
@@ -282,16 +280,14 @@ async fn debug_hides_url_credentials_query_values_and_param_values() {
         .client_secret(CLIENT_SECRET)
         .build()
         .unwrap();
-    let flow = AuthorizationCode::builder(
-        url_with_credentials("/authorize"),
-        &token_url,
-        "svc",
-        format!("https://app.example.com/cb?session={URL_KEY}"),
-    )
-    .client_secret(CLIENT_SECRET)
-    .param("client_assertion", ASSERTION)
-    .build()
-    .unwrap();
+    let flow = AuthorizationCode::builder("svc")
+        .authorization_url(url_with_credentials("/authorize"))
+        .token_url(&token_url)
+        .redirect_uri(format!("https://app.example.com/cb?session={URL_KEY}"))
+        .client_secret(CLIENT_SECRET)
+        .param("client_assertion", ASSERTION)
+        .build()
+        .unwrap();
 
     for shown in [
         builder_debug,
@@ -376,15 +372,13 @@ fn config_errors_never_quote_url_credentials() {
             "is not an absolute URI",
         ),
     ] {
-        let err = AuthorizationCode::builder(
-            authorize_url,
-            "https://auth.example.com/token",
-            "svc",
-            redirect_uri,
-        )
-        .auth_method(ClientAuth::None)
-        .build()
-        .unwrap_err();
+        let err = AuthorizationCode::builder("svc")
+            .authorization_url(authorize_url)
+            .token_url("https://auth.example.com/token")
+            .redirect_uri(redirect_uri)
+            .auth_method(ClientAuth::None)
+            .build()
+            .unwrap_err();
         let text = format!("{err} {err:?}");
         assert!(text.contains(expect), "{text}");
         assert!(text.contains("[REDACTED]"), "{text}");
@@ -505,15 +499,13 @@ async fn secrets_a_server_echoes_never_reach_display_debug_or_logs() {
 
     // The code and the PKCE verifier quoted by the token endpoint; the state by the
     // authorization server's error callback.
-    let flow = AuthorizationCode::builder(
-        running.authorize_url(),
-        &token_url,
-        "svc",
-        "https://app.example.com/cb",
-    )
-    .client_secret(CLIENT_SECRET)
-    .build()
-    .unwrap();
+    let flow = AuthorizationCode::builder("svc")
+        .authorization_url(running.authorize_url())
+        .token_url(&token_url)
+        .redirect_uri("https://app.example.com/cb")
+        .client_secret(CLIENT_SECRET)
+        .build()
+        .unwrap();
     for param in ["code", "code_verifier"] {
         let request = flow.authorize();
         let callback = server.approve(request.url()).unwrap();

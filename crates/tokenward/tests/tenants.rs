@@ -540,3 +540,86 @@ async fn storm_in_paused_time_never_mixes_tenants() {
     let expiries = (elapsed.as_secs() / 80) as usize;
     check_calls(&storm, expiries);
 }
+
+/// Counts the requests it passes on to the testkit.
+#[derive(Debug, Clone)]
+struct Counting {
+    inner: tokenward_testkit::InProcessClient,
+    sent: Arc<AtomicUsize>,
+}
+
+impl tokenward::HttpClient for Counting {
+    fn send(&self, request: http::Request<bytes::Bytes>) -> tokenward::transport::SendFuture<'_> {
+        self.sent.fetch_add(1, Ordering::SeqCst);
+        self.inner.send(request)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn grants_added_as_builders_share_one_http_client() {
+    use tokenward::{ClientCredentials, RefreshTokenGrant};
+    let server = tokenward_testkit::FakeServer::builder()
+        .client("acme", "acme-secret")
+        .client("globex", "globex-secret")
+        .client("initech", "initech-secret")
+        .build();
+    let shared = Arc::new(AtomicUsize::new(0));
+    let own = Arc::new(AtomicUsize::new(0));
+    let client = |sent: &Arc<AtomicUsize>| Counting {
+        inner: server.http_client(),
+        sent: sent.clone(),
+    };
+    let refresh = server.issue_refresh_token("globex", "jobs.read");
+    let tenants: TenantCache<String> = TenantCache::builder()
+        .http_client(client(&shared))
+        .grant(
+            "acme".into(),
+            ClientCredentials::builder(server.token_url(), "acme").client_secret("acme-secret"),
+        )
+        .unwrap()
+        .grant(
+            "globex".into(),
+            RefreshTokenGrant::builder(server.token_url(), "globex", refresh)
+                .client_secret("globex-secret"),
+        )
+        .unwrap()
+        .build();
+    tenants
+        .insert_grant(
+            "initech".into(),
+            ClientCredentials::builder(server.token_url(), "initech")
+                .client_secret("initech-secret")
+                .http_client(client(&own)),
+        )
+        .unwrap();
+    for tenant in ["acme", "globex", "initech"] {
+        tenants.header(tenant).await.unwrap();
+    }
+    assert_eq!(
+        shared.load(Ordering::SeqCst),
+        2,
+        "acme and globex on the shared client"
+    );
+    assert_eq!(
+        own.load(Ordering::SeqCst),
+        1,
+        "initech kept the client it was given"
+    );
+    // The shared client is handed out for grants built elsewhere.
+    let again = tenants.http_client().unwrap();
+    let request = http::Request::get(server.url("/resource"))
+        .body(bytes::Bytes::new())
+        .unwrap();
+    again.send(request).await.unwrap();
+    assert_eq!(shared.load(Ordering::SeqCst), 3);
+
+    // A builder that cannot build leaves the tenants as they were.
+    let error = tenants
+        .insert_grant(
+            "broken".into(),
+            ClientCredentials::builder("not a url", "x").client_secret("s"),
+        )
+        .unwrap_err();
+    assert!(matches!(error, Error::Config(_)));
+    assert!(!tenants.contains("broken"));
+}

@@ -219,6 +219,14 @@ impl RefreshTokenGrant {
         GrantBuilder::new(token_url, client_id, ForRefreshToken::new(None)).store(store)
     }
 
+    /// A builder without a refresh token yet: a store or a later setter gives it.
+    pub(crate) fn for_url(
+        token_url: impl Into<String>,
+        client_id: impl Into<String>,
+    ) -> GrantBuilder<ForRefreshToken> {
+        GrantBuilder::new(token_url, client_id, ForRefreshToken::new(None))
+    }
+
     /// Starts building a refresh token grant for the token endpoint of a
     /// [discovered](crate::discovery) authorization server, with its HTTP client. Give it
     /// the refresh token with [`refresh_token`](GrantBuilder::refresh_token), a

@@ -1,0 +1,286 @@
+//! Configuration: from TOML or JSON and from environment variables to working caches against
+//! the testkit over loopback; round trips; errors that name the key; secrets never in the
+//! file, in `Debug` or in the serialised form; a rotated secret file picked up on
+//! `invalid_client`.
+
+use std::path::PathBuf;
+
+use tokenward::Error;
+use tokenward::config::{AuthMethod, ClientConfig, GrantKind, TenantsConfig};
+use tokenward_testkit::FakeServer;
+
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Dir {
+        let dir =
+            std::env::temp_dir().join(format!("tokenward-config-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Dir(dir)
+    }
+
+    fn file(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn config_error(error: Error) -> String {
+    match error {
+        Error::Config(why) => why.into_owned(),
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_toml_file_builds_tenants_that_get_tokens() {
+    let server = FakeServer::builder()
+        .client("acme", "acme-secret")
+        .client("globex", "globex-secret")
+        .client_scopes("globex", "jobs.read")
+        .build();
+    let running = server.listen().await.unwrap();
+    let dir = Dir::new("tenants");
+    let secret = dir.file("acme-secret", "acme-secret\n");
+    let globex_secret = dir.file("globex-secret", "globex-secret");
+    let text = format!(
+        r#"
+        [cache]
+        refresh_fraction = 0.5
+
+        [tenants.acme]
+        token_url = "{token_url}"
+        client_id = "acme"
+        client_secret_file = "{secret}"
+        auth_method = "client_secret_post"
+
+        [tenants.globex]
+        issuer = "{issuer}"
+        client_id = "globex"
+        client_secret_file = "{globex_secret}"
+        scope = "jobs.read"
+        require_scopes = "jobs.read"
+        params = {{ audience = "https://api.example" }}
+        cache = {{ max_attempts = 2 }}
+        "#,
+        token_url = running.token_url(),
+        issuer = running.issuer(),
+        secret = secret.display(),
+        globex_secret = globex_secret.display(),
+    );
+    let config: TenantsConfig = toml::from_str(&text).unwrap();
+    assert_eq!(
+        config.tenants["acme"].auth_method,
+        Some(AuthMethod::ClientSecretPost)
+    );
+    assert_eq!(config.tenants["globex"].grant, GrantKind::ClientCredentials);
+
+    // Round trip: what serialises parses back to the same configuration.
+    let again: TenantsConfig = toml::from_str(&toml::to_string(&config).unwrap()).unwrap();
+    assert_eq!(again, config);
+
+    let tenants = config.build().await.unwrap();
+    assert_eq!(tenants.len(), 2);
+    tenants.header("acme").await.unwrap();
+    tenants.header("globex").await.unwrap();
+    let last = server.last_token_request().unwrap();
+    assert_eq!(last.param("audience"), Some("https://api.example"));
+    assert_eq!(server.counters().issued_for("client_credentials"), 2);
+    assert_eq!(server.counters().metadata_requests, 1);
+    running.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn environment_variables_build_a_cache() {
+    let server = FakeServer::builder().client("svc", "svc-secret").build();
+    let vars = |extra: &[(&str, &str)]| {
+        let mut vars: Vec<(String, String)> = vec![
+            ("MYAPP_TOKEN_URL".into(), server.token_url()),
+            ("MYAPP_CLIENT_ID".into(), "svc".into()),
+            ("MYAPP_CLIENT_SECRET".into(), "svc-secret".into()),
+            ("MYAPP_SCOPE".into(), "jobs.read".into()),
+            ("MYAPP_PARAM_RESOURCE".into(), "https://api.example".into()),
+            ("MYAPP_REFRESH_FRACTION".into(), "0.5".into()),
+            ("MYAPP_LOG_LEVEL".into(), "debug".into()), // the application's own
+            ("OTHER_CLIENT_ID".into(), "someone-else".into()),
+        ];
+        vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        vars
+    };
+    let config = ClientConfig::from_vars("MYAPP", vars(&[])).unwrap();
+    assert_eq!(config.client_id, "svc");
+    assert_eq!(config.params["resource"], "https://api.example");
+    assert_eq!(config.cache.refresh_fraction, Some(0.5));
+    // The secret is a value: never serialised, never in Debug.
+    let serialised = serde_json::to_string(&config).unwrap();
+    assert!(!serialised.contains("svc-secret"), "{serialised}");
+    assert!(!format!("{config:?}").contains("svc-secret"));
+
+    let grant_source = ClientConfig::from_vars("MYAPP", vars(&[])).unwrap();
+    // In-process: the grant is built on the testkit's client through a TenantsConfig.
+    let mut tenants = TenantsConfig::default();
+    tenants.tenants.insert("svc".into(), grant_source);
+    let tenants = tenants
+        .build_on(std::sync::Arc::new(server.http_client()))
+        .await
+        .unwrap();
+    tenants.header("svc").await.unwrap();
+    let last = server.last_token_request().unwrap();
+    assert_eq!(last.param("scope"), Some("jobs.read"));
+    assert_eq!(last.param("resource"), Some("https://api.example"));
+
+    // Errors name the variable.
+    let error =
+        ClientConfig::from_vars("MYAPP", vars(&[("MYAPP_REFRESH_FRACTION", "most")])).unwrap_err();
+    assert!(config_error(error).starts_with("MYAPP_REFRESH_FRACTION:"));
+    let error = ClientConfig::from_vars("MYAPP", vars(&[("MYAPP_GRANT", "password")])).unwrap_err();
+    assert!(config_error(error).starts_with("MYAPP_GRANT:"));
+    let error = ClientConfig::from_vars("NOPE", vars(&[])).unwrap_err();
+    assert_eq!(config_error(error), "NOPE_CLIENT_ID is not set");
+}
+
+#[tokio::test(start_paused = true)]
+async fn errors_name_the_key_and_a_secret_is_never_in_the_file() {
+    // A secret written into the file is refused, and the message names the key only. (It is
+    // accepted by the parser, whose own errors would quote the line, and never kept.)
+    let config = toml::from_str::<ClientConfig>(
+        r#"
+        token_url = "https://a.example/token"
+        client_id = "svc"
+        client_secret = "do-not-put-me-here"
+        "#,
+    )
+    .unwrap();
+    assert!(!format!("{config:?}").contains("do-not-put-me-here"));
+    assert!(
+        !toml::to_string(&config)
+            .unwrap()
+            .contains("do-not-put-me-here")
+    );
+    let error = config_error(config.build().await.unwrap_err());
+    assert!(
+        error.starts_with("client_secret: a secret is never read"),
+        "{error}"
+    );
+    assert!(!error.contains("do-not-put-me-here"), "{error}");
+
+    let http = || -> std::sync::Arc<dyn tokenward::HttpClient> {
+        std::sync::Arc::new(FakeServer::builder().build().http_client())
+    };
+    let cases: &[(&str, &str)] = &[
+        (
+            r#"[tenants.a]
+            client_id = "svc""#,
+            "tenants.a.token_url: give token_url or issuer",
+        ),
+        (
+            r#"[tenants.a]
+            token_url = "https://a.example/token"
+            issuer = "https://a.example"
+            client_id = "svc""#,
+            "tenants.a.issuer: give issuer or token_url, not both",
+        ),
+        (
+            r#"[tenants.a]
+            token_url = "https://a.example/token"
+            client_id = "svc"
+            auth_method = "client_secret_basic""#,
+            "tenants.a.auth_method: client_secret_basic needs client_secret_env or client_secret_file",
+        ),
+        (
+            r#"[tenants.a]
+            token_url = "https://a.example/token"
+            client_id = "svc"
+            client_secret_env = "TOKENWARD_TEST_SURELY_UNSET_VARIABLE""#,
+            "tenants.a.client_secret_env: the environment variable TOKENWARD_TEST_SURELY_UNSET_VARIABLE is not set (or empty)",
+        ),
+        (
+            r#"[tenants.a]
+            token_url = "https://a.example/token"
+            client_id = "svc"
+            client_secret_file = "/nonexistent/tokenward/secret""#,
+            "tenants.a.client_secret_file: could not read /nonexistent/tokenward/secret",
+        ),
+        (
+            r#"[tenants.a]
+            grant = "refresh_token"
+            token_url = "https://a.example/token"
+            client_id = "svc"
+            auth_method = "none""#,
+            "tenants.a.store: a refresh_token grant needs refresh_token_env or a store",
+        ),
+        (
+            r#"[tenants.a]
+            token_url = "https://a.example/token"
+            client_id = "svc"
+            private_key_file = "/nonexistent/key.pem""#,
+            "tenants.a.signing_algorithm: private_key_file needs signing_algorithm",
+        ),
+        (
+            r#"[tenants.a]
+            token_url = "https://a.example/token"
+            client_id = "svc"
+            auth_method = "none"
+            cache = { refresh_fraction = 1.5 }"#,
+            "tenants.a.cache.refresh_fraction: must be above 0 and at most 1",
+        ),
+    ];
+    for (text, expected) in cases {
+        let config: TenantsConfig = toml::from_str(text).unwrap();
+        let error = config.build_on(http()).await.unwrap_err();
+        let message = config_error(error);
+        assert!(
+            message.starts_with(expected),
+            "{message:?} should start with {expected:?}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rotated_secret_file_is_read_again_on_invalid_client() {
+    let server = FakeServer::builder().client("svc", "old-secret").build();
+    let dir = Dir::new("rotation");
+    let file = dir.file("secret", "old-secret");
+    let text = format!(
+        r#"{{"tenants": {{"svc": {{"token_url": "{}", "client_id": "svc", "client_secret_file": "{}"}}}}}}"#,
+        server.token_url(),
+        file.display()
+    );
+    let config: TenantsConfig = serde_json::from_str(&text).unwrap();
+    let tenants = config
+        .build_on(std::sync::Arc::new(server.http_client()))
+        .await
+        .unwrap();
+    tenants.header("svc").await.unwrap();
+
+    // The secret is rotated at the server and in the file; the old one stops working.
+    server.add_client_secret("svc", "new-secret");
+    server.remove_client_secret("svc", "old-secret");
+    std::fs::write(&file, "new-secret\n").unwrap();
+    let cache = tenants.get("svc").unwrap();
+    cache.force_refresh().await.unwrap();
+    assert_eq!(server.counters().issued_for("client_credentials"), 2);
+
+    // A file that still holds the refused secret: the error stands.
+    server.remove_client_secret("svc", "new-secret");
+    server.add_client_secret("svc", "third-secret");
+    let error = cache.force_refresh().await.unwrap_err();
+    assert_eq!(error.code(), "invalid_client", "{error}");
+}
+
+#[test]
+fn building_can_be_spawned() {
+    fn send<T: Send>(_: &T) {}
+    let client = ClientConfig::new("https://a.example/token", "svc");
+    send(&client.build());
+    let tenants = TenantsConfig::default();
+    send(&tenants.build());
+}
