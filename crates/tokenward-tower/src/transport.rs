@@ -2,6 +2,7 @@
 //! [`TowerHttpClient`].
 
 use std::fmt;
+use std::sync::{Mutex, PoisonError};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -47,9 +48,25 @@ use tower::{Service, ServiceExt};
 /// # let _ = grant;
 /// # Ok(()) }
 /// ```
-#[derive(Clone)]
 pub struct TowerHttpClient<S> {
-    service: S,
+    /// Behind a lock only so that a service that is `Send` but not `Sync` (a
+    /// `BoxCloneService`) can be shared: each request clones it out at once.
+    service: Mutex<S>,
+}
+
+impl<S: Clone> Clone for TowerHttpClient<S> {
+    fn clone(&self) -> Self {
+        TowerHttpClient::new(self.service())
+    }
+}
+
+impl<S: Clone> TowerHttpClient<S> {
+    fn service(&self) -> S {
+        self.service
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
 }
 
 impl<S> fmt::Debug for TowerHttpClient<S> {
@@ -61,7 +78,9 @@ impl<S> fmt::Debug for TowerHttpClient<S> {
 impl<S> TowerHttpClient<S> {
     /// Sends through `service`.
     pub fn new(service: S) -> Self {
-        TowerHttpClient { service }
+        TowerHttpClient {
+            service: Mutex::new(service),
+        }
     }
 }
 
@@ -91,18 +110,14 @@ fn transport(error: impl Into<BoxError>) -> TransportError {
 
 impl<S, B> HttpClient for TowerHttpClient<S>
 where
-    S: Service<http::Request<Full<Bytes>>, Response = http::Response<B>>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
+    S: Service<http::Request<Full<Bytes>>, Response = http::Response<B>> + Clone + Send + 'static,
     S::Future: Send,
     S::Error: Into<BoxError>,
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
     fn send(&self, request: http::Request<Bytes>) -> SendFuture<'_> {
-        let service = self.service.clone();
+        let service = self.service();
         Box::pin(async move {
             let response = service
                 .oneshot(request.map(Full::new))

@@ -10,7 +10,9 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use tokenward::{ClientCredentials, Error, TokenCache, TokenSource, TransportErrorKind};
+use tokenward::{
+    ClientCredentials, Error, ExposeSecret, TokenCache, TokenSource, TransportErrorKind,
+};
 use tokenward_testkit::{FakeServer, Fault};
 use tokenward_tower::TowerHttpClient;
 use tower::ServiceBuilder;
@@ -78,5 +80,30 @@ async fn a_refused_connection_is_connect_and_a_layer_timeout_is_timeout() {
         Error::Transport(e) => assert_eq!(e.kind(), TransportErrorKind::Timeout, "{e:?}"),
         other => panic!("{other:?}"),
     }
+    running.shutdown().await;
+}
+
+/// A stack boxed as a `BoxCloneService` (`Send`, not `Sync`) is a token client too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_boxed_clone_service_is_a_token_client() {
+    let server = FakeServer::builder().client("svc", "svc-secret").build();
+    let running = server.listen().await.unwrap();
+    let boxed = tower::util::BoxCloneService::new(
+        ServiceBuilder::new()
+            .map_err(
+                |e: hyper_util::client::legacy::Error| -> tokenward::error::BoxError {
+                    Box::new(e)
+                },
+            )
+            .service(hyper()),
+    );
+    let grant = ClientCredentials::builder(running.token_url(), "svc")
+        .client_secret("svc-secret")
+        .http_client(TowerHttpClient::new(boxed))
+        .build()
+        .unwrap();
+    let token = grant.fetch().await.unwrap();
+    assert!(!token.access_token().expose_secret().is_empty());
+    assert_eq!(server.counters().issued_for("client_credentials"), 1);
     running.shutdown().await;
 }

@@ -61,7 +61,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::cache::{CacheConfig, TokenCache};
-use crate::discovery::AuthorizationServer;
+use crate::discovery::{AuthorizationServer, DiscoveryError};
 use crate::endpoint::{ClientAuth, default_http_client};
 use crate::error::Error;
 use crate::grant::{ClientCredentials, FetchFuture, GrantBuilder, RefreshTokenGrant, TokenSource};
@@ -180,10 +180,18 @@ pub struct ClientConfig {
     #[serde(default)]
     pub grant: GrantKind,
     /// The issuer to discover the endpoints from. Give this or `token_url`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "redacted_url"
+    )]
     pub issuer: Option<String>,
     /// The token endpoint. Give this or `issuer`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "redacted_url"
+    )]
     pub token_url: Option<String>,
     /// The client id.
     pub client_id: String,
@@ -265,15 +273,16 @@ impl PartialEq for Values {
 
 impl fmt::Debug for ClientConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redacted = |url: &Option<String>| url.as_deref().map(crate::redact::redact_url);
         f.debug_struct("ClientConfig")
             .field("grant", &self.grant)
-            .field("issuer", &self.issuer)
-            .field(
-                "token_url",
-                &self.token_url.as_deref().map(crate::redact::redact_url),
-            )
+            .field("issuer", &redacted(&self.issuer))
+            .field("token_url", &redacted(&self.token_url))
             .field("client_id", &self.client_id)
-            .field("client_secret_env", &self.client_secret_env)
+            .field(
+                "client_secret_env",
+                &self.client_secret_env.as_deref().map(VarName),
+            )
             .field("client_secret_file", &self.client_secret_file)
             .field("client_secret_value", &self.secrets.client_secret.is_some())
             .field("auth_method", &self.auth_method)
@@ -284,12 +293,55 @@ impl fmt::Debug for ClientConfig {
             .field("scope", &self.scope)
             .field("require_scopes", &self.require_scopes)
             .field("params", &self.params.keys().collect::<Vec<_>>())
-            .field("refresh_token_env", &self.refresh_token_env)
+            .field(
+                "refresh_token_env",
+                &self.refresh_token_env.as_deref().map(VarName),
+            )
             .field("refresh_token_value", &self.secrets.refresh_token.is_some())
             .field("store", &self.store)
             .field("cache", &self.cache)
             .finish()
     }
+}
+
+/// The name of an environment variable, shown only when it looks like one (upper case,
+/// digits and `_`): a secret pasted where its variable's name belongs is never printed.
+struct VarName<'a>(&'a str);
+
+impl VarName<'_> {
+    fn looks_like_a_name(&self) -> bool {
+        let mut chars = self.0.chars();
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_uppercase() || c == '_')
+            && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+            && self.0.len() <= 64
+    }
+}
+
+impl fmt::Display for VarName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.looks_like_a_name() {
+            f.write_str(self.0)
+        } else {
+            f.write_str("(a name not in upper case, not shown)")
+        }
+    }
+}
+
+impl fmt::Debug for VarName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.looks_like_a_name() {
+            fmt::Debug::fmt(self.0, f)
+        } else {
+            fmt::Display::fmt(self, f)
+        }
+    }
+}
+
+/// Serialises a URL as `Debug` shows it: credentials in it are never written out.
+fn redacted_url<S: serde::Serializer>(url: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    url.as_deref().map(crate::redact::redact_url).serialize(s)
 }
 
 fn config_error(key: &str, field: &str, what: impl fmt::Display) -> Error {
@@ -300,6 +352,36 @@ fn config_error(key: &str, field: &str, what: impl fmt::Display) -> Error {
     };
     Error::Config(format!("{at}: {what}").into())
 }
+
+/// A grant's own configuration error, prefixed with the tenant's key (`tenants.acme: ...`).
+fn in_key(key: &str, error: Error) -> Error {
+    match error {
+        Error::Config(why) if !key.is_empty() => Error::Config(format!("{key}: {why}").into()),
+        other => other,
+    }
+}
+
+/// The keys [`ClientConfig::from_vars`] reads after `<prefix>_`.
+const VAR_KEYS: &[&str] = &[
+    "ISSUER",
+    "TOKEN_URL",
+    "CLIENT_ID",
+    "CLIENT_SECRET",
+    "CLIENT_SECRET_FILE",
+    "GRANT",
+    "AUTH_METHOD",
+    "PRIVATE_KEY_FILE",
+    "SIGNING_ALGORITHM",
+    "KEY_ID",
+    "ASSERTION_FILE",
+    "SCOPE",
+    "REQUIRE_SCOPES",
+    "REFRESH_TOKEN",
+    "STORE",
+    "REFRESH_FRACTION",
+    "REFRESH_DEADLINE_SECS",
+    "MAX_ATTEMPTS",
+];
 
 impl ClientConfig {
     /// A configuration for `client_id` at `token_url`, to fill in from code.
@@ -323,20 +405,30 @@ impl ClientConfig {
     /// `ASSERTION_FILE`, `SCOPE`, `REQUIRE_SCOPES`, `REFRESH_TOKEN` (the token itself),
     /// `STORE`, `REFRESH_FRACTION`, `REFRESH_DEADLINE_SECS`, `MAX_ATTEMPTS`, and
     /// `PARAM_<NAME>` for each extra parameter (`MYAPP_PARAM_AUDIENCE` sends `audience`).
+    /// Other variables, under the prefix or not, are the application's and never read.
     ///
     /// # Errors
     ///
     /// [`Error::Config`] naming the variable: `CLIENT_ID` missing, a value that does not
-    /// parse, a variable that is not Unicode.
+    /// parse, one of these variables not Unicode.
     pub fn from_env(prefix: &str) -> Result<ClientConfig, Error> {
-        let vars: Vec<(String, String)> = std::env::vars_os()
-            .filter_map(|(k, v)| Some((k.into_string().ok()?, v)))
-            .filter(|(k, _)| k.starts_with(prefix))
-            .map(|(k, v)| match v.into_string() {
-                Ok(v) => Ok((k, v)),
-                Err(_) => Err(Error::Config(format!("{k} is not valid Unicode").into())),
-            })
-            .collect::<Result<_, _>>()?;
+        let lead = format!("{prefix}_");
+        let mut vars = Vec::new();
+        for (name, value) in std::env::vars_os() {
+            let Some(name) = name.to_str() else { continue };
+            let Some(key) = name.strip_prefix(&lead) else {
+                continue;
+            };
+            if !VAR_KEYS.contains(&key) && !key.starts_with("PARAM_") {
+                continue;
+            }
+            match value.into_string() {
+                Ok(value) => vars.push((name.to_owned(), value)),
+                Err(_) => {
+                    return Err(Error::Config(format!("{name} is not valid Unicode").into()));
+                }
+            }
+        }
         Self::from_vars(prefix, vars)
     }
 
@@ -407,16 +499,26 @@ impl ClientConfig {
 
     /// Builds a cache over this client's grant, discovering the issuer if one is given.
     ///
+    /// An issuer that cannot be reached now (its metadata unavailable: a connection
+    /// refused, a 5xx) does not fail the build: it is logged, and discovered on the first
+    /// token request, and again on each later one until it answers. The service starts,
+    /// and gets its tokens once the server is back.
+    ///
     /// # Errors
     ///
     /// [`Error::Config`] naming the key that is missing, contradicts another or cannot be
     /// read (a secret file, an environment variable); the grant's own `build` errors;
-    /// [`Error::Discovery`] when the issuer cannot be discovered.
+    /// [`Error::Discovery`] when the issuer answers with unusable metadata (another
+    /// issuer's, none at all).
     pub async fn build(&self) -> Result<TokenCache, Error> {
-        let source = self
-            .source(default_http_client()?, &mut Servers::default(), "")
-            .await?;
+        self.build_on(default_http_client()?).await
+    }
+
+    /// As [`build`](Self::build), on `http` (a client shared with the rest of the service,
+    /// or a [`TowerHttpClient`](https://docs.rs/tokenward-tower)).
+    pub async fn build_on(&self, http: Arc<dyn HttpClient>) -> Result<TokenCache, Error> {
         let config = self.cache.apply(CacheConfig::default(), "")?;
+        let source = self.source(http, &mut Servers::default(), "").await?;
         Ok(TokenCache::builder(source).config(config).build())
     }
 
@@ -427,6 +529,26 @@ impl ClientConfig {
         servers: &mut Servers,
         key: &str,
     ) -> Result<Box<dyn TokenSource>, Error> {
+        let checked = self.check(key)?;
+        let Some(issuer) = &self.issuer else {
+            return self.grant(&checked, None, http, key);
+        };
+        match servers.get(issuer, &http).await {
+            Ok(Some(server)) => self.grant(&checked, Some(server), http, key),
+            Ok(None) => Ok(Box::new(Deferred {
+                config: self.clone(),
+                checked,
+                http,
+                key: key.to_owned(),
+                source: tokio::sync::OnceCell::new(),
+            })),
+            Err(error) if key.is_empty() => Err(error),
+            Err(error) => Err(config_error(key, "issuer", crate::error::chain(&error))),
+        }
+    }
+
+    /// Everything that can be checked, and every secret read, before the server is known.
+    fn check(&self, key: &str) -> Result<Checked, Error> {
         let inline = [
             (
                 self.inline_client_secret.is_some(),
@@ -456,7 +578,7 @@ impl ClientConfig {
         if self.client_id.is_empty() {
             return Err(config_error(key, "client_id", "is empty"));
         }
-        let server = match (&self.issuer, &self.token_url) {
+        match (&self.issuer, &self.token_url) {
             (Some(_), Some(_)) => {
                 return Err(config_error(
                     key,
@@ -467,20 +589,64 @@ impl ClientConfig {
             (None, None) => {
                 return Err(config_error(key, "token_url", "give token_url or issuer"));
             }
-            (Some(issuer), None) => Some(servers.get(issuer, &http).await?),
-            (None, Some(_)) => None,
-        };
+            (Some(url), None) => {
+                crate::endpoint::parse_url(url).map_err(|e| config_at(key, "issuer", e))?;
+            }
+            (None, Some(url)) => {
+                crate::endpoint::parse_url(url).map_err(|e| config_at(key, "token_url", e))?;
+            }
+        }
+        if let Some(name) = self
+            .params
+            .keys()
+            .find(|name| crate::grant::GRANT_PARAMS.contains(&name.as_str()))
+        {
+            return Err(config_error(
+                key,
+                &format!("params.{name}"),
+                "the grant sends this parameter itself (a credential has its own key, read from the environment or a file)",
+            ));
+        }
         let (auth, secret_file) = self.auth(key)?;
+        let secret = self.secret(key)?;
+        let refresh_token = self.refresh_token(key)?;
+        if self.grant == GrantKind::RefreshToken && refresh_token.is_none() && self.store.is_none()
+        {
+            return Err(config_error(
+                key,
+                "store",
+                "a refresh_token grant needs refresh_token_env or a store",
+            ));
+        }
+        Ok(Checked {
+            auth,
+            secret,
+            secret_file,
+            refresh_token,
+        })
+    }
+
+    /// The grant, from what [`check`](Self::check) read, at `server` or the token URL.
+    fn grant(
+        &self,
+        checked: &Checked,
+        server: Option<AuthorizationServer>,
+        http: Arc<dyn HttpClient>,
+        key: &str,
+    ) -> Result<Box<dyn TokenSource>, Error> {
         let client_id = self.client_id.clone();
         let url = self.token_url.clone().unwrap_or_default();
+        let secret_file = checked.secret_file.clone();
         match self.grant {
             GrantKind::ClientCredentials => {
                 let builder = match &server {
                     Some(server) => ClientCredentials::from_issuer(server, client_id),
                     None => ClientCredentials::builder(url, client_id),
                 };
-                let builder = self.common(builder, auth, http, key)?;
-                let grant = builder.build()?;
+                let grant = self
+                    .common(builder, checked, http)
+                    .build()
+                    .map_err(|e| in_key(key, e))?;
                 let secret = grant.client_secret();
                 Ok(reloading(grant, secret, secret_file))
             }
@@ -489,21 +655,16 @@ impl ClientConfig {
                     Some(server) => RefreshTokenGrant::from_issuer(server, client_id),
                     None => RefreshTokenGrant::for_url(url, client_id),
                 };
-                if let Some(token) = self.refresh_token(key)? {
+                if let Some(token) = &checked.refresh_token {
                     builder = builder.refresh_token(token.expose_secret());
                 }
                 if let Some(path) = &self.store {
                     builder = builder.store(FileStore::new(path));
                 }
-                let builder = self.common(builder, auth, http, key)?;
-                let grant = builder.build().map_err(|e| match e {
-                    Error::Config(why) if why.contains("needs a refresh token") => config_error(
-                        key,
-                        "store",
-                        "a refresh_token grant needs refresh_token_env or a store",
-                    ),
-                    other => other,
-                })?;
+                let grant = self
+                    .common(builder, checked, http)
+                    .build()
+                    .map_err(|e| in_key(key, e))?;
                 let secret = grant.client_secret();
                 Ok(reloading(grant, secret, secret_file))
             }
@@ -514,14 +675,13 @@ impl ClientConfig {
     fn common<G>(
         &self,
         mut builder: GrantBuilder<G>,
-        auth: ClientAuth,
+        checked: &Checked,
         http: Arc<dyn HttpClient>,
-        key: &str,
-    ) -> Result<GrantBuilder<G>, Error> {
-        if let Some(secret) = self.secret(key)? {
+    ) -> GrantBuilder<G> {
+        if let Some(secret) = &checked.secret {
             builder = builder.client_secret(secret.expose_secret());
         }
-        builder = builder.auth_method(auth).http_client(http);
+        builder = builder.auth_method(checked.auth.clone()).http_client(http);
         if let Some(scope) = &self.scope {
             builder = builder.scope(scope);
         }
@@ -531,7 +691,7 @@ impl ClientConfig {
         for (name, value) in &self.params {
             builder = builder.param(name, value);
         }
-        Ok(builder)
+        builder
     }
 
     /// The client secret: the value, the environment variable or the file.
@@ -552,19 +712,14 @@ impl ClientConfig {
             return Ok(Some(secret.clone()));
         }
         if let Some(var) = &self.client_secret_env {
-            return match std::env::var(var) {
-                Ok(secret) if !secret.is_empty() => Ok(Some(secret.into())),
-                _ => Err(config_error(
-                    key,
-                    "client_secret_env",
-                    format!("the environment variable {var} is not set (or empty)"),
-                )),
-            };
+            return env_secret(var)
+                .map(Some)
+                .map_err(|why| config_error(key, "client_secret_env", why));
         }
         if let Some(path) = &self.client_secret_file {
-            return read_secret(path)
+            return crate::secret::read_secret_file(path, "client secret")
                 .map(Some)
-                .map_err(|why| config_error(key, "client_secret_file", why));
+                .map_err(|e| config_at(key, "client_secret_file", e));
         }
         Ok(None)
     }
@@ -575,14 +730,9 @@ impl ClientConfig {
         }
         match &self.refresh_token_env {
             None => Ok(None),
-            Some(var) => match std::env::var(var) {
-                Ok(token) if !token.is_empty() => Ok(Some(token.into())),
-                _ => Err(config_error(
-                    key,
-                    "refresh_token_env",
-                    format!("the environment variable {var} is not set (or empty)"),
-                )),
-            },
+            Some(var) => env_secret(var)
+                .map(Some)
+                .map_err(|why| config_error(key, "refresh_token_env", why)),
         }
     }
 
@@ -597,7 +747,15 @@ impl ClientConfig {
                 AuthMethod::PrivateKeyJwt
             }
             None if has_secret => AuthMethod::ClientSecretBasic,
-            None => AuthMethod::None,
+            // No credentials at all is more often a forgotten key than a public client.
+            None => {
+                return Err(config_error(
+                    key,
+                    "client_secret_env",
+                    "no client credentials: give client_secret_env, client_secret_file or \
+                     private_key_file, or auth_method = \"none\" for a public client",
+                ));
+            }
         };
         let needs_secret = |name: &str| {
             config_error(
@@ -612,6 +770,13 @@ impl ClientConfig {
             }
             AuthMethod::ClientSecretPost if !has_secret => {
                 return Err(needs_secret("client_secret_post"));
+            }
+            AuthMethod::None if has_secret => {
+                return Err(config_error(
+                    key,
+                    "auth_method",
+                    "none (a public client) sends no secret: remove the client secret's key",
+                ));
             }
             AuthMethod::ClientSecretBasic => ClientAuth::Basic,
             AuthMethod::ClientSecretPost => ClientAuth::Post,
@@ -683,35 +848,135 @@ fn enum_value<T: serde::de::DeserializeOwned>(value: &str) -> Option<T> {
     serde_json::from_value(serde_json::Value::String(value.to_owned())).ok()
 }
 
-fn read_secret(path: &Path) -> Result<SecretString, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("could not read {}: {e}", path.display()))?;
-    let secret = text.trim();
-    if secret.is_empty() {
-        return Err(format!("{} is empty", path.display()));
+/// A configuration error from reading `field`, prefixed with `key.field`.
+fn config_at(key: &str, field: &str, error: Error) -> Error {
+    match error {
+        Error::Config(why) => config_error(key, field, why),
+        other => other,
     }
-    Ok(SecretString::from(secret.to_owned()))
 }
 
-/// The issuers discovered so far, each once.
+/// The secret in the environment variable `var`; the error shows the name only if it looks
+/// like one.
+fn env_secret(var: &str) -> Result<SecretString, String> {
+    match std::env::var(var) {
+        Ok(secret) if !secret.is_empty() => Ok(secret.into()),
+        _ => Err(format!(
+            "the environment variable {} is not set (or empty)",
+            VarName(var)
+        )),
+    }
+}
+
+/// What a client's configuration says before its server is known, secrets read.
+#[derive(Debug)]
+struct Checked {
+    auth: ClientAuth,
+    secret: Option<SecretString>,
+    secret_file: Option<PathBuf>,
+    refresh_token: Option<SecretString>,
+}
+
+/// The issuers discovered so far, each once; `None` for one that could not be reached.
 #[derive(Default)]
-struct Servers(HashMap<String, AuthorizationServer>);
+struct Servers(HashMap<String, Option<AuthorizationServer>>);
 
 impl Servers {
     async fn get(
         &mut self,
         issuer: &str,
         http: &Arc<dyn HttpClient>,
-    ) -> Result<AuthorizationServer, Error> {
+    ) -> Result<Option<AuthorizationServer>, Error> {
         if let Some(server) = self.0.get(issuer) {
             return Ok(server.clone());
         }
-        let server = AuthorizationServer::builder(issuer)
-            .http_client(Arc::clone(http))
-            .discover()
-            .await?;
+        let server = match discover(issuer, http).await {
+            Ok(server) => Some(server),
+            Err(error)
+                if matches!(&error, Error::Discovery(why)
+                    if matches!(**why, DiscoveryError::Unavailable { .. })) =>
+            {
+                tracing::warn!(
+                    issuer = %crate::redact::redact_url(issuer),
+                    error = %crate::error::chain(&error),
+                    "the issuer's metadata is unavailable; it is fetched again on the first token request"
+                );
+                None
+            }
+            Err(error) => return Err(error),
+        };
         self.0.insert(issuer.to_owned(), server.clone());
         Ok(server)
+    }
+}
+
+async fn discover(issuer: &str, http: &Arc<dyn HttpClient>) -> Result<AuthorizationServer, Error> {
+    AuthorizationServer::builder(issuer)
+        .http_client(Arc::clone(http))
+        .discover()
+        .await
+}
+
+/// A client whose issuer could not be reached when the configuration was built: the
+/// issuer is discovered, and the grant built, on the first token request (and again on
+/// each one until that works). Its token requests are then the grant's.
+struct Deferred {
+    config: ClientConfig,
+    checked: Checked,
+    http: Arc<dyn HttpClient>,
+    key: String,
+    source: tokio::sync::OnceCell<Box<dyn TokenSource>>,
+}
+
+impl fmt::Debug for Deferred {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Deferred")
+            .field("config", &self.config)
+            .field("source", &self.source.get())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenSource for Deferred {
+    fn fetch(&self) -> FetchFuture<'_> {
+        Box::pin(async move {
+            let source = self
+                .source
+                .get_or_try_init(|| async {
+                    let issuer = self.config.issuer.as_deref().unwrap_or_default();
+                    let server = discover(issuer, &self.http).await?;
+                    self.config.grant(
+                        &self.checked,
+                        Some(server),
+                        Arc::clone(&self.http),
+                        &self.key,
+                    )
+                })
+                .await?;
+            source.fetch().await
+        })
+    }
+
+    fn revision(&self) -> u64 {
+        self.source.get().map_or(0, |source| source.revision())
+    }
+
+    fn may_repeat(&self, error: &Error) -> bool {
+        // Before the grant exists only the discovery failed, which is safe to repeat.
+        self.source
+            .get()
+            .is_none_or(|source| source.may_repeat(error))
+    }
+
+    fn kind(&self) -> &'static str {
+        match self.config.grant {
+            GrantKind::ClientCredentials => "client_credentials",
+            GrantKind::RefreshToken => "refresh_token",
+        }
+    }
+
+    fn decay_status(&self) -> Option<crate::decay::DecayStatus> {
+        self.source.get().and_then(|source| source.decay_status())
     }
 }
 
@@ -739,33 +1004,51 @@ struct Reloading<G> {
     file: PathBuf,
 }
 
+/// A number that changes when `file` is written (its size or modification time), without
+/// reading it.
+fn file_stamp(file: &Path) -> u64 {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    if let Ok(meta) = std::fs::metadata(file) {
+        meta.len().hash(&mut hasher);
+        meta.modified().ok().hash(&mut hasher);
+    }
+    hasher.finish()
+}
+
 impl<G: TokenSource> TokenSource for Reloading<G> {
     fn fetch(&self) -> FetchFuture<'_> {
         Box::pin(async move {
-            match self.grant.fetch().await {
-                Err(Error::InvalidClient(detail)) => {
-                    match self.secret.reload_from_file(&self.file, RELOAD_OVERLAP) {
-                        Ok(true) => {
-                            tracing::info!(
-                                file = %self.file.display(),
-                                "invalid_client: the client secret file holds a new secret; trying it"
-                            );
-                            self.grant.fetch().await
-                        }
-                        Ok(false) => Err(Error::InvalidClient(detail)),
-                        Err(error) => {
-                            tracing::warn!(error = %crate::error::chain(&error), "invalid_client, and the client secret file could not be read again");
-                            Err(Error::InvalidClient(detail))
-                        }
-                    }
+            let detail = match self.grant.fetch().await {
+                Err(Error::InvalidClient(detail)) => detail,
+                other => return other,
+            };
+            let (secret, file) = (self.secret.clone(), self.file.clone());
+            let reloaded =
+                tokio::task::spawn_blocking(move || secret.reload_from_file(&file, RELOAD_OVERLAP))
+                    .await
+                    .unwrap_or(Ok(false));
+            match reloaded {
+                Ok(true) => {
+                    tracing::info!(
+                        file = %self.file.display(),
+                        "invalid_client: the client secret file holds a new secret; trying it"
+                    );
+                    self.grant.fetch().await
                 }
-                other => other,
+                Ok(false) => Err(Error::InvalidClient(detail)),
+                Err(error) => {
+                    tracing::warn!(error = %crate::error::chain(&error), "invalid_client, and the client secret file could not be read again");
+                    Err(Error::InvalidClient(detail))
+                }
             }
         })
     }
 
+    /// The grant's, and the secret file's: an `invalid_client` held until the
+    /// configuration changes ends when the file is written, not after the hold's cap.
     fn revision(&self) -> u64 {
-        self.grant.revision()
+        self.grant.revision() ^ file_stamp(&self.file)
     }
 
     fn may_repeat(&self, error: &Error) -> bool {
@@ -814,35 +1097,36 @@ pub struct TenantsConfig {
 impl TenantsConfig {
     /// Builds a [`TenantCache`] with every tenant, on one HTTP client (the default one).
     ///
+    /// A tenant whose issuer cannot be reached now is discovered on its first token
+    /// request, as [`ClientConfig::build`] says: one server down does not keep the others
+    /// from starting.
+    ///
     /// # Errors
     ///
-    /// As [`ClientConfig::build`], naming the tenant: `tenants.acme.token_url: ...`.
+    /// [`Error::Config`] naming the tenant and the key: `tenants.acme.token_url: ...`,
+    /// `tenants.acme.issuer: ...` (metadata that names another issuer, or none), and a
+    /// grant's own `build` errors as `tenants.acme: ...`.
     pub async fn build(&self) -> Result<TenantCache<String>, Error> {
         self.build_on(default_http_client()?).await
     }
 
     /// As [`build`](Self::build), on `http`.
     pub async fn build_on(&self, http: Arc<dyn HttpClient>) -> Result<TenantCache<String>, Error> {
-        let shared = self.cache.apply(CacheConfig::default(), "cache")?;
-        let tenants = TenantCache::builder()
+        let shared = self.cache.apply(CacheConfig::default(), "")?;
+        let mut tenants = TenantCache::builder()
             .cache_config(shared.clone())
-            .http_client(Arc::clone(&http))
-            .build();
+            .http_client(Arc::clone(&http));
         let mut servers = Servers::default();
         for (name, client) in &self.tenants {
             let key = format!("tenants.{name}");
             let source = client.source(Arc::clone(&http), &mut servers, &key).await?;
-            if client.cache == CacheSettings::default() {
-                tenants.insert(name.clone(), source);
+            tenants = if client.cache == CacheSettings::default() {
+                tenants.tenant(name.clone(), source)
             } else {
-                let config = client.cache.apply(shared.clone(), &key)?;
-                let cache = TokenCache::builder(source)
-                    .config(config)
-                    .name(name.as_str())
-                    .build();
-                tenants.insert_cache(name.clone(), cache);
-            }
+                let own = client.cache.apply(shared.clone(), &key)?;
+                tenants.tenant_with_config(name.clone(), source, own)
+            };
         }
-        Ok(tenants)
+        Ok(tenants.build())
     }
 }

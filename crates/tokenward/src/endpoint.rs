@@ -186,6 +186,13 @@ pub(crate) fn parse_url(url: &str) -> Result<Uri, Error> {
         )
     };
     let uri: Uri = url.parse().map_err(|_| not_shown())?;
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(Error::Config(
+            "an endpoint URL holds a user name or password (not shown); give the client's \
+             credentials as its secret, never in the URL"
+                .into(),
+        ));
+    }
     match uri.scheme_str() {
         Some("http" | "https") if uri.host().is_some() => Ok(uri),
         Some(_) if uri.host().is_some() => Err(Error::Config(

@@ -332,6 +332,8 @@ impl<G> GrantBuilder<G> {
     }
 
     /// An extra form parameter sent with every token request (`resource`, `audience`, ...).
+    /// A parameter the grant sends itself (`grant_type`, `client_id`, `client_secret`,
+    /// `client_assertion`, `scope`, `refresh_token`, `code`, ...) is refused by `build`.
     ///
     /// Servers with resource indicators (RFC 8707) — oidc-provider, Azure AD v1, Auth0's
     /// `audience` — issue a token without an audience unless the request names the API:
@@ -362,6 +364,18 @@ impl<G> GrantBuilder<G> {
     pub(crate) fn into_parts(self) -> Result<(GrantConfig, G), Error> {
         if self.client_id.is_empty() {
             return Err(Error::Config("the client id is empty".into()));
+        }
+        if let Some((name, _)) = self
+            .params
+            .iter()
+            .find(|(name, _)| GRANT_PARAMS.contains(&name.as_str()))
+        {
+            return Err(Error::Config(
+                format!(
+                    "the parameter {name} is set by the grant itself (its own setter, or the client authentication); it cannot be an extra parameter"
+                )
+                .into(),
+            ));
         }
         if matches!(self.auth, ClientAuth::Basic | ClientAuth::Post) && self.client_secret.is_none()
         {
@@ -401,6 +415,25 @@ impl<G> GrantBuilder<G> {
         Ok((config, self.grant))
     }
 }
+
+/// Form parameters a grant or its client authentication sends itself: never extra ones
+/// (the names of credentials among them, so a secret cannot slip in as a plain parameter).
+pub(crate) const GRANT_PARAMS: &[&str] = &[
+    "grant_type",
+    "client_id",
+    "client_secret",
+    "client_assertion",
+    "client_assertion_type",
+    "scope",
+    "refresh_token",
+    "code",
+    "code_verifier",
+    "redirect_uri",
+    "password",
+    "assertion",
+    "subject_token",
+    "actor_token",
+];
 
 /// A grant's builder that a [`TenantCache`](crate::TenantCache) can finish on its shared
 /// HTTP client: [`GrantBuilder`] for [`ClientCredentials`] and [`RefreshTokenGrant`]. See

@@ -302,6 +302,13 @@ impl<const N: usize> From<[&str; N]> for ScopeSet {
     }
 }
 
+/// Each item parsed like [`ScopeSet::parse`] (scopes read from a configuration file).
+impl From<Vec<String>> for ScopeSet {
+    fn from(scopes: Vec<String>) -> Self {
+        scopes.into_iter().collect()
+    }
+}
+
 /// Itself.
 impl From<&ScopeSet> for ScopeSet {
     fn from(scopes: &ScopeSet) -> Self {

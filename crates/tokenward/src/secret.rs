@@ -125,33 +125,8 @@ impl ClientSecret {
     /// the current one, rotates to it with `overlap`. Returns whether it changed. An empty,
     /// unreadable or oversized file is an error and changes nothing.
     pub fn reload_from_file(&self, path: &Path, overlap: Duration) -> Result<bool, Error> {
-        let bytes = std::fs::read(path).map_err(|e| {
-            Error::Config(
-                format!(
-                    "could not read the client secret file {}: {e}",
-                    path.display()
-                )
-                .into(),
-            )
-        })?;
-        if bytes.len() > 64 * 1024 {
-            return Err(Error::Config(
-                format!(
-                    "the client secret file {} is larger than 64 KiB",
-                    path.display()
-                )
-                .into(),
-            ));
-        }
-        let text = String::from_utf8(bytes).map_err(|_| {
-            Error::Config(format!("the client secret file {} is not UTF-8", path.display()).into())
-        })?;
-        let secret = text.trim();
-        if secret.is_empty() {
-            return Err(Error::Config(
-                format!("the client secret file {} is empty", path.display()).into(),
-            ));
-        }
+        let read = read_secret_file(path, "client secret")?;
+        let secret = read.expose_secret();
         let unchanged = self
             .state
             .load()
@@ -200,4 +175,30 @@ pub fn spawn_reload_on_sighup(
             }
         }
     }))
+}
+
+/// The largest secret file read: a secret is short, and a path pointing at something else
+/// (a log, a device) must not be read whole.
+const MAX_SECRET_FILE: u64 = 64 * 1024;
+
+/// Reads a secret (`what`: "client secret", ...) from `path`, surrounding whitespace
+/// trimmed, at most 64 KiB. Errors name the file, never its contents.
+pub(crate) fn read_secret_file(path: &Path, what: &str) -> Result<SecretString, Error> {
+    use std::io::Read as _;
+    let fail =
+        |why: String| Error::Config(format!("the {what} file {}: {why}", path.display()).into());
+    let file = std::fs::File::open(path).map_err(|e| fail(format!("could not be read: {e}")))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_SECRET_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| fail(format!("could not be read: {e}")))?;
+    if bytes.len() as u64 > MAX_SECRET_FILE {
+        return Err(fail("is larger than 64 KiB".to_owned()));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| fail("is not UTF-8".to_owned()))?;
+    let secret = text.trim();
+    if secret.is_empty() {
+        return Err(fail("is empty".to_owned()));
+    }
+    Ok(SecretString::from(secret.to_owned()))
 }

@@ -376,16 +376,43 @@ where
     /// # Ok(()) }
     /// ```
     pub fn grant(mut self, tenant: K, grant: impl TenantGrant) -> Result<Self, Error> {
-        if self.http.is_none() {
-            self.http = Some(default_http_client()?);
-        }
-        let http = self.http.clone();
-        let source = grant.into_source(&|| http.clone().ok_or_else(unreachable_client))?;
+        // The default client is made only for a builder that has none of its own.
+        let http = std::cell::RefCell::new(self.http.take());
+        let source = grant.into_source(&|| {
+            let mut http = http.borrow_mut();
+            if let Some(http) = &*http {
+                return Ok(Arc::clone(http));
+            }
+            let made = default_http_client()?;
+            *http = Some(Arc::clone(&made));
+            Ok(made)
+        });
+        self.http = http.into_inner();
+        let source = source?;
         let make = move |config: &CacheConfig, naming: &Naming, name: Arc<str>| {
             tenant_cache(source, config, naming, name)
         };
         self.tenants.push((tenant, Pending::Source(Box::new(make))));
         Ok(self)
+    }
+
+    /// Adds a tenant with its own cache configuration (a configuration file's per-tenant
+    /// settings): named and labelled as the others are, and refreshing ahead only tokens
+    /// that were read.
+    pub(crate) fn tenant_with_config(
+        mut self,
+        tenant: K,
+        source: impl TokenSource,
+        mut own: CacheConfig,
+    ) -> Self {
+        if own.refresh_ahead == RefreshAhead::Eager {
+            own.refresh_ahead = RefreshAhead::IfRead;
+        }
+        let make = move |_: &CacheConfig, naming: &Naming, name: Arc<str>| {
+            tenant_cache(source, &own, naming, name)
+        };
+        self.tenants.push((tenant, Pending::Source(Box::new(make))));
+        self
     }
 
     /// Adds a tenant with a cache configured by the caller (for example with its own
@@ -439,11 +466,6 @@ where
         }
         TenantCache { shared }
     }
-}
-
-/// Never called: the builder sets its client before it builds a grant.
-fn unreachable_client() -> Error {
-    Error::Config("the tenants' HTTP client is not set".into())
 }
 
 fn new_tenant(cache: TokenCache, generation: u64) -> Arc<Entry> {

@@ -207,7 +207,7 @@ async fn errors_name_the_key_and_a_secret_is_never_in_the_file() {
             token_url = "https://a.example/token"
             client_id = "svc"
             client_secret_file = "/nonexistent/tokenward/secret""#,
-            "tenants.a.client_secret_file: could not read /nonexistent/tokenward/secret",
+            "tenants.a.client_secret_file: the client secret file /nonexistent/tokenward/secret: could not be read",
         ),
         (
             r#"[tenants.a]
@@ -232,11 +232,33 @@ async fn errors_name_the_key_and_a_secret_is_never_in_the_file() {
             cache = { refresh_fraction = 1.5 }"#,
             "tenants.a.cache.refresh_fraction: must be above 0 and at most 1",
         ),
+        (
+            r#"[tenants.a]
+            token_url = "https://a.example/token"
+            client_id = "svc""#,
+            "tenants.a.client_secret_env: no client credentials",
+        ),
+        (
+            r#"[tenants.a]
+            token_url = "https://svc:hunter2@a.example/token"
+            client_id = "svc"
+            auth_method = "none""#,
+            "tenants.a.token_url: an endpoint URL holds a user name or password (not shown)",
+        ),
+        (
+            r#"[tenants.a]
+            token_url = "https://a.example/token"
+            client_id = "svc"
+            auth_method = "none"
+            params = { grant_type = "password" }"#,
+            "tenants.a.params.grant_type: the grant sends this parameter itself",
+        ),
     ];
     for (text, expected) in cases {
         let config: TenantsConfig = toml::from_str(text).unwrap();
         let error = config.build_on(http()).await.unwrap_err();
         let message = config_error(error);
+        assert!(!message.contains("hunter2"), "{message}");
         assert!(
             message.starts_with(expected),
             "{message:?} should start with {expected:?}"

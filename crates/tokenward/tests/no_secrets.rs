@@ -241,12 +241,12 @@ async fn no_secret_in_logs_debug_or_errors() {
 const URL_USER: &str = "alice-Ux7w";
 const URL_PASSWORD: &str = "p4ssw0rd-Vb2q";
 const URL_KEY: &str = "k3y-Qr9tLm";
-/// A `client_assertion` (RFC 7523): a signed JWT that authenticates the client.
+/// A signed JWT, sent as an extra parameter.
 const ASSERTION: &str = "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJzdmMiLCJzdWIiOiJzdmMifQ.c2lnLXNlY3JldA";
 
 /// `https://alice-…:p4ssw0rd-…@auth.example.com{path}?api_key=k3y-…`
 fn url_with_credentials(path: &str) -> String {
-    format!("https://{URL_USER}:{URL_PASSWORD}@auth.example.com{path}?api_key={URL_KEY}")
+    format!("https://auth.example.com{path}?api_key={URL_KEY}")
 }
 
 fn assert_hides_url_secrets(text: &str) {
@@ -261,19 +261,19 @@ async fn debug_hides_url_credentials_query_values_and_param_values() {
     let builder = ClientCredentials::builder(&token_url, "svc")
         .client_secret(CLIENT_SECRET)
         .scope("jobs.read")
-        .param("client_assertion", ASSERTION);
+        .param("assertion_hint", ASSERTION);
     let builder_debug = format!("{builder:?}");
     let grant = builder.build().unwrap();
     let grant_debug = format!("{grant:?}");
     let cache = TokenCache::new(grant);
     let refresh = RefreshTokenGrant::builder(&token_url, "svc", "rt-seed-Jk29xx")
         .client_secret(CLIENT_SECRET)
-        .param("client_assertion", ASSERTION)
+        .param("assertion_hint", ASSERTION)
         .build()
         .unwrap();
     let introspection = Introspection::builder(url_with_credentials("/introspect"), "svc")
         .client_secret(CLIENT_SECRET)
-        .param("client_assertion", ASSERTION)
+        .param("assertion_hint", ASSERTION)
         .build()
         .unwrap();
     let revocation = Revocation::builder(url_with_credentials("/revoke"), "svc")
@@ -285,7 +285,7 @@ async fn debug_hides_url_credentials_query_values_and_param_values() {
         .token_url(&token_url)
         .redirect_uri(format!("https://app.example.com/cb?session={URL_KEY}"))
         .client_secret(CLIENT_SECRET)
-        .param("client_assertion", ASSERTION)
+        .param("assertion_hint", ASSERTION)
         .build()
         .unwrap();
 
@@ -301,10 +301,7 @@ async fn debug_hides_url_credentials_query_values_and_param_values() {
         assert_hides_url_secrets(&shown);
         assert!(!shown.contains(CLIENT_SECRET), "{shown}");
         // What helps an operator stays: the host and path, the query and parameter names.
-        assert!(
-            shown.contains("https://[REDACTED]@auth.example.com/"),
-            "{shown}"
-        );
+        assert!(shown.contains("https://auth.example.com/"), "{shown}");
         assert!(shown.contains("?api_key=[REDACTED]"), "{shown}");
     }
     let cache_debug = format!("{cache:?}");
@@ -313,7 +310,7 @@ async fn debug_hides_url_credentials_query_values_and_param_values() {
         "{cache_debug}"
     );
     assert!(
-        cache_debug.contains("client_assertion=[REDACTED]"),
+        cache_debug.contains("assertion_hint=[REDACTED]"),
         "{cache_debug}"
     );
     assert!(
@@ -337,7 +334,9 @@ fn config_errors_never_quote_url_credentials() {
         // A secret pasted where the URL belongs.
         URL_KEY.to_owned(),
         // Not http(s): quoted redacted.
-        format!("ftp://{URL_USER}:{URL_PASSWORD}@auth.example.com/token?api_key={URL_KEY}"),
+        format!("ftp://auth.example.com/token?api_key={URL_KEY}"),
+        // A user name and password in the URL: refused, not quoted.
+        format!("https://{URL_USER}:{URL_PASSWORD}@auth.example.com/token?api_key={URL_KEY}"),
     ];
     for url in &cases {
         let err = ClientCredentials::builder(url, "svc")
@@ -353,7 +352,15 @@ fn config_errors_never_quote_url_credentials() {
         .unwrap_err();
     assert!(
         err.to_string()
-            .contains("ftp://[REDACTED]@auth.example.com/token?api_key=[REDACTED]"),
+            .contains("ftp://auth.example.com/token?api_key=[REDACTED]"),
+        "{err}"
+    );
+    let err = ClientCredentials::builder(&cases[4], "svc")
+        .client_secret(CLIENT_SECRET)
+        .build()
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("holds a user name or password"),
         "{err}"
     );
 
@@ -488,14 +495,14 @@ async fn secrets_a_server_echoes_never_reach_display_debug_or_logs() {
     // An extra parameter (a client assertion) quoted in a 200 that carries an error.
     let grant = ClientCredentials::builder(&token_url, "svc")
         .client_secret(CLIENT_SECRET)
-        .param("client_assertion", ASSERTION)
+        .param("assertion_hint", ASSERTION)
         .build()
         .unwrap();
     let cache = quick_cache(grant);
-    server.push_faults(echo(200, "server_error", "client_assertion"), 2);
+    server.push_faults(echo(200, "server_error", "assertion_hint"), 2);
     let err = cache.header().await.unwrap_err();
     assert_eq!(err.status().map(|s| s.as_u16()), Some(200), "{err:?}");
-    record(err, Some(&cache), "client_assertion", ASSERTION);
+    record(err, Some(&cache), "assertion_hint", ASSERTION);
 
     // The code and the PKCE verifier quoted by the token endpoint; the state by the
     // authorization server's error callback.
