@@ -41,9 +41,12 @@ async fn private_key_jwt_with_each_algorithm() {
         // A second token: a new assertion (oidc-provider refuses a replayed jti).
         cache.force_refresh().await.unwrap();
 
-        // From the token URL: `aud` is the token endpoint.
+        // From the token URL: `aud` is the token endpoint. The key from its JWK, whose kid
+        // and algorithm it carries.
+        let jwk = PrivateKeyJwt::from_jwk(&op.key_client_jwks[alg]).unwrap();
+        assert_eq!(jwk.algorithm(), algorithm);
         let grant = ClientCredentials::builder(&op.token_endpoint, &op.key_client.0)
-            .auth_method(key(&op, alg, algorithm))
+            .auth_method(ClientAuth::private_key_jwt(jwk))
             .scope("jobs.read")
             .param("resource", &op.resource)
             .build()

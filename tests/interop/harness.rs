@@ -80,6 +80,8 @@ pub(crate) struct Provider {
     /// The `private_key_jwt` client's id and its private keys (PKCS#8 PEM) by algorithm,
     /// each registered with the algorithm as its `kid`.
     pub(crate) key_client: (String, BTreeMap<String, String>),
+    /// The same private keys as JWK text by algorithm, each with its `kid`.
+    pub(crate) key_client_jwks: BTreeMap<String, String>,
 }
 
 impl Provider {
@@ -179,6 +181,12 @@ impl Provider {
                     .map(|(alg, pem)| (alg.clone(), text(pem)))
                     .collect(),
             ),
+            key_client_jwks: info["clients"]["keyClient"]["jwks"]
+                .as_object()
+                .expect("the key client's JWKs")
+                .iter()
+                .map(|(alg, jwk)| (alg.clone(), text(jwk)))
+                .collect(),
         }
     }
 

@@ -75,6 +75,13 @@ const clientKeys = Object.fromEntries(
 CLIENTS.keyClient.keys = Object.fromEntries(
   Object.entries(clientKeys).map(([alg, pair]) => [alg, pair.privateKey.export({ format: 'pem', type: 'pkcs8' })]),
 );
+// The same private keys as JWKs (RFC 7517), each with its kid and alg, as JSON text.
+CLIENTS.keyClient.jwks = Object.fromEntries(
+  Object.entries(clientKeys).map(([alg, pair]) => [
+    alg,
+    JSON.stringify({ ...pair.privateKey.export({ format: 'jwk' }), kid: alg, alg }),
+  ]),
+);
 
 const stats = {
   grant_success: {},

@@ -175,6 +175,15 @@ mod jwt {
     }
 
     impl SigningAlgorithm {
+        /// The JOSE name (`RS256`, `ES256`, `EdDSA`).
+        pub(crate) fn name(self) -> &'static str {
+            match self {
+                SigningAlgorithm::Rs256 => "RS256",
+                SigningAlgorithm::Es256 => "ES256",
+                SigningAlgorithm::EdDsa => "EdDSA",
+            }
+        }
+
         fn jwt(self) -> jsonwebtoken::Algorithm {
             match self {
                 SigningAlgorithm::Rs256 => jsonwebtoken::Algorithm::RS256,
@@ -240,10 +249,51 @@ mod jwt {
                         .into(),
                 )
             })?;
+            Self::checked(algorithm, key, None)
+        }
+
+        /// A key from a private JWK (RFC 7517): RSA (`RS256`), EC on P-256 (`ES256`) or OKP
+        /// Ed25519 (`EdDSA`). The algorithm follows from `kty` and `crv` (an `alg` must agree
+        /// with it), and the JWK's `kid` becomes the [key id](Self::key_id).
+        ///
+        /// ```
+        /// use tokenward::assertion::PrivateKeyJwt;
+        ///
+        /// # let jwk = include_str!("../tests/keys/ec-p256.jwk.json");
+        /// // jwk: the text of a private JWK, such as `{"kty":"EC","crv":"P-256","d":...}`.
+        /// let key = PrivateKeyJwt::from_jwk(jwk)?;
+        /// # let _ = key;
+        /// # Ok::<(), tokenward::Error>(())
+        /// ```
+        ///
+        /// # Errors
+        ///
+        /// [`Error::Config`] when the text is not a private JWK of one of these kinds (the
+        /// message never quotes it).
+        pub fn from_jwk(jwk: &str) -> Result<Self, Error> {
+            let parsed = jwk::parse(jwk)?;
+            let key = match parsed.algorithm {
+                SigningAlgorithm::Rs256 => EncodingKey::from_rsa_der(&parsed.der),
+                SigningAlgorithm::Es256 => EncodingKey::from_ec_der(&parsed.der),
+                SigningAlgorithm::EdDsa => EncodingKey::from_ed_der(&parsed.der),
+            };
+            Self::checked(parsed.algorithm, key, parsed.key_id)
+        }
+
+        /// The algorithm this key signs with.
+        pub fn algorithm(&self) -> SigningAlgorithm {
+            self.algorithm
+        }
+
+        fn checked(
+            algorithm: SigningAlgorithm,
+            key: EncodingKey,
+            key_id: Option<String>,
+        ) -> Result<Self, Error> {
             let signer = PrivateKeyJwt {
                 algorithm,
                 key,
-                key_id: None,
+                key_id,
                 lifetime: DEFAULT_LIFETIME,
             };
             // A key that parses but cannot sign (another curve, another type) fails here,
@@ -288,6 +338,166 @@ mod jwt {
             header.kid = self.key_id.clone();
             jsonwebtoken::encode(&header, &claims, &self.key).map_err(|e| {
                 Error::Config(format!("could not sign the client assertion: {e}").into())
+            })
+        }
+    }
+
+    /// Private JWKs to the DER documents the signer reads: PKCS#1 for RSA, PKCS#8 for EC and
+    /// Ed25519.
+    mod jwk {
+        use base64::Engine as _;
+        use simple_asn1::{ASN1Block, ASN1Class, BigInt, BigUint, oid, to_der};
+
+        use super::SigningAlgorithm;
+        use crate::Error;
+
+        pub(super) struct Parsed {
+            pub(super) algorithm: SigningAlgorithm,
+            pub(super) der: Vec<u8>,
+            pub(super) key_id: Option<String>,
+        }
+
+        #[derive(serde::Deserialize)]
+        struct Jwk {
+            kty: String,
+            crv: Option<String>,
+            alg: Option<String>,
+            kid: Option<String>,
+            n: Option<String>,
+            e: Option<String>,
+            d: Option<String>,
+            p: Option<String>,
+            q: Option<String>,
+            dp: Option<String>,
+            dq: Option<String>,
+            qi: Option<String>,
+            x: Option<String>,
+            y: Option<String>,
+        }
+
+        fn bad(why: &str) -> Error {
+            Error::Config(format!("the private key JWK {why} (not shown)").into())
+        }
+
+        /// A base64url member (padding tolerated), required.
+        fn member(value: &Option<String>, name: &str) -> Result<Vec<u8>, Error> {
+            let value = value
+                .as_deref()
+                .ok_or_else(|| bad(&format!("has no `{name}`")))?;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(value.trim_end_matches('='))
+                .map_err(|_| bad(&format!("has a `{name}` that is not base64url")))
+        }
+
+        /// A fixed-size member, left-padded with zeros (some encoders drop leading zeros).
+        fn fixed(value: &Option<String>, name: &str, len: usize) -> Result<Vec<u8>, Error> {
+            let bytes = member(value, name)?;
+            if bytes.len() > len {
+                return Err(bad(&format!("has a `{name}` longer than {len} bytes")));
+            }
+            let mut out = vec![0; len - bytes.len()];
+            out.extend_from_slice(&bytes);
+            Ok(out)
+        }
+
+        fn integer(value: &Option<String>, name: &str) -> Result<ASN1Block, Error> {
+            let bytes = member(value, name)?;
+            Ok(ASN1Block::Integer(
+                0,
+                BigInt::from(BigUint::from_bytes_be(&bytes)),
+            ))
+        }
+
+        fn der(block: &ASN1Block) -> Result<Vec<u8>, Error> {
+            to_der(block).map_err(|_| bad("could not be encoded"))
+        }
+
+        /// A PKCS#8 PrivateKeyInfo (version 0) around `private_key`.
+        fn pkcs8(algorithm: Vec<ASN1Block>, private_key: Vec<u8>) -> Result<Vec<u8>, Error> {
+            der(&ASN1Block::Sequence(
+                0,
+                vec![
+                    ASN1Block::Integer(0, BigInt::from(0)),
+                    ASN1Block::Sequence(0, algorithm),
+                    ASN1Block::OctetString(0, private_key),
+                ],
+            ))
+        }
+
+        pub(super) fn parse(text: &str) -> Result<Parsed, Error> {
+            let jwk: Jwk =
+                serde_json::from_str(text).map_err(|_| bad("is not a JSON Web Key object"))?;
+            if jwk.d.is_none() {
+                return Err(bad("is a public key (it has no `d`)"));
+            }
+            let (algorithm, der) = match (jwk.kty.as_str(), jwk.crv.as_deref()) {
+                ("RSA", _) => {
+                    let mut parts = vec![ASN1Block::Integer(0, BigInt::from(0))];
+                    for (value, name) in [
+                        (&jwk.n, "n"),
+                        (&jwk.e, "e"),
+                        (&jwk.d, "d"),
+                        (&jwk.p, "p"),
+                        (&jwk.q, "q"),
+                        (&jwk.dp, "dp"),
+                        (&jwk.dq, "dq"),
+                        (&jwk.qi, "qi"),
+                    ] {
+                        parts.push(integer(value, name)?);
+                    }
+                    (
+                        SigningAlgorithm::Rs256,
+                        der(&ASN1Block::Sequence(0, parts))?,
+                    )
+                }
+                ("EC", Some("P-256")) => {
+                    let mut point = vec![4];
+                    point.extend(fixed(&jwk.x, "x", 32)?);
+                    point.extend(fixed(&jwk.y, "y", 32)?);
+                    let ec_private_key = der(&ASN1Block::Sequence(
+                        0,
+                        vec![
+                            ASN1Block::Integer(0, BigInt::from(1)),
+                            ASN1Block::OctetString(0, fixed(&jwk.d, "d", 32)?),
+                            ASN1Block::Explicit(
+                                ASN1Class::ContextSpecific,
+                                0,
+                                BigUint::from(1u8),
+                                Box::new(ASN1Block::BitString(0, point.len() * 8, point)),
+                            ),
+                        ],
+                    ))?;
+                    let algorithm = vec![
+                        ASN1Block::ObjectIdentifier(0, oid!(1, 2, 840, 10045, 2, 1)),
+                        ASN1Block::ObjectIdentifier(0, oid!(1, 2, 840, 10045, 3, 1, 7)),
+                    ];
+                    (SigningAlgorithm::Es256, pkcs8(algorithm, ec_private_key)?)
+                }
+                ("OKP", Some("Ed25519")) => {
+                    let seed = der(&ASN1Block::OctetString(0, fixed(&jwk.d, "d", 32)?))?;
+                    let algorithm = vec![ASN1Block::ObjectIdentifier(0, oid!(1, 3, 101, 112))];
+                    (SigningAlgorithm::EdDsa, pkcs8(algorithm, seed)?)
+                }
+                _ => {
+                    return Err(bad(
+                        "is not an RSA, P-256 or Ed25519 key (kty RSA, EC with crv P-256, or \
+                         OKP with crv Ed25519)",
+                    ));
+                }
+            };
+            let expected = algorithm.name();
+            if let Some(alg) = &jwk.alg
+                && alg != expected
+                && !(expected == "EdDSA" && alg == "Ed25519")
+            {
+                return Err(bad(&format!(
+                    "names another alg than {expected}, the only one its key signs"
+                )));
+            }
+            Ok(Parsed {
+                algorithm,
+                der,
+                key_id: jwk.kid,
             })
         }
     }

@@ -96,8 +96,8 @@ pub enum AuthMethod {
     ClientSecretPost,
     /// `none`: a public client.
     None,
-    /// `private_key_jwt`: `private_key_file` and `signing_algorithm` (feature
-    /// `private-key-jwt`), or an `assertion_file`.
+    /// `private_key_jwt`: a `private_key_file` (feature `private-key-jwt`), or an
+    /// `assertion_file`.
     PrivateKeyJwt,
 }
 
@@ -202,16 +202,19 @@ pub struct ClientConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_secret_file: Option<PathBuf>,
     /// How the client authenticates (default: `client_secret_basic` with a secret,
-    /// `private_key_jwt` with a private key or an assertion file, else `none`).
+    /// `private_key_jwt` with a private key or an assertion file; a public client must say
+    /// `none`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_method: Option<AuthMethod>,
-    /// A PEM private key (PKCS#8, or PKCS#1 for RS256) for `private_key_jwt`.
+    /// The private key for `private_key_jwt`: a private JWK (its `kty`/`crv` give the
+    /// algorithm, its `kid` the key id), or PEM (PKCS#8, or PKCS#1 for RS256) with
+    /// `signing_algorithm`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub private_key_file: Option<PathBuf>,
-    /// The algorithm of `private_key_file`.
+    /// The algorithm of `private_key_file`: required for PEM, checked against a JWK.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing_algorithm: Option<SigningAlgorithmName>,
-    /// The `kid` of `private_key_file` in the client's JWKS.
+    /// The `kid` of `private_key_file` in the client's JWKS (default: a JWK's own `kid`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
     /// A file holding a client assertion that something else renews (workload identity),
@@ -806,27 +809,40 @@ impl ClientConfig {
     #[cfg(feature = "private-key-jwt")]
     fn private_key(&self, key: &str, path: &Path) -> Result<ClientAuth, Error> {
         use crate::assertion::{PrivateKeyJwt, SigningAlgorithm};
-        let algorithm = match self.signing_algorithm {
-            Some(SigningAlgorithmName::Rs256) => SigningAlgorithm::Rs256,
-            Some(SigningAlgorithmName::Es256) => SigningAlgorithm::Es256,
-            Some(SigningAlgorithmName::EdDsa) => SigningAlgorithm::EdDsa,
-            None => {
+        let algorithm = self.signing_algorithm.map(|name| match name {
+            SigningAlgorithmName::Rs256 => SigningAlgorithm::Rs256,
+            SigningAlgorithmName::Es256 => SigningAlgorithm::Es256,
+            SigningAlgorithmName::EdDsa => SigningAlgorithm::EdDsa,
+        });
+        let text = crate::secret::read_secret_file(path, "private key")
+            .map_err(|e| config_at(key, "private_key_file", e))?;
+        let text = text.expose_secret();
+        // A JWK names its own algorithm; a PEM file does not.
+        let mut signer = if text.starts_with('{') {
+            let signer =
+                PrivateKeyJwt::from_jwk(text).map_err(|e| config_at(key, "private_key_file", e))?;
+            if algorithm.is_some_and(|algorithm| algorithm != signer.algorithm()) {
                 return Err(config_error(
                     key,
                     "signing_algorithm",
-                    "private_key_file needs signing_algorithm: RS256, ES256 or EdDSA",
+                    format!(
+                        "the JWK in private_key_file signs {}",
+                        signer.algorithm().name()
+                    ),
                 ));
             }
+            signer
+        } else {
+            let Some(algorithm) = algorithm else {
+                return Err(config_error(
+                    key,
+                    "signing_algorithm",
+                    "a PEM private_key_file needs signing_algorithm: RS256, ES256 or EdDSA",
+                ));
+            };
+            PrivateKeyJwt::from_pem(algorithm, text.as_bytes())
+                .map_err(|e| config_at(key, "private_key_file", e))?
         };
-        let pem = std::fs::read(path).map_err(|e| {
-            config_error(
-                key,
-                "private_key_file",
-                format!("could not read {}: {e}", path.display()),
-            )
-        })?;
-        let mut signer = PrivateKeyJwt::from_pem(algorithm, &pem)
-            .map_err(|e| config_error(key, "private_key_file", e))?;
         if let Some(key_id) = &self.key_id {
             signer = signer.key_id(key_id);
         }

@@ -187,6 +187,121 @@ async fn an_echoed_assertion_and_the_key_are_never_shown() {
     assert!(shown.contains("[REDACTED]"), "{shown}");
 }
 
+const RSA_JWK: &str = include_str!("keys/rsa.jwk.json");
+const EC_JWK: &str = include_str!("keys/ec-p256.jwk.json");
+const ED_JWK: &str = include_str!("keys/ed25519.jwk.json");
+
+#[tokio::test]
+async fn a_private_jwk_signs_with_its_own_algorithm_and_kid() {
+    let fake = FakeServer::builder().client("svc", "unused").build();
+    for (jwk, algorithm, alg, public, kid) in [
+        (
+            RSA_JWK,
+            SigningAlgorithm::Rs256,
+            Algorithm::RS256,
+            RSA_PUB,
+            "rsa-2026",
+        ),
+        (
+            EC_JWK,
+            SigningAlgorithm::Es256,
+            Algorithm::ES256,
+            EC_PUB,
+            "ec-p256-2026",
+        ),
+        (
+            ED_JWK,
+            SigningAlgorithm::EdDsa,
+            Algorithm::EdDSA,
+            ED_PUB,
+            "ed25519-2026",
+        ),
+    ] {
+        let key = PrivateKeyJwt::from_jwk(jwk).unwrap();
+        assert_eq!(key.algorithm(), algorithm);
+        let _ = grant(&fake, ClientAuth::private_key_jwt(key)).fetch().await;
+        let request = fake.last_token_request().unwrap();
+        let header =
+            jsonwebtoken::decode_header(request.param("client_assertion").unwrap()).unwrap();
+        assert_eq!(header.kid.as_deref(), Some(kid), "the JWK's own kid");
+        assert_eq!(header.alg, alg);
+        // The signature checks with the public key from the PEM file of the same key.
+        let key = PrivateKeyJwt::from_jwk(jwk).unwrap().key_id("k1");
+        let _ = grant(&fake, ClientAuth::private_key_jwt(key)).fetch().await;
+        received(&fake, alg, public, &fake.token_url());
+    }
+}
+
+#[test]
+fn a_jwk_that_is_not_a_usable_private_key_is_refused_without_quoting_it() {
+    let with = |base: &str, change: &dyn Fn(&mut serde_json::Map<String, serde_json::Value>)| {
+        let mut jwk: serde_json::Value = serde_json::from_str(base).unwrap();
+        change(jwk.as_object_mut().unwrap());
+        jwk.to_string()
+    };
+    let cases = [
+        (
+            with(EC_JWK, &|j| {
+                j.remove("d");
+            }),
+            "is a public key",
+        ),
+        (
+            with(EC_JWK, &|j| {
+                j.insert("alg".into(), "RS256".into());
+            }),
+            "names another alg than ES256",
+        ),
+        (
+            with(EC_JWK, &|j| {
+                j.insert("crv".into(), "P-384".into());
+            }),
+            "is not an RSA, P-256 or Ed25519 key",
+        ),
+        (
+            with(RSA_JWK, &|j| {
+                j.remove("qi");
+            }),
+            "has no `qi`",
+        ),
+        (
+            with(ED_JWK, &|j| {
+                j.insert("d".into(), "not base64!".into());
+            }),
+            "has a `d` that is not base64url",
+        ),
+        // A private key that does not belong to its public half.
+        (
+            with(EC_JWK, &|j| {
+                let other: serde_json::Value = serde_json::from_str(ED_JWK).unwrap();
+                j.insert("d".into(), other["d"].clone());
+            }),
+            "cannot sign",
+        ),
+        ("{\"kty\": 5}".to_owned(), "is not a JSON Web Key object"),
+        (
+            "-----BEGIN PRIVATE KEY-----".to_owned(),
+            "is not a JSON Web Key object",
+        ),
+    ];
+    let secrets: Vec<String> = [RSA_JWK, EC_JWK, ED_JWK]
+        .iter()
+        .map(|jwk| serde_json::from_str::<serde_json::Value>(jwk).unwrap()["d"].to_string())
+        .collect();
+    for (jwk, expected) in &cases {
+        let error = PrivateKeyJwt::from_jwk(jwk).unwrap_err();
+        assert!(matches!(error, Error::Config(_)), "{error:?}");
+        let message = format!("{error} {error:?}");
+        assert!(
+            message.contains(expected),
+            "{message} should say {expected:?}"
+        );
+        for secret in &secrets {
+            assert!(!message.contains(secret.trim_matches('"')), "{message}");
+        }
+    }
+}
+
 #[test]
 fn a_key_that_does_not_fit_its_algorithm_is_refused_without_quoting_it() {
     for (algorithm, pem) in [

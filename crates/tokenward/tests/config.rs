@@ -4,10 +4,11 @@
 //! `invalid_client`.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use tokenward::Error;
 use tokenward::config::{AuthMethod, ClientConfig, GrantKind, TenantsConfig};
-use tokenward_testkit::FakeServer;
+use tokenward_testkit::{Endpoint, FakeServer, Fault};
 
 struct Dir(PathBuf);
 
@@ -222,7 +223,7 @@ async fn errors_name_the_key_and_a_secret_is_never_in_the_file() {
             token_url = "https://a.example/token"
             client_id = "svc"
             private_key_file = "/nonexistent/key.pem""#,
-            "tenants.a.signing_algorithm: private_key_file needs signing_algorithm",
+            "tenants.a.private_key_file: the private key file /nonexistent/key.pem: could not be read",
         ),
         (
             r#"[tenants.a]
@@ -296,6 +297,162 @@ async fn a_rotated_secret_file_is_read_again_on_invalid_client() {
     server.add_client_secret("svc", "third-secret");
     let error = cache.force_refresh().await.unwrap_err();
     assert_eq!(error.code(), "invalid_client", "{error}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_secret_file_rewritten_during_the_hold_is_tried_at_once() {
+    let server = FakeServer::builder()
+        .client("svc", "old-secret")
+        .token_lifetime(Duration::from_secs(60))
+        .build();
+    let dir = Dir::new("hold");
+    let file = dir.file("secret", "old-secret");
+    let tenants = tenants_with_secret_file(&server, &file).await;
+    tenants.header("svc").await.unwrap();
+
+    // The secret is rotated at the server only; the token expires; the file's secret fails.
+    server.add_client_secret("svc", "new-secret");
+    server.remove_client_secret("svc", "old-secret");
+    tokio::time::advance(Duration::from_secs(61)).await;
+    let error = tenants.header("svc").await.unwrap_err();
+    assert_eq!(error.code(), "invalid_client", "{error}");
+    // Past the cool-down, still held: the same file is not tried again.
+    tokio::time::advance(Duration::from_secs(2)).await;
+    let before = server.counters().token_requests;
+    let error = tenants.header("svc").await.unwrap_err();
+    assert_eq!(error.code(), "invalid_client", "{error}");
+    assert_eq!(server.counters().token_requests, before);
+
+    // The operator writes the new secret: the next call uses it, with no wait for the hold
+    // (five minutes).
+    std::fs::write(&file, "new-secret\n").unwrap();
+    tenants.header("svc").await.unwrap();
+    assert_eq!(server.counters().issued_for("client_credentials"), 2);
+}
+
+async fn tenants_with_secret_file(
+    server: &FakeServer,
+    file: &std::path::Path,
+) -> tokenward::TenantCache<String> {
+    let text = format!(
+        r#"{{"tenants": {{"svc": {{"token_url": "{}", "client_id": "svc", "client_secret_file": "{}"}}}}}}"#,
+        server.token_url(),
+        file.display()
+    );
+    let config: TenantsConfig = serde_json::from_str(&text).unwrap();
+    config
+        .build_on(std::sync::Arc::new(server.http_client()))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_secret_file_must_be_small_utf8_and_not_empty() {
+    let dir = Dir::new("limits");
+    let big = dir.file("big", &"x".repeat(64 * 1024 + 1));
+    let empty = dir.file("empty", " \n");
+    let binary = dir.0.join("binary");
+    std::fs::write(&binary, [0xff, 0xfe, 0x00]).unwrap();
+    for (path, why) in [
+        (big, "is larger than 64 KiB"),
+        (empty, "is empty"),
+        (binary, "is not UTF-8"),
+    ] {
+        let text = format!(
+            r#"
+            token_url = "https://a.example/token"
+            client_id = "svc"
+            client_secret_file = "{}"
+            "#,
+            path.display()
+        );
+        let config: ClientConfig = toml::from_str(&text).unwrap();
+        let error = config_error(config.build().await.unwrap_err());
+        assert_eq!(
+            error,
+            format!(
+                "client_secret_file: the client secret file {}: {why}",
+                path.display()
+            )
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_issuer_unavailable_at_build_is_discovered_on_the_first_fetch() {
+    let server = FakeServer::builder().client("svc", "svc-secret").build();
+    server.push_fault_at(Endpoint::Metadata, Fault::Status(503));
+    let dir = Dir::new("deferred");
+    let secret = dir.file("secret", "svc-secret");
+    let text = format!(
+        r#"{{"tenants": {{"svc": {{"issuer": "{}", "client_id": "svc", "client_secret_file": "{}"}}}}}}"#,
+        server.issuer(),
+        secret.display()
+    );
+    let config: TenantsConfig = serde_json::from_str(&text).unwrap();
+    // The build does not fail for an outage; the first fetch discovers, then gets a token.
+    let tenants = config
+        .build_on(std::sync::Arc::new(server.http_client()))
+        .await
+        .unwrap();
+    assert_eq!(server.counters().token_requests, 0);
+    tenants.header("svc").await.unwrap();
+    assert_eq!(server.counters().issued_for("client_credentials"), 1);
+    assert!(server.counters().metadata_requests >= 2);
+}
+
+#[cfg(feature = "private-key-jwt")]
+#[tokio::test(start_paused = true)]
+async fn a_private_key_file_is_a_jwk_or_a_pem_with_its_algorithm() {
+    let keys = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keys");
+    let build = |file: &str, extra: &str| {
+        let text = format!(
+            r#"
+            token_url = "https://a.example/token"
+            client_id = "svc"
+            private_key_file = "{}"
+            {extra}
+            "#,
+            keys.join(file).display()
+        );
+        let config: ClientConfig = toml::from_str(&text).unwrap();
+        async move {
+            config
+                .build_on(std::sync::Arc::new(
+                    FakeServer::builder().build().http_client(),
+                ))
+                .await
+        }
+    };
+    // A JWK carries its algorithm; one named must agree with it.
+    build("ec-p256.jwk.json", "").await.unwrap();
+    build("ed25519.jwk.json", r#"signing_algorithm = "EdDSA""#)
+        .await
+        .unwrap();
+    let error = config_error(
+        build("ec-p256.jwk.json", r#"signing_algorithm = "RS256""#)
+            .await
+            .unwrap_err(),
+    );
+    assert!(
+        error.starts_with("signing_algorithm: the JWK in private_key_file signs ES256"),
+        "{error}"
+    );
+    // A PEM file does not.
+    build("rsa.pem", r#"signing_algorithm = "RS256""#)
+        .await
+        .unwrap();
+    let error = config_error(build("rsa.pem", "").await.unwrap_err());
+    assert!(
+        error.starts_with("signing_algorithm: a PEM private_key_file needs signing_algorithm"),
+        "{error}"
+    );
+}
+
+#[test]
+fn scopes_come_from_a_list_of_strings() {
+    let scopes = tokenward::ScopeSet::from(vec!["b".to_owned(), "a".to_owned()]);
+    assert!(scopes.contains("a") && scopes.contains("b"));
 }
 
 #[test]
