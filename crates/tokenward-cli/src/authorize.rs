@@ -49,7 +49,7 @@ pub(crate) async fn authorize(
     open: bool,
     timeout: Duration,
 ) -> Result<Report, Failure> {
-    let tenant = ctx.config.tenant(ctx.tenant.as_deref())?;
+    let tenant = &ctx.tenant().await?;
     if tenant.grant != GrantKind::RefreshToken {
         return Err(Failure::config(format!(
             "{}: authorize obtains a refresh token; tenant {} uses client credentials",
@@ -98,11 +98,16 @@ pub(crate) async fn authorize(
     };
 
     let secret = tenant.client_secret()?;
-    let mut builder = AuthorizationCode::builder(&tenant.client_id)
-        .authorization_url(authorization_url)
-        .token_url(&tenant.token_url)
+    // From an issuer, the callback's `iss` is checked as its metadata says (RFC 9207).
+    let builder = match &tenant.server {
+        Some(server) => AuthorizationCode::from_issuer(server, &tenant.client_id),
+        None => AuthorizationCode::builder(&tenant.client_id)
+            .authorization_url(authorization_url)
+            .token_url(tenant.token_url.as_deref().unwrap_or_default()),
+    };
+    let mut builder = builder
         .redirect_uri(&redirect_uri)
-        .auth_method(tenant.auth.clone());
+        .auth_method(tenant.auth()?);
     if let Some(secret) = &secret {
         builder = builder.client_secret(secret.expose_secret());
     }
@@ -111,9 +116,6 @@ pub(crate) async fn authorize(
     }
     for (name, value) in &tenant.params {
         builder = builder.param(name.clone(), value.clone());
-    }
-    if let Some(issuer) = &tenant.issuer {
-        builder = builder.issuer(issuer.clone());
     }
     let flow = builder.build()?;
     let extra: Vec<(&str, &str)> = tenant

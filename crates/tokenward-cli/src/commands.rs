@@ -98,8 +98,16 @@ pub(crate) async fn dispatch(
 }
 
 impl Context<'_> {
-    fn tenant(&self) -> Result<&Tenant, Failure> {
+    /// The tenant the command is for, as configured.
+    fn configured(&self) -> Result<&Tenant, Failure> {
         Ok(self.config.tenant(self.tenant.as_deref())?)
+    }
+
+    /// The tenant the command is for, its endpoints discovered when it names an issuer.
+    pub(crate) async fn tenant(&self) -> Result<Tenant, Failure> {
+        let mut tenant = self.configured()?.clone();
+        tenant.discover().await?;
+        Ok(tenant)
     }
 }
 
@@ -108,8 +116,8 @@ fn configure<G>(
     mut builder: GrantBuilder<G>,
     tenant: &Tenant,
     secret: Option<&SecretString>,
-) -> GrantBuilder<G> {
-    builder = builder.auth_method(tenant.auth.clone());
+) -> Result<GrantBuilder<G>, Failure> {
+    builder = builder.auth_method(tenant.auth()?);
     if let Some(secret) = secret {
         builder = builder.client_secret(secret.expose_secret());
     }
@@ -119,19 +127,23 @@ fn configure<G>(
     for (name, value) in &tenant.params {
         builder = builder.param(name.clone(), value.clone());
     }
-    builder
+    Ok(builder)
+}
+
+/// The token endpoint: the discovered server's, or `token_url`.
+fn token_url(tenant: &Tenant) -> &str {
+    tenant.token_url.as_deref().unwrap_or_default()
 }
 
 fn client_credentials(
     tenant: &Tenant,
     secret: Option<&SecretString>,
 ) -> Result<ClientCredentials, Failure> {
-    Ok(configure(
-        ClientCredentials::builder(&tenant.token_url, &tenant.client_id),
-        tenant,
-        secret,
-    )
-    .build()?)
+    let builder = match &tenant.server {
+        Some(server) => ClientCredentials::from_issuer(server, &tenant.client_id),
+        None => ClientCredentials::builder(token_url(tenant), &tenant.client_id),
+    };
+    Ok(configure(builder, tenant, secret)?.build()?)
 }
 
 fn store_of(tenant: &Tenant) -> Result<&Path, Failure> {
@@ -189,13 +201,15 @@ fn refresh_grant(
 ) -> Result<RefreshTokenGrant, Failure> {
     check_owner(store_of(tenant)?)?;
     let store = FileStore::new(store_of(tenant)?).share_access_token(share);
-    Ok(configure(
-        RefreshTokenGrant::from_store(&tenant.token_url, &tenant.client_id, store),
-        tenant,
-        secret,
-    )
-    .decay_policy(tenant.decay.clone())
-    .build()?)
+    let builder = match &tenant.server {
+        Some(server) => RefreshTokenGrant::from_issuer(server, &tenant.client_id).store(store),
+        None => RefreshTokenGrant::from_store(token_url(tenant), &tenant.client_id, store),
+    };
+    let mut builder = configure(builder, tenant, secret)?.decay_policy(tenant.decay.clone());
+    if let Some(token) = tenant.refresh_token()? {
+        builder = builder.refresh_token(token.expose_secret());
+    }
+    Ok(builder.build()?)
 }
 
 /// A token with the tenant's grant and its current secret; for a refresh grant, a rotated
@@ -261,7 +275,7 @@ async fn token(
     reveal: bool,
     format: Format,
 ) -> Result<Report, Failure> {
-    let tenant = ctx.tenant()?;
+    let tenant = &ctx.tenant().await?;
     let before = stored_refresh_token(tenant).await;
     let token = obtain(ctx, tenant, force).await?;
     let secret = token.access_token().expose_secret();
@@ -315,7 +329,7 @@ async fn stored_refresh_token(tenant: &Tenant) -> Option<u64> {
 }
 
 async fn verify(ctx: &Context<'_>, introspect: bool, url: Option<&str>) -> Result<Report, Failure> {
-    let tenant = ctx.tenant()?;
+    let tenant = &ctx.tenant().await?;
     if tenant.grant != GrantKind::ClientCredentials {
         return Err(Failure::config(format!(
             "{}: verify checks a client credentials pair; tenant {} uses the refresh_token grant (run `tokenward token`)",
@@ -432,8 +446,11 @@ fn introspection(tenant: &Tenant, secret: Option<&SecretString>) -> Result<Intro
             tenant.at, tenant.name
         ))
     })?;
-    let mut builder =
-        Introspection::builder(url, &tenant.client_id).auth_method(tenant.auth.clone());
+    let builder = match &tenant.server {
+        Some(server) => Introspection::from_issuer(server, &tenant.client_id),
+        None => Introspection::builder(url, &tenant.client_id),
+    };
+    let mut builder = builder.auth_method(tenant.auth()?);
     if let Some(secret) = secret {
         builder = builder.client_secret(secret.expose_secret());
     }
@@ -447,7 +464,11 @@ fn revocation(tenant: &Tenant, secret: Option<&SecretString>) -> Result<Revocati
             tenant.at, tenant.name
         ))
     })?;
-    let mut builder = Revocation::builder(url, &tenant.client_id).auth_method(tenant.auth.clone());
+    let builder = match &tenant.server {
+        Some(server) => Revocation::from_issuer(server, &tenant.client_id),
+        None => Revocation::builder(url, &tenant.client_id),
+    };
+    let mut builder = builder.auth_method(tenant.auth()?);
     if let Some(secret) = secret {
         builder = builder.client_secret(secret.expose_secret());
     }
@@ -455,7 +476,7 @@ fn revocation(tenant: &Tenant, secret: Option<&SecretString>) -> Result<Revocati
 }
 
 async fn scopes(ctx: &Context<'_>) -> Result<Report, Failure> {
-    let tenant = ctx.tenant()?;
+    let tenant = &ctx.tenant().await?;
     let Some(required) = &tenant.require_scopes else {
         return Err(Failure::config(format!(
             "{}: tenant {} has no require_scopes to check against",
@@ -510,7 +531,7 @@ async fn scopes(ctx: &Context<'_>) -> Result<Report, Failure> {
 }
 
 async fn rotate_secret(ctx: &Context<'_>, new: &SecretSource) -> Result<Report, Failure> {
-    let tenant = ctx.tenant()?;
+    let tenant = &ctx.tenant().await?;
     let new_secret = new.read("the new client secret")?;
     if let Ok(Some(current)) = tenant.client_secret()
         && current.expose_secret() == new_secret.expose_secret()
@@ -720,7 +741,7 @@ pub(crate) fn forget_shared_token(store: &Path) {
 }
 
 async fn decay(ctx: &Context<'_>) -> Result<Report, Failure> {
-    let tenant = ctx.tenant()?;
+    let tenant = &ctx.tenant().await?;
     if tenant.grant != GrantKind::RefreshToken {
         return Err(Failure::config(format!(
             "{}: tenant {} uses client credentials: there is no refresh token to decay",
@@ -797,7 +818,7 @@ async fn status(ctx: &Context<'_>) -> Result<Report, Failure> {
     let mut items = Vec::new();
     let mut broken = false;
     let tenants: Vec<&Tenant> = match &ctx.tenant {
-        Some(_) => vec![ctx.tenant()?],
+        Some(_) => vec![ctx.configured()?],
         None => ctx.config.tenants.iter().collect(),
     };
     for tenant in tenants {
@@ -1044,7 +1065,7 @@ fn token_from_stdin() -> Result<SecretString, Failure> {
 }
 
 async fn introspect(ctx: &Context<'_>, stdin: bool) -> Result<Report, Failure> {
-    let tenant = ctx.tenant()?;
+    let tenant = &ctx.tenant().await?;
     let client = introspection(tenant, tenant.client_secret()?.as_ref())?;
     let (token, hint) = if stdin {
         (token_from_stdin()?, None)
@@ -1081,7 +1102,7 @@ async fn introspect(ctx: &Context<'_>, stdin: bool) -> Result<Report, Failure> {
 }
 
 async fn revoke(ctx: &Context<'_>, refresh_token: bool, stdin: bool) -> Result<Report, Failure> {
-    let tenant = ctx.tenant()?;
+    let tenant = &ctx.tenant().await?;
     let client = revocation(tenant, tenant.client_secret()?.as_ref())?;
     if refresh_token {
         let store = FileStore::new(store_of(tenant)?);

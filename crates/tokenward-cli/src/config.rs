@@ -1,18 +1,23 @@
-//! `tokenward.toml`: one table per tenant under `[tenant.<name>]`. Secrets are never in the
-//! file: it names the environment variable or the file that holds each.
+//! `tokenward.toml`: one table per tenant under `[tenant.<name>]` (or `[tenants.<name>]`,
+//! as a service's `tokenward::config::TenantsConfig` reads it). Each table is a
+//! `tokenward::config::ClientConfig`, the keys a service reads, checked by the library's
+//! own rules, plus the CLI's own keys ([`CLI_KEYS`]). Secrets are never in the file: it
+//! names the environment variable or the file that holds each.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use secrecy::SecretString;
 use serde::Deserialize;
 use toml::Spanned;
+use toml::de::{DeTable, DeValue};
 
 use tokenward::ClientAuth;
+use tokenward::config::{CacheSettings, ClientConfig};
 use tokenward::decay::DecayPolicy;
+use tokenward::discovery::AuthorizationServer;
 
 /// A configuration that cannot be used: names the file, the line and the key.
 #[derive(Debug)]
@@ -28,48 +33,37 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct File {
-    #[serde(default)]
-    tenant: BTreeMap<String, Spanned<RawTenant>>,
-}
+/// The keys of a tenant's table that are the CLI's, not the client's: split off before the
+/// rest is read as a `ClientConfig`.
+const CLI_KEYS: [&str; 7] = [
+    "authorization_url",
+    "redirect_uri",
+    "authorize_params",
+    "introspection_url",
+    "revocation_url",
+    "health_url",
+    "health_tenant",
+];
 
-#[derive(Deserialize)]
+/// The CLI's own keys of a tenant.
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct RawTenant {
-    grant: Spanned<String>,
-    token_url: Spanned<String>,
-    client_id: Spanned<String>,
-    client_secret_env: Option<Spanned<String>>,
-    client_secret_file: Option<Spanned<String>>,
-    auth_method: Option<Spanned<String>>,
-    scope: Option<String>,
-    require_scopes: Option<String>,
-    #[serde(default)]
-    params: BTreeMap<String, String>,
+struct CliKeys {
+    /// The authorization endpoint, for `authorize` (discovered with an issuer).
+    authorization_url: Option<String>,
+    /// The redirect URI `authorize` listens on.
+    redirect_uri: Option<String>,
+    /// Extra parameters of the authorization URL (`prompt`, `access_type`).
     #[serde(default)]
     authorize_params: BTreeMap<String, String>,
-    store: Option<Spanned<String>>,
-    #[serde(default)]
-    share_access_token: bool,
+    /// The introspection endpoint (discovered with an issuer).
     introspection_url: Option<String>,
+    /// The revocation endpoint (discovered with an issuer).
     revocation_url: Option<String>,
-    authorization_url: Option<String>,
-    redirect_uri: Option<String>,
-    issuer: Option<String>,
+    /// The running service's token health endpoint.
     health_url: Option<String>,
+    /// The tenant's key in that report.
     health_tenant: Option<String>,
-    decay: Option<Spanned<RawDecay>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawDecay {
-    warn_days: u64,
-    page_days: u64,
-    hard_fail_days: u64,
-    lifetime_days: u64,
 }
 
 /// The grant a tenant uses.
@@ -95,36 +89,28 @@ impl GrantKind {
 pub(crate) enum SecretSource {
     /// An environment variable.
     Env(String),
-    /// A file (its first line, trimmed).
+    /// A file, read as the library reads secret files (trimmed, at most 64 KiB).
     File(PathBuf),
 }
 
 impl SecretSource {
     /// Reads the secret.
     pub(crate) fn read(&self, what: &str) -> Result<SecretString, ConfigError> {
-        let value = match self {
-            SecretSource::Env(name) => std::env::var(name).map_err(|_| ConfigError {
-                message: format!("{what}: the environment variable {name} is not set"),
-            })?,
-            SecretSource::File(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-                    message: format!("{what}: cannot read {}: {e}", path.display()),
-                })?;
-                text.lines().next().unwrap_or_default().trim().to_owned()
-            }
-        };
-        if value.is_empty() {
-            return Err(ConfigError {
-                message: format!("{what}: {} is empty", self.describe()),
-            });
-        }
-        Ok(SecretString::from(value))
-    }
-
-    pub(crate) fn describe(&self) -> String {
         match self {
-            SecretSource::Env(name) => format!("the environment variable {name}"),
-            SecretSource::File(path) => format!("the file {}", path.display()),
+            SecretSource::Env(name) => match std::env::var(name) {
+                Ok(value) if !value.is_empty() => Ok(SecretString::from(value)),
+                Ok(_) => Err(ConfigError {
+                    message: format!("{what}: the environment variable {name} is empty"),
+                }),
+                Err(_) => Err(ConfigError {
+                    message: format!("{what}: the environment variable {name} is not set"),
+                }),
+            },
+            SecretSource::File(path) => {
+                tokenward::secret::read_file(path).map_err(|e| ConfigError {
+                    message: format!("{what}: {}", tokenward::error::chain(&e)),
+                })
+            }
         }
     }
 }
@@ -133,11 +119,11 @@ impl SecretSource {
 #[derive(Debug, Clone)]
 pub(crate) struct Tenant {
     pub(crate) name: String,
+    /// The client, as a service reads it; relative paths resolved from the file's folder.
+    pub(crate) client: ClientConfig,
     pub(crate) grant: GrantKind,
-    pub(crate) token_url: String,
     pub(crate) client_id: String,
     pub(crate) secret: Option<SecretSource>,
-    pub(crate) auth: ClientAuth,
     pub(crate) scope: Option<String>,
     pub(crate) require_scopes: Option<String>,
     /// Extra parameters of token requests (`audience`, `resource`).
@@ -148,11 +134,16 @@ pub(crate) struct Tenant {
     /// The grant file shares the access token too (`<store>.access`), as the service's
     /// `FileStore::share_access_token(true)` does. Off by default.
     pub(crate) share_access_token: bool,
+    /// The token endpoint, unless the endpoints come from `issuer`.
+    pub(crate) token_url: Option<String>,
     pub(crate) introspection_url: Option<String>,
     pub(crate) revocation_url: Option<String>,
     pub(crate) authorization_url: Option<String>,
     pub(crate) redirect_uri: Option<String>,
+    /// The issuer the endpoints are discovered from.
     pub(crate) issuer: Option<String>,
+    /// The discovered server, once [`discover`](Self::discover) ran.
+    pub(crate) server: Option<AuthorizationServer>,
     /// The running service's token health endpoint (`tokenward_tower::health::TokenHealth`),
     /// which `status` asks for what the service sees.
     pub(crate) health_url: Option<String>,
@@ -175,6 +166,30 @@ fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
+/// A TOML error as `file:line: key: message`, never quoting a value (it could be a
+/// misplaced secret).
+fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
+    let message = e.message().trim_end();
+    ConfigError {
+        message: match e.span() {
+            Some(span) => {
+                let line = line_of(text, span.start);
+                let key = text
+                    .lines()
+                    .nth(line - 1)
+                    .and_then(|l| l.split_once('='))
+                    .map(|(key, _)| key.trim())
+                    .filter(|key| !key.is_empty() && !key.starts_with('['));
+                match key {
+                    Some(key) => format!("{}:{line}: {key}: {message}", path.display()),
+                    None => format!("{}:{line}: {message}", path.display()),
+                }
+            }
+            None => format!("{}: {message}", path.display()),
+        },
+    }
+}
+
 struct Locator<'a> {
     path: &'a Path,
     text: &'a str,
@@ -194,6 +209,25 @@ impl Locator<'_> {
     }
 }
 
+/// The library's configuration error without its lead (`key: what`).
+fn config_message(e: &tokenward::Error) -> String {
+    match e {
+        tokenward::Error::Config(why) => why.to_string(),
+        other => tokenward::error::chain(other).to_string(),
+    }
+}
+
+/// Reads `T` from a table of the file, errors pointing into `text`.
+fn read<'i, T: Deserialize<'i>>(
+    table: DeTable<'i>,
+    span: Range<usize>,
+    path: &Path,
+    text: &str,
+) -> Result<T, ConfigError> {
+    T::deserialize(toml::de::Deserializer::from(Spanned::new(span, table)))
+        .map_err(|e| toml_error(path, text, &e))
+}
+
 impl Config {
     /// Reads and checks `path`.
     pub(crate) fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -208,30 +242,70 @@ impl Config {
 
     /// Checks the contents `text` of `path`.
     pub(crate) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let file: File = toml::from_str(text).map_err(|e| {
-            let message = e.message().trim_end();
-            ConfigError {
-                message: match e.span() {
-                    Some(span) => {
-                        let line = line_of(text, span.start);
-                        // The key on that line, never its value (it could be a misplaced
-                        // secret).
-                        let key = text
-                            .lines()
-                            .nth(line - 1)
-                            .and_then(|l| l.split_once('='))
-                            .map(|(key, _)| key.trim())
-                            .filter(|key| !key.is_empty() && !key.starts_with('['));
-                        match key {
-                            Some(key) => format!("{}:{line}: {key}: {message}", path.display()),
-                            None => format!("{}:{line}: {message}", path.display()),
-                        }
-                    }
-                    None => format!("{}: {message}", path.display()),
-                },
+        let root = DeTable::parse(text).map_err(|e| toml_error(path, text, &e))?;
+        let mut tables = Vec::new();
+        for (key, value) in root.into_inner() {
+            let (key_span, key) = (key.span(), key.into_inner());
+            let (span, value) = (value.span(), value.into_inner());
+            match (key.as_ref(), value) {
+                ("tenant" | "tenants", DeValue::Table(table)) => tables.push(table),
+                // The tuning a service's TenantsConfig shares; checked, and not used by the
+                // CLI's one-off requests.
+                ("cache", DeValue::Table(table)) => {
+                    read::<CacheSettings>(table, span, path, text)?;
+                }
+                (key, _) => {
+                    return Err(ConfigError {
+                        message: format!(
+                            "{}:{}: {key}: not a key of this file: [tenant.<name>] tables (or \
+                             [tenants.<name>]) and [cache]",
+                            path.display(),
+                            line_of(text, key_span.start)
+                        ),
+                    });
+                }
             }
-        })?;
-        if file.tenant.is_empty() {
+        }
+        let folder = path.parent().unwrap_or(Path::new("."));
+        let mut tenants: Vec<Tenant> = Vec::new();
+        for (name, value) in tables.into_iter().flatten() {
+            let (name_span, name) = (name.span(), name.into_inner().into_owned());
+            let (span, DeValue::Table(table)) = (value.span(), value.into_inner()) else {
+                return Err(ConfigError {
+                    message: format!(
+                        "{}:{}: tenant.{name}: is not a table",
+                        path.display(),
+                        line_of(text, name_span.start)
+                    ),
+                });
+            };
+            if tenants.iter().any(|t| t.name == name) {
+                return Err(ConfigError {
+                    message: format!(
+                        "{}:{}: tenant.{name}: configured twice (under tenant and tenants)",
+                        path.display(),
+                        line_of(text, name_span.start)
+                    ),
+                });
+            }
+            let (mut cli, mut client) = (DeTable::new(), DeTable::new());
+            for (key, value) in table {
+                if CLI_KEYS.contains(&key.get_ref().as_ref()) {
+                    cli.insert(key, value);
+                } else {
+                    client.insert(key, value);
+                }
+            }
+            let cli: CliKeys = read(cli, span.clone(), path, text)?;
+            let client: ClientConfig = read(client, span.clone(), path, text)?;
+            let at = Locator {
+                path,
+                text,
+                tenant: &name,
+            };
+            tenants.push(Tenant::check(&name, client, cli, &at, folder, span)?);
+        }
+        if tenants.is_empty() {
             return Err(ConfigError {
                 message: format!(
                     "{}: no tenant is configured (add a [tenant.<name>] table)",
@@ -239,18 +313,7 @@ impl Config {
                 ),
             });
         }
-        let folder = path.parent().unwrap_or(Path::new("."));
-        let mut tenants = Vec::new();
-        for (name, raw) in file.tenant {
-            let span = raw.span();
-            let raw = raw.into_inner();
-            let at = Locator {
-                path,
-                text,
-                tenant: &name,
-            };
-            tenants.push(Tenant::check(&name, raw, &at, folder, span)?);
-        }
+        tenants.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(Config {
             path: path.to_owned(),
             tenants,
@@ -293,72 +356,54 @@ impl Config {
 impl Tenant {
     fn check(
         name: &str,
-        raw: RawTenant,
+        mut client: ClientConfig,
+        cli: CliKeys,
         at: &Locator<'_>,
         folder: &Path,
         span: Range<usize>,
     ) -> Result<Tenant, ConfigError> {
-        let grant = match raw.grant.get_ref().as_str() {
-            "client_credentials" => GrantKind::ClientCredentials,
-            "refresh_token" => GrantKind::RefreshToken,
-            other => {
-                return Err(at.error(
-                    raw.grant.span(),
-                    "grant",
-                    &format!("{other:?} is not a grant: client_credentials or refresh_token"),
-                ));
+        // Paths in the file are relative to its folder.
+        for path in [
+            &mut client.client_secret_file,
+            &mut client.private_key_file,
+            &mut client.assertion_file,
+            &mut client.store,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *path = folder.join(&*path);
+        }
+        // The library's own rules, as a service applies them.
+        client.validate().map_err(|e| {
+            let why = config_message(&e);
+            ConfigError {
+                message: format!(
+                    "{}:{}: tenant.{}.{why}",
+                    at.path.display(),
+                    line_of(at.text, span.start),
+                    at.tenant
+                ),
+            }
+        })?;
+        let grant = match client.grant {
+            tokenward::config::GrantKind::ClientCredentials => GrantKind::ClientCredentials,
+            tokenward::config::GrantKind::RefreshToken => GrantKind::RefreshToken,
+            _ => {
+                return Err(at.error(span, "grant", "is not a grant this CLI runs"));
             }
         };
-        let auth = match raw.auth_method.as_ref().map(|m| m.get_ref().as_str()) {
-            None | Some("basic") => ClientAuth::Basic,
-            Some("post") => ClientAuth::Post,
-            Some("none") => ClientAuth::None,
-            Some(other) => {
-                return Err(at.error(
-                    raw.auth_method.as_ref().map_or(0..0, Spanned::span),
-                    "auth_method",
-                    &format!("{other:?} is not an authentication method: basic, post or none"),
-                ));
-            }
-        };
-        let secret = match (&raw.client_secret_env, &raw.client_secret_file) {
-            (Some(env), None) => Some(SecretSource::Env(env.get_ref().clone())),
-            (None, Some(file)) => Some(SecretSource::File(folder.join(file.get_ref()))),
-            (Some(_), Some(file)) => {
-                return Err(at.error(
-                    file.span(),
-                    "client_secret_file",
-                    "give client_secret_env or client_secret_file, not both",
-                ));
-            }
-            (None, None) if !matches!(auth, ClientAuth::None) => {
-                return Err(at.error(
-                    raw.client_id.span(),
-                    "client_secret_env",
-                    "name the environment variable (client_secret_env) or the file \
-                     (client_secret_file) that holds the client secret; secrets are never in \
-                     this file",
-                ));
-            }
+        let secret = match (&client.client_secret_env, &client.client_secret_file) {
+            (Some(env), _) => Some(SecretSource::Env(env.clone())),
+            (None, Some(file)) => Some(SecretSource::File(file.clone())),
             (None, None) => None,
         };
-        for (key, value) in [("token_url", &raw.token_url), ("client_id", &raw.client_id)] {
-            if value.get_ref().trim().is_empty() {
-                return Err(at.error(value.span(), key, "is empty"));
-            }
-        }
-        if !raw.token_url.get_ref().starts_with("https://")
-            && !raw.token_url.get_ref().starts_with("http://")
-        {
-            return Err(at.error(raw.token_url.span(), "token_url", "is not an http(s) URL"));
-        }
         let urls = [
-            ("introspection_url", &raw.introspection_url),
-            ("revocation_url", &raw.revocation_url),
-            ("authorization_url", &raw.authorization_url),
-            ("redirect_uri", &raw.redirect_uri),
-            ("issuer", &raw.issuer),
-            ("health_url", &raw.health_url),
+            ("introspection_url", &cli.introspection_url),
+            ("revocation_url", &cli.revocation_url),
+            ("authorization_url", &cli.authorization_url),
+            ("redirect_uri", &cli.redirect_uri),
+            ("health_url", &cli.health_url),
         ];
         for (key, value) in urls {
             if let Some(url) = value
@@ -366,6 +411,18 @@ impl Tenant {
                 && !url.starts_with("http://")
             {
                 return Err(at.error(span.clone(), key, "is not an http(s) URL"));
+            }
+        }
+        if client.issuer.is_some() {
+            for (key, value) in &urls[..3] {
+                if value.is_some() {
+                    return Err(at.error(
+                        span.clone(),
+                        key,
+                        "is discovered from the issuer: remove it, or give token_url and the \
+                         endpoints instead of issuer",
+                    ));
+                }
             }
         }
         // Credentials have their own keys, read from the environment or a file: never as a
@@ -378,76 +435,61 @@ impl Tenant {
             "code",
             "code_verifier",
         ];
-        for (key, params) in [
-            ("params", &raw.params),
-            ("authorize_params", &raw.authorize_params),
-        ] {
-            if let Some(name) = params.keys().find(|k| SECRET_PARAMS.contains(&k.as_str())) {
-                return Err(at.error(
-                    span.clone(),
-                    key,
-                    &format!("{name} is a credential: it cannot be a parameter in this file"),
-                ));
-            }
+        if let Some(name) = cli
+            .authorize_params
+            .keys()
+            .find(|k| SECRET_PARAMS.contains(&k.as_str()))
+        {
+            return Err(at.error(
+                span.clone(),
+                "authorize_params",
+                &format!("{name} is a credential: it cannot be a parameter in this file"),
+            ));
         }
-        if raw.health_tenant.is_some() && raw.health_url.is_none() {
+        if cli.health_tenant.is_some() && cli.health_url.is_none() {
             return Err(at.error(
                 span.clone(),
                 "health_tenant",
                 "names a tenant of the service's health report: set health_url too",
             ));
         }
-        let store = raw.store.as_ref().map(|s| folder.join(s.get_ref()));
-        if grant == GrantKind::RefreshToken && store.is_none() {
+        if grant == GrantKind::RefreshToken && client.store.is_none() {
             return Err(at.error(
-                raw.grant.span(),
+                span.clone(),
                 "store",
                 "a refresh_token tenant needs the grant file it keeps its refresh token in",
             ));
         }
-        let decay = match raw.decay {
+        let decay = match &client.decay {
+            // Checked by validate.
+            Some(days) => days
+                .policy()
+                .map_err(|_| at.error(span.clone(), "decay", "the days are out of order"))?,
             None => DecayPolicy::default(),
-            Some(d) => {
-                let span = d.span();
-                let d = d.into_inner();
-                let day = |n: u64| Duration::from_secs(n.saturating_mul(86_400));
-                let mut policy = DecayPolicy::default();
-                policy.warn_after = day(d.warn_days);
-                policy.page_after = day(d.page_days);
-                policy.hard_fail_after = day(d.hard_fail_days);
-                policy.lifetime = day(d.lifetime_days);
-                policy.validate().map_err(|_| {
-                    at.error(
-                        span,
-                        "decay",
-                        "the days must satisfy warn_days <= page_days <= hard_fail_days <= lifetime_days",
-                    )
-                })?;
-                policy
-            }
         };
         Ok(Tenant {
             name: name.to_owned(),
             grant,
-            token_url: raw.token_url.into_inner(),
-            client_id: raw.client_id.into_inner(),
+            client_id: client.client_id.clone(),
             secret,
-            auth,
-            scope: raw.scope,
-            require_scopes: raw.require_scopes,
-            params: raw.params,
-            authorize_params: raw.authorize_params,
-            store,
-            share_access_token: raw.share_access_token,
-            introspection_url: raw.introspection_url,
-            revocation_url: raw.revocation_url,
-            authorization_url: raw.authorization_url,
-            redirect_uri: raw.redirect_uri,
-            issuer: raw.issuer,
-            health_url: raw.health_url,
-            health_tenant: raw.health_tenant,
+            scope: client.scope.clone(),
+            require_scopes: client.require_scopes.clone(),
+            params: client.params.clone(),
+            authorize_params: cli.authorize_params,
+            store: client.store.clone(),
+            share_access_token: client.share_access_token,
+            token_url: client.token_url.clone(),
+            introspection_url: cli.introspection_url,
+            revocation_url: cli.revocation_url,
+            authorization_url: cli.authorization_url,
+            redirect_uri: cli.redirect_uri,
+            issuer: client.issuer.clone(),
+            server: None,
+            health_url: cli.health_url,
+            health_tenant: cli.health_tenant,
             decay,
             at: format!("{}:{}", at.path.display(), line_of(at.text, span.start)),
+            client,
         })
     }
 
@@ -457,5 +499,37 @@ impl Tenant {
             .as_ref()
             .map(|s| s.read(&format!("tenant {}: client secret", self.name)))
             .transpose()
+    }
+
+    /// How the client authenticates: a private key is read (and checked) now.
+    pub(crate) fn auth(&self) -> Result<ClientAuth, ConfigError> {
+        self.client.client_auth().map_err(|e| ConfigError {
+            message: format!("{}: tenant.{}.{}", self.at, self.name, config_message(&e)),
+        })
+    }
+
+    /// The refresh token of `refresh_token_env`, read now.
+    pub(crate) fn refresh_token(&self) -> Result<Option<SecretString>, ConfigError> {
+        self.client
+            .refresh_token_env
+            .as_ref()
+            .map(|name| {
+                SecretSource::Env(name.clone())
+                    .read(&format!("tenant {}: refresh token", self.name))
+            })
+            .transpose()
+    }
+
+    /// Discovers the server when the endpoints come from an issuer.
+    pub(crate) async fn discover(&mut self) -> Result<(), tokenward::Error> {
+        if let (Some(issuer), None) = (&self.issuer, &self.server) {
+            let server = AuthorizationServer::builder(issuer).discover().await?;
+            let metadata = server.metadata();
+            self.introspection_url = metadata.introspection_endpoint.clone();
+            self.revocation_url = metadata.revocation_endpoint.clone();
+            self.authorization_url = metadata.authorization_endpoint.clone();
+            self.server = Some(server);
+        }
+        Ok(())
     }
 }

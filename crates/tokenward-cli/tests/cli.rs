@@ -593,7 +593,7 @@ fn operator_mistakes_are_named_precisely() {
     let (code, _, err) = f.run(&["token", "--tenant", "svc"]);
     assert_eq!(code, 2);
     assert!(
-        err.contains("tokenward.toml:3: tenant.svc.grant: \"password\" is not a grant"),
+        err.contains("tokenward.toml:3: grant: unknown variant `password`"),
         "{err}"
     );
 
@@ -624,7 +624,11 @@ fn operator_mistakes_are_named_precisely() {
     ));
     let (code, _, err) = f.run(&["token", "--tenant", "svc"]);
     assert_eq!(code, 2);
-    assert!(err.contains("unknown field `client_secret`"), "{err}");
+    assert!(
+        err.contains("tenant.svc.client_secret: a secret is never read from the configuration"),
+        "{err}"
+    );
+    assert!(!err.contains("svc-Secret-0001"), "{err}");
 }
 
 #[test]
@@ -696,7 +700,7 @@ fn every_command_names_an_unknown_tenant_and_fails_on_a_wrong_secret() {
     let (code, _, err) = f.run(&["token", "--tenant", "svc"]);
     assert_eq!(code, 2);
     assert!(
-        err.contains("tenant.svc.params: client_assertion is a credential"),
+        err.contains("tokenward.toml:2: tenant.svc.params.client_assertion: the grant sends this parameter itself"),
         "{err}"
     );
     assert!(!err.contains("eyJ"), "{err}");
@@ -978,4 +982,89 @@ fn a_command_that_writes_the_grant_file_refuses_one_another_user_owns() {
         let (code, out, _) = f.run(&["decay", "--tenant", "app"]);
         assert_eq!(code, 0, "{out}");
     }
+}
+
+#[test]
+fn reads_a_services_tenants_file_and_discovers_its_endpoints_from_the_issuer() {
+    let f = Fixture::new();
+    let issuer = f.running().issuer();
+    // The file a service reads with `tokenward::config::TenantsConfig`: `[tenants.*]`, the
+    // library's names, shared tuning, an issuer instead of endpoints.
+    let text = format!(
+        r#"[cache]
+refresh_fraction = 0.8
+
+[tenants.svc]
+issuer = "{issuer}"
+client_id = "svc"
+client_secret_file = "svc.secret"
+auth_method = "client_secret_post"
+scope = "jobs.read"
+require_scopes = "jobs.read"
+"#
+    );
+    std::fs::write(f.path("svc.secret"), format!("{SVC_SECRET}\n")).unwrap();
+    f.config(&text);
+    let service: tokenward::config::TenantsConfig = toml::from_str(&text).unwrap();
+    assert_eq!(
+        service.tenants["svc"].issuer.as_deref(),
+        Some(issuer.as_str())
+    );
+
+    let (code, out, err) = f.run(&["--json", "token"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(json(&out)["scope"], "jobs.read");
+    // Introspection's endpoint came from the metadata too.
+    let (code, out, err) = f.run(&["introspect"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("active     true"), "{out}");
+    let (code, _, err) = f.run(&["scopes"]);
+    assert_eq!(code, 0, "{err}");
+
+    // The CLI's short names of the methods, as before.
+    f.config(&text.replace("client_secret_post", "post"));
+    let (code, _, err) = f.run(&["token"]);
+    assert_eq!(code, 0, "{err}");
+
+    // An endpoint beside the issuer would contradict the metadata: refused.
+    let introspect = f.running().introspect_url();
+    f.config(&text.replace(
+        "scope = ",
+        &format!("introspection_url = \"{introspect}\"\nscope = "),
+    ));
+    let (code, _, err) = f.run(&["token"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("tenant.svc.introspection_url: is discovered from the issuer"),
+        "{err}"
+    );
+    // The library's checks, with the line of the tenant's table.
+    f.config(&text.replace(
+        "client_id = \"svc\"",
+        &format!(
+            "client_id = \"svc\"\ntoken_url = \"{}\"",
+            f.running().token_url()
+        ),
+    ));
+    let (code, _, err) = f.run(&["token"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("tokenward.toml:4: tenant.svc.issuer: give issuer or token_url, not both"),
+        "{err}"
+    );
+    // A key of neither file, and one tenant under both names.
+    f.config(&format!("{text}\n[tenantz.x]\nclient_id = \"x\"\n"));
+    let (code, _, err) = f.run(&["token"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("tokenward.toml:12: tenantz: not a key"),
+        "{err}"
+    );
+    f.config(&format!(
+        "{text}\n[tenant.svc]\ntoken_url = \"{}\"\nclient_id = \"svc\"\nauth_method = \"none\"\n",
+        f.running().token_url()
+    ));
+    let (code, _, err) = f.run(&["token"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("tenant.svc: configured twice"), "{err}");
 }

@@ -67,7 +67,8 @@ pub struct AssertionFile {
 
 /// An assertion that something else writes to `path` and renews (a Kubernetes projected
 /// service account token, a CI job's OIDC token), read for every request. Surrounding
-/// whitespace is trimmed; an empty or unreadable file is [`Error::Config`], naming the file.
+/// whitespace is trimmed; an unreadable file, an empty one, one larger than 64 KiB or not
+/// UTF-8 is [`Error::Config`], naming the file.
 pub fn from_file(path: impl Into<PathBuf>) -> AssertionFile {
     AssertionFile { path: path.into() }
 }
@@ -76,33 +77,19 @@ impl AssertionSource for AssertionFile {
     fn assertion<'a>(&'a self, _client_id: &'a str, _audience: &'a str) -> AssertionFuture<'a> {
         Box::pin(async move {
             let path = self.path.clone();
-            let read = tokio::task::spawn_blocking(move || std::fs::read_to_string(&path))
-                .await
-                .map_err(|_| {
-                    Error::Config(
-                        format!(
-                            "reading the client assertion file {} did not finish",
-                            self.path.display()
-                        )
-                        .into(),
-                    )
-                })?;
-            let text = read.map_err(|e| {
+            tokio::task::spawn_blocking(move || {
+                crate::secret::read_secret_file(&path, "client assertion")
+            })
+            .await
+            .map_err(|_| {
                 Error::Config(
                     format!(
-                        "could not read the client assertion file {}: {e}",
+                        "reading the client assertion file {} did not finish",
                         self.path.display()
                     )
                     .into(),
                 )
-            })?;
-            let trimmed = text.trim();
-            if trimmed.is_empty() {
-                return Err(Error::Config(
-                    format!("the client assertion file {} is empty", self.path.display()).into(),
-                ));
-            }
-            Ok(SecretString::from(trimmed.to_owned()))
+            })?
         })
     }
 }
@@ -373,6 +360,9 @@ mod jwt {
             qi: Option<String>,
             x: Option<String>,
             y: Option<String>,
+            #[serde(rename = "use")]
+            use_: Option<String>,
+            key_ops: Option<Vec<String>>,
         }
 
         fn bad(why: &str) -> Error {
@@ -412,16 +402,32 @@ mod jwt {
             to_der(block).map_err(|_| bad("could not be encoded"))
         }
 
-        /// A PKCS#8 PrivateKeyInfo (version 0) around `private_key`.
-        fn pkcs8(algorithm: Vec<ASN1Block>, private_key: Vec<u8>) -> Result<Vec<u8>, Error> {
-            der(&ASN1Block::Sequence(
-                0,
-                vec![
-                    ASN1Block::Integer(0, BigInt::from(0)),
-                    ASN1Block::Sequence(0, algorithm),
-                    ASN1Block::OctetString(0, private_key),
-                ],
-            ))
+        /// A PKCS#8 PrivateKeyInfo around `private_key`: version 0, or with `public_key`
+        /// version 1 (RFC 5958's OneAsymmetricKey), whose public key the signer checks
+        /// against the private one.
+        fn pkcs8(
+            algorithm: Vec<ASN1Block>,
+            private_key: Vec<u8>,
+            public_key: Option<Vec<u8>>,
+        ) -> Result<Vec<u8>, Error> {
+            let mut parts = vec![
+                ASN1Block::Integer(0, BigInt::from(u8::from(public_key.is_some()))),
+                ASN1Block::Sequence(0, algorithm),
+                ASN1Block::OctetString(0, private_key),
+            ];
+            if let Some(key) = public_key {
+                // publicKey [1] IMPLICIT BIT STRING: no unused bits, then the key.
+                let mut bits = vec![0];
+                bits.extend(key);
+                parts.push(ASN1Block::Unknown(
+                    ASN1Class::ContextSpecific,
+                    false,
+                    0,
+                    BigUint::from(1u8),
+                    bits,
+                ));
+            }
+            der(&ASN1Block::Sequence(0, parts))
         }
 
         pub(super) fn parse(text: &str) -> Result<Parsed, Error> {
@@ -429,6 +435,16 @@ mod jwt {
                 serde_json::from_str(text).map_err(|_| bad("is not a JSON Web Key object"))?;
             if jwk.d.is_none() {
                 return Err(bad("is a public key (it has no `d`)"));
+            }
+            if jwk.use_.as_deref().is_some_and(|u| u != "sig") {
+                return Err(bad("is not for signatures (its `use` is not \"sig\")"));
+            }
+            if jwk
+                .key_ops
+                .as_ref()
+                .is_some_and(|ops| !ops.iter().any(|op| op == "sign"))
+            {
+                return Err(bad("is not for signing (its `key_ops` has no \"sign\")"));
             }
             let (algorithm, der) = match (jwk.kty.as_str(), jwk.crv.as_deref()) {
                 ("RSA", _) => {
@@ -471,12 +487,20 @@ mod jwt {
                         ASN1Block::ObjectIdentifier(0, oid!(1, 2, 840, 10045, 2, 1)),
                         ASN1Block::ObjectIdentifier(0, oid!(1, 2, 840, 10045, 3, 1, 7)),
                     ];
-                    (SigningAlgorithm::Es256, pkcs8(algorithm, ec_private_key)?)
+                    (
+                        SigningAlgorithm::Es256,
+                        pkcs8(algorithm, ec_private_key, None)?,
+                    )
                 }
                 ("OKP", Some("Ed25519")) => {
                     let seed = der(&ASN1Block::OctetString(0, fixed(&jwk.d, "d", 32)?))?;
                     let algorithm = vec![ASN1Block::ObjectIdentifier(0, oid!(1, 3, 101, 112))];
-                    (SigningAlgorithm::EdDsa, pkcs8(algorithm, seed)?)
+                    // With its public key, which the signer checks against `d`.
+                    let public = fixed(&jwk.x, "x", 32)?;
+                    (
+                        SigningAlgorithm::EdDsa,
+                        pkcs8(algorithm, seed, Some(public))?,
+                    )
                 }
                 _ => {
                     return Err(bad(

@@ -90,9 +90,11 @@ pub enum GrantKind {
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum AuthMethod {
-    /// `client_secret_basic` (the default with a secret).
+    /// `client_secret_basic` (the default with a secret); `basic` is accepted too.
+    #[serde(alias = "basic")]
     ClientSecretBasic,
-    /// `client_secret_post`.
+    /// `client_secret_post`; `post` is accepted too.
+    #[serde(alias = "post")]
     ClientSecretPost,
     /// `none`: a public client.
     None,
@@ -168,10 +170,69 @@ impl CacheSettings {
     }
 }
 
+/// When an idle refresh token is reported and refused (a [`DecayPolicy`]), in days; every
+/// age not given keeps the policy's default.
+///
+/// [`DecayPolicy`]: crate::decay::DecayPolicy
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct DecaySettings {
+    /// Warn from this idle age on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warn_days: Option<u64>,
+    /// Page from this idle age on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page_days: Option<u64>,
+    /// Refuse to use the refresh token from this idle age on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hard_fail_days: Option<u64>,
+    /// The server's idle lifetime of a refresh token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifetime_days: Option<u64>,
+    /// With keep-alive running, refresh an idle grant from this age on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_alive_days: Option<u64>,
+}
+
+impl DecaySettings {
+    /// The policy these days describe.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when the ages are out of order (`warn_days <= page_days <=
+    /// hard_fail_days <= lifetime_days`, keep-alive before the warning).
+    pub fn policy(&self) -> Result<crate::decay::DecayPolicy, Error> {
+        let day = |n: u64| Duration::from_secs(n.saturating_mul(86_400));
+        let mut policy = crate::decay::DecayPolicy::default();
+        for (days, age) in [
+            (self.warn_days, &mut policy.warn_after),
+            (self.page_days, &mut policy.page_after),
+            (self.hard_fail_days, &mut policy.hard_fail_after),
+            (self.lifetime_days, &mut policy.lifetime),
+        ] {
+            if let Some(days) = days {
+                *age = day(days);
+            }
+        }
+        policy.keep_alive_after = self.keep_alive_days.map(day);
+        policy.validate().map_err(|_| {
+            Error::Config(
+                "the days must satisfy keep_alive_days < warn_days <= page_days <= \
+                 hard_fail_days <= lifetime_days"
+                    .into(),
+            )
+        })?;
+        Ok(policy)
+    }
+}
+
 /// One client's configuration. See the [module docs](self).
 ///
-/// Deserialize it with any serde format; unknown keys are refused. Its `Debug` output and
-/// its serialised form never hold a secret (only where secrets are).
+/// Deserialize it with any serde format; unknown keys are refused. Its serialised form never
+/// holds a secret given as a value (only where secrets are), and round-trips: URLs are
+/// written as given (one with a user name or password in it is refused by `build`). Its
+/// `Debug` output redacts the URLs' query values too.
 #[derive(Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
@@ -180,18 +241,10 @@ pub struct ClientConfig {
     #[serde(default)]
     pub grant: GrantKind,
     /// The issuer to discover the endpoints from. Give this or `token_url`.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "redacted_url"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issuer: Option<String>,
     /// The token endpoint. Give this or `issuer`.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "redacted_url"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_url: Option<String>,
     /// The client id.
     pub client_id: String,
@@ -238,6 +291,14 @@ pub struct ClientConfig {
     /// [`FileStore`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store: Option<PathBuf>,
+    /// For `refresh_token` with a `store`: the grant file shares the access token too, so
+    /// processes on the host share one (see
+    /// [`FileStore::share_access_token`]). Default off.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub share_access_token: bool,
+    /// For `refresh_token`: when an idle refresh token is reported and refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decay: Option<DecaySettings>,
     /// The cache's tuning.
     #[serde(default, skip_serializing_if = "is_default")]
     pub cache: CacheSettings,
@@ -302,6 +363,8 @@ impl fmt::Debug for ClientConfig {
             )
             .field("refresh_token_value", &self.secrets.refresh_token.is_some())
             .field("store", &self.store)
+            .field("share_access_token", &self.share_access_token)
+            .field("decay", &self.decay)
             .field("cache", &self.cache)
             .finish()
     }
@@ -342,11 +405,6 @@ impl fmt::Debug for VarName<'_> {
     }
 }
 
-/// Serialises a URL as `Debug` shows it: credentials in it are never written out.
-fn redacted_url<S: serde::Serializer>(url: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
-    url.as_deref().map(crate::redact::redact_url).serialize(s)
-}
-
 fn config_error(key: &str, field: &str, what: impl fmt::Display) -> Error {
     let at = if key.is_empty() {
         field.to_owned()
@@ -381,6 +439,7 @@ const VAR_KEYS: &[&str] = &[
     "REQUIRE_SCOPES",
     "REFRESH_TOKEN",
     "STORE",
+    "SHARE_ACCESS_TOKEN",
     "REFRESH_FRACTION",
     "REFRESH_DEADLINE_SECS",
     "MAX_ATTEMPTS",
@@ -406,7 +465,7 @@ impl ClientConfig {
     /// `TOKEN_URL`, `CLIENT_ID`, `CLIENT_SECRET` (the secret itself), `CLIENT_SECRET_FILE`,
     /// `GRANT`, `AUTH_METHOD`, `PRIVATE_KEY_FILE`, `SIGNING_ALGORITHM`, `KEY_ID`,
     /// `ASSERTION_FILE`, `SCOPE`, `REQUIRE_SCOPES`, `REFRESH_TOKEN` (the token itself),
-    /// `STORE`, `REFRESH_FRACTION`, `REFRESH_DEADLINE_SECS`, `MAX_ATTEMPTS`, and
+    /// `STORE`, `SHARE_ACCESS_TOKEN`, `REFRESH_FRACTION`, `REFRESH_DEADLINE_SECS`, `MAX_ATTEMPTS`, and
     /// `PARAM_<NAME>` for each extra parameter (`MYAPP_PARAM_AUDIENCE` sends `audience`).
     /// Other variables, under the prefix or not, are the application's and never read.
     ///
@@ -475,6 +534,9 @@ impl ClientConfig {
                 "REQUIRE_SCOPES" => config.require_scopes = Some(value),
                 "REFRESH_TOKEN" => config.secrets.refresh_token = Some(value.into()),
                 "STORE" => config.store = Some(value.into()),
+                "SHARE_ACCESS_TOKEN" => {
+                    config.share_access_token = value.parse().map_err(|_| parse("true or false"))?
+                }
                 "REFRESH_FRACTION" => {
                     config.cache.refresh_fraction =
                         Some(value.parse().map_err(|_| parse("a number"))?)
@@ -537,12 +599,13 @@ impl ClientConfig {
             return self.grant(&checked, None, http, key);
         };
         match servers.get(issuer, &http).await {
-            Ok(Some(server)) => self.grant(&checked, Some(server), http, key),
-            Ok(None) => Ok(Box::new(Deferred {
+            Ok(Discovered::Now(server)) => self.grant(&checked, Some(server), http, key),
+            Ok(Discovered::Later(server)) => Ok(Box::new(Deferred {
                 config: self.clone(),
                 checked,
                 http,
                 key: key.to_owned(),
+                server,
                 source: tokio::sync::OnceCell::new(),
             })),
             Err(error) if key.is_empty() => Err(error),
@@ -550,8 +613,32 @@ impl ClientConfig {
         }
     }
 
-    /// Everything that can be checked, and every secret read, before the server is known.
-    fn check(&self, key: &str) -> Result<Checked, Error> {
+    /// Checks what needs no I/O, as [`build`](Self::build) does first: no secret written
+    /// into the configuration, a client id, `issuer` or `token_url` (not both) and a
+    /// usable URL, no extra parameter the grant sends itself, the client authentication's
+    /// keys consistent, the decay ages in order, a `store` where one is needed. Nothing is
+    /// read: an environment variable or a file named is not looked at.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`], starting with the key at fault (`token_url: ...`).
+    pub fn validate(&self) -> Result<(), Error> {
+        self.validate_at("")
+    }
+
+    /// The client authentication this configuration describes: a secret's method
+    /// (`client_secret_basic`, `client_secret_post`; the secret itself is read by
+    /// [`build`](Self::build)), `none`, or `private_key_jwt` with its private key read and
+    /// checked now, or its assertion file.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the key, as [`build`](Self::build).
+    pub fn client_auth(&self) -> Result<ClientAuth, Error> {
+        self.auth("").map(|(auth, _)| auth)
+    }
+
+    fn validate_at(&self, key: &str) -> Result<(), Error> {
         let inline = [
             (
                 self.inline_client_secret.is_some(),
@@ -610,17 +697,35 @@ impl ClientConfig {
                 "the grant sends this parameter itself (a credential has its own key, read from the environment or a file)",
             ));
         }
-        let (auth, secret_file) = self.auth(key)?;
-        let secret = self.secret(key)?;
-        let refresh_token = self.refresh_token(key)?;
-        if self.grant == GrantKind::RefreshToken && refresh_token.is_none() && self.store.is_none()
-        {
+        self.method(key)?;
+        if let Some(decay) = &self.decay {
+            decay.policy().map_err(|e| config_at(key, "decay", e))?;
+        }
+        if self.share_access_token && self.store.is_none() {
+            return Err(config_error(
+                key,
+                "share_access_token",
+                "shares the access token through the grant file: set store too",
+            ));
+        }
+        let has_refresh_token =
+            self.secrets.refresh_token.is_some() || self.refresh_token_env.is_some();
+        if self.grant == GrantKind::RefreshToken && !has_refresh_token && self.store.is_none() {
             return Err(config_error(
                 key,
                 "store",
                 "a refresh_token grant needs refresh_token_env or a store",
             ));
         }
+        Ok(())
+    }
+
+    /// Everything that can be checked, and every secret read, before the server is known.
+    fn check(&self, key: &str) -> Result<Checked, Error> {
+        self.validate_at(key)?;
+        let (auth, secret_file) = self.auth(key)?;
+        let secret = self.secret(key)?;
+        let refresh_token = self.refresh_token(key)?;
         Ok(Checked {
             auth,
             secret,
@@ -662,7 +767,11 @@ impl ClientConfig {
                     builder = builder.refresh_token(token.expose_secret());
                 }
                 if let Some(path) = &self.store {
-                    builder = builder.store(FileStore::new(path));
+                    builder = builder
+                        .store(FileStore::new(path).share_access_token(self.share_access_token));
+                }
+                if let Some(decay) = &self.decay {
+                    builder = builder.decay_policy(decay.policy().map_err(|e| in_key(key, e))?);
                 }
                 let grant = self
                     .common(builder, checked, http)
@@ -741,6 +850,17 @@ impl ClientConfig {
 
     /// The client authentication, and the secret file to read again on `invalid_client`.
     fn auth(&self, key: &str) -> Result<(ClientAuth, Option<PathBuf>), Error> {
+        let auth = match self.method(key)? {
+            AuthMethod::ClientSecretBasic => ClientAuth::Basic,
+            AuthMethod::ClientSecretPost => ClientAuth::Post,
+            AuthMethod::None => ClientAuth::None,
+            AuthMethod::PrivateKeyJwt => self.assertion(key)?,
+        };
+        Ok((auth, self.client_secret_file.clone()))
+    }
+
+    /// The authentication method, checked against the keys given (nothing read).
+    fn method(&self, key: &str) -> Result<AuthMethod, Error> {
         let has_secret = self.secrets.client_secret.is_some()
             || self.client_secret_env.is_some()
             || self.client_secret_file.is_some();
@@ -767,42 +887,39 @@ impl ClientConfig {
                 format!("{name} needs client_secret_env or client_secret_file"),
             )
         };
-        let auth = match method {
+        match method {
             AuthMethod::ClientSecretBasic if !has_secret => {
-                return Err(needs_secret("client_secret_basic"));
+                Err(needs_secret("client_secret_basic"))
             }
-            AuthMethod::ClientSecretPost if !has_secret => {
-                return Err(needs_secret("client_secret_post"));
-            }
-            AuthMethod::None if has_secret => {
-                return Err(config_error(
+            AuthMethod::ClientSecretPost if !has_secret => Err(needs_secret("client_secret_post")),
+            AuthMethod::None if has_secret => Err(config_error(
+                key,
+                "auth_method",
+                "none (a public client) sends no secret: remove the client secret's key",
+            )),
+            AuthMethod::PrivateKeyJwt => match (&self.private_key_file, &self.assertion_file) {
+                (Some(_), Some(_)) => Err(config_error(
                     key,
-                    "auth_method",
-                    "none (a public client) sends no secret: remove the client secret's key",
-                ));
-            }
-            AuthMethod::ClientSecretBasic => ClientAuth::Basic,
-            AuthMethod::ClientSecretPost => ClientAuth::Post,
-            AuthMethod::None => ClientAuth::None,
-            AuthMethod::PrivateKeyJwt => self.assertion(key)?,
-        };
-        Ok((auth, self.client_secret_file.clone()))
+                    "assertion_file",
+                    "give private_key_file or assertion_file, not both",
+                )),
+                (None, None) => Err(config_error(
+                    key,
+                    "private_key_file",
+                    "private_key_jwt needs private_key_file (and signing_algorithm) or assertion_file",
+                )),
+                _ => Ok(method),
+            },
+            _ => Ok(method),
+        }
     }
 
+    /// The assertion of `private_key_jwt`, whose keys [`method`](Self::method) checked.
     fn assertion(&self, key: &str) -> Result<ClientAuth, Error> {
         match (&self.private_key_file, &self.assertion_file) {
-            (Some(_), Some(_)) => Err(config_error(
-                key,
-                "assertion_file",
-                "give private_key_file or assertion_file, not both",
-            )),
+            (Some(path), _) => self.private_key(key, path),
             (None, Some(path)) => Ok(ClientAuth::assertion(crate::assertion::from_file(path))),
-            (None, None) => Err(config_error(
-                key,
-                "private_key_file",
-                "private_key_jwt needs private_key_file (and signing_algorithm) or assertion_file",
-            )),
-            (Some(path), None) => self.private_key(key, path),
+            (None, None) => Err(config_error(key, "private_key_file", "is not set")),
         }
     }
 
@@ -816,7 +933,8 @@ impl ClientConfig {
         });
         let text = crate::secret::read_secret_file(path, "private key")
             .map_err(|e| config_at(key, "private_key_file", e))?;
-        let text = text.expose_secret();
+        // A byte order mark, as some editors write, is not part of the key.
+        let text = text.expose_secret().trim_start_matches('\u{feff}');
         // A JWK names its own algorithm; a PEM file does not.
         let mut signer = if text.starts_with('{') {
             let signer =
@@ -893,21 +1011,25 @@ struct Checked {
     refresh_token: Option<SecretString>,
 }
 
-/// The issuers discovered so far, each once; `None` for one that could not be reached.
+/// The issuers discovered so far, each once.
 #[derive(Default)]
-struct Servers(HashMap<String, Option<AuthorizationServer>>);
+struct Servers(HashMap<String, Discovered>);
+
+/// An issuer's server: discovered, or to discover on the first token request of any of its
+/// clients (one discovery for all of them).
+#[derive(Clone)]
+enum Discovered {
+    Now(AuthorizationServer),
+    Later(Arc<tokio::sync::OnceCell<AuthorizationServer>>),
+}
 
 impl Servers {
-    async fn get(
-        &mut self,
-        issuer: &str,
-        http: &Arc<dyn HttpClient>,
-    ) -> Result<Option<AuthorizationServer>, Error> {
+    async fn get(&mut self, issuer: &str, http: &Arc<dyn HttpClient>) -> Result<Discovered, Error> {
         if let Some(server) = self.0.get(issuer) {
             return Ok(server.clone());
         }
         let server = match discover(issuer, http).await {
-            Ok(server) => Some(server),
+            Ok(server) => Discovered::Now(server),
             Err(error)
                 if matches!(&error, Error::Discovery(why)
                     if matches!(**why, DiscoveryError::Unavailable { .. })) =>
@@ -917,7 +1039,7 @@ impl Servers {
                     error = %crate::error::chain(&error),
                     "the issuer's metadata is unavailable; it is fetched again on the first token request"
                 );
-                None
+                Discovered::Later(Arc::default())
             }
             Err(error) => return Err(error),
         };
@@ -941,6 +1063,8 @@ struct Deferred {
     checked: Checked,
     http: Arc<dyn HttpClient>,
     key: String,
+    /// Shared by every client of the issuer.
+    server: Arc<tokio::sync::OnceCell<AuthorizationServer>>,
     source: tokio::sync::OnceCell<Box<dyn TokenSource>>,
 }
 
@@ -960,10 +1084,23 @@ impl TokenSource for Deferred {
                 .source
                 .get_or_try_init(|| async {
                     let issuer = self.config.issuer.as_deref().unwrap_or_default();
-                    let server = discover(issuer, &self.http).await?;
+                    let server = self
+                        .server
+                        .get_or_try_init(|| discover(issuer, &self.http))
+                        .await
+                        .map_err(|error| match error {
+                            // Still down: the cache tries again, as after any outage.
+                            Error::Discovery(why)
+                                if matches!(*why, DiscoveryError::Unavailable { .. }) =>
+                            {
+                                Error::Discovery(why)
+                            }
+                            error if self.key.is_empty() => error,
+                            error => config_error(&self.key, "issuer", crate::error::chain(&error)),
+                        })?;
                     self.config.grant(
                         &self.checked,
-                        Some(server),
+                        Some(server.clone()),
                         Arc::clone(&self.http),
                         &self.key,
                     )
@@ -1009,6 +1146,7 @@ fn reloading<G: TokenSource>(
             grant,
             secret,
             file,
+            stamp: std::sync::Mutex::new(None),
         }),
     }
 }
@@ -1018,16 +1156,47 @@ struct Reloading<G> {
     grant: G,
     secret: ClientSecret,
     file: PathBuf,
+    /// The file's last stamp, and when it was taken.
+    stamp: std::sync::Mutex<Option<(tokio::time::Instant, u64)>>,
 }
 
-/// A number that changes when `file` is written (its size or modification time), without
-/// reading it.
+/// How long a secret file's stamp is reused before the file is looked at again.
+const STAMP_REUSE: Duration = Duration::from_secs(1);
+
+impl<G> Reloading<G> {
+    /// The file's stamp, looked at (a `stat`, never a read) at most once per
+    /// [`STAMP_REUSE`]: this runs under the cache's lock, on every request of a hold.
+    fn stamp(&self) -> u64 {
+        let mut last = self
+            .stamp
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = tokio::time::Instant::now();
+        match *last {
+            Some((at, stamp)) if now.saturating_duration_since(at) < STAMP_REUSE => stamp,
+            _ => {
+                let stamp = file_stamp(&self.file);
+                *last = Some((now, stamp));
+                stamp
+            }
+        }
+    }
+}
+
+/// A number that changes when `file` is written or replaced, without reading it: its size
+/// and modification time and, on unix, its inode and change time (which a copy that keeps
+/// the modification time, `cp -p` or `rsync -t`, still changes).
 fn file_stamp(file: &Path) -> u64 {
     use std::hash::{Hash as _, Hasher as _};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     if let Ok(meta) = std::fs::metadata(file) {
         meta.len().hash(&mut hasher);
         meta.modified().ok().hash(&mut hasher);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt as _;
+            (meta.dev(), meta.ino(), meta.ctime(), meta.ctime_nsec()).hash(&mut hasher);
+        }
     }
     hasher.finish()
 }
@@ -1064,7 +1233,7 @@ impl<G: TokenSource> TokenSource for Reloading<G> {
     /// The grant's, and the secret file's: an `invalid_client` held until the
     /// configuration changes ends when the file is written, not after the hold's cap.
     fn revision(&self) -> u64 {
-        self.grant.revision() ^ file_stamp(&self.file)
+        self.grant.revision() ^ self.stamp()
     }
 
     fn may_repeat(&self, error: &Error) -> bool {

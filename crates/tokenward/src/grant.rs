@@ -433,6 +433,9 @@ pub(crate) const GRANT_PARAMS: &[&str] = &[
     "assertion",
     "subject_token",
     "actor_token",
+    // Introspection's and revocation's own (RFC 7662, RFC 7009).
+    "token",
+    "token_type_hint",
 ];
 
 /// A grant's builder that a [`TenantCache`](crate::TenantCache) can finish on its shared

@@ -181,6 +181,27 @@ pub fn spawn_reload_on_sighup(
 /// (a log, a device) must not be read whole.
 const MAX_SECRET_FILE: u64 = 64 * 1024;
 
+/// Reads a secret from the file `path` as tokenward reads every secret file: surrounding
+/// whitespace trimmed, at most 64 KiB, UTF-8, not empty.
+///
+/// ```
+/// # let path = std::env::temp_dir().join(format!("tokenward-read-file-{}", std::process::id()));
+/// std::fs::write(&path, "s3cr3t\n")?;
+/// let secret = tokenward::secret::read_file(&path)?;
+/// # use tokenward::ExposeSecret as _;
+/// assert_eq!(secret.expose_secret(), "s3cr3t");
+/// # std::fs::remove_file(&path)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+///
+/// [`Error::Config`] naming the file (never its contents): it cannot be read, is larger
+/// than 64 KiB, is not UTF-8 or holds only whitespace.
+pub fn read_file(path: &Path) -> Result<SecretString, Error> {
+    read_secret_file(path, "secret")
+}
+
 /// Reads a secret (`what`: "client secret", ...) from `path`, surrounding whitespace
 /// trimmed, at most 64 KiB. Errors name the file, never its contents.
 pub(crate) fn read_secret_file(path: &Path, what: &str) -> Result<SecretString, Error> {

@@ -278,6 +278,34 @@ fn a_jwk_that_is_not_a_usable_private_key_is_refused_without_quoting_it() {
             }),
             "cannot sign",
         ),
+        // The same for Ed25519, whose `x` is checked against `d`.
+        (
+            with(ED_JWK, &|j| {
+                let mut x = j["x"].as_str().unwrap().to_owned().into_bytes();
+                x[0] = if x[0] == b'A' { b'B' } else { b'A' };
+                j.insert("x".into(), String::from_utf8(x).unwrap().into());
+            }),
+            "cannot sign",
+        ),
+        (
+            with(ED_JWK, &|j| {
+                j.remove("x");
+            }),
+            "has no `x`",
+        ),
+        // A key for encryption, or for verifying only.
+        (
+            with(EC_JWK, &|j| {
+                j.insert("use".into(), "enc".into());
+            }),
+            "is not for signatures",
+        ),
+        (
+            with(RSA_JWK, &|j| {
+                j.insert("key_ops".into(), serde_json::json!(["verify"]));
+            }),
+            "is not for signing",
+        ),
         ("{\"kty\": 5}".to_owned(), "is not a JSON Web Key object"),
         (
             "-----BEGIN PRIVATE KEY-----".to_owned(),

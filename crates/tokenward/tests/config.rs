@@ -323,9 +323,23 @@ async fn a_secret_file_rewritten_during_the_hold_is_tried_at_once() {
     assert_eq!(error.code(), "invalid_client", "{error}");
     assert_eq!(server.counters().token_requests, before);
 
-    // The operator writes the new secret: the next call uses it, with no wait for the hold
-    // (five minutes).
-    std::fs::write(&file, "new-secret\n").unwrap();
+    // The operator replaces the file as deployment tools do (a new file renamed over it),
+    // with a secret of the same length and the old modification time: the next look at the
+    // file (at most a second later) sees it, with no wait for the hold (five minutes).
+    let modified = std::fs::metadata(&file).unwrap().modified().unwrap();
+    let next = dir.file("secret.next", "new-secret");
+    std::fs::File::options()
+        .write(true)
+        .open(&next)
+        .unwrap()
+        .set_modified(modified)
+        .unwrap();
+    std::fs::rename(&next, &file).unwrap();
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().len(),
+        "old-secret".len() as u64
+    );
+    tokio::time::advance(Duration::from_secs(1)).await;
     tenants.header("svc").await.unwrap();
     assert_eq!(server.counters().issued_for("client_credentials"), 2);
 }
@@ -401,6 +415,186 @@ async fn an_issuer_unavailable_at_build_is_discovered_on_the_first_fetch() {
     assert!(server.counters().metadata_requests >= 2);
 }
 
+#[tokio::test(start_paused = true)]
+async fn tenants_of_an_issuer_down_past_the_first_fetch_share_one_discovery() {
+    let server = FakeServer::builder()
+        .client("a", "a-secret")
+        .client("b", "b-secret")
+        .build();
+    for _ in 0..50 {
+        server.push_fault_at(Endpoint::Metadata, Fault::Status(503));
+    }
+    let dir = Dir::new("deferred-shared");
+    let (a, b) = (dir.file("a", "a-secret"), dir.file("b", "b-secret"));
+    let text = format!(
+        r#"{{"tenants": {{
+            "a": {{"issuer": "{issuer}", "client_id": "a", "client_secret_file": "{a}"}},
+            "b": {{"issuer": "{issuer}", "client_id": "b", "client_secret_file": "{b}"}}
+        }}}}"#,
+        issuer = server.issuer(),
+        a = a.display(),
+        b = b.display()
+    );
+    let config: TenantsConfig = serde_json::from_str(&text).unwrap();
+    let tenants = config
+        .build_on(std::sync::Arc::new(server.http_client()))
+        .await
+        .unwrap();
+    // Still down at the first request: an error that names no key (it is not the
+    // configuration's fault), and no token request.
+    let error = tenants.header("a").await.unwrap_err();
+    assert!(matches!(error, Error::Discovery(_)), "{error:?}");
+    assert_eq!(server.counters().token_requests, 0);
+
+    // Back: one discovery serves both tenants.
+    server.clear_faults();
+    server.reset_counters();
+    tokio::time::advance(Duration::from_secs(60)).await;
+    tenants.header("a").await.unwrap();
+    tenants.header("b").await.unwrap();
+    assert_eq!(server.counters().issued_for("client_credentials"), 2);
+    assert_eq!(server.counters().metadata_requests, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_whose_issuer_is_down_at_build_starts_and_gets_tokens_later() {
+    let server = FakeServer::builder().client("svc", "svc-secret").build();
+    for _ in 0..4 {
+        server.push_fault_at(Endpoint::Metadata, Fault::Status(503));
+    }
+    let mut config = ClientConfig::default();
+    config.issuer = Some(server.issuer());
+    config.client_id = "svc".into();
+    let cache = config
+        .client_secret("svc-secret")
+        .build_on(std::sync::Arc::new(server.http_client()))
+        .await
+        .unwrap();
+    server.clear_faults();
+    cache.header().await.unwrap();
+    assert_eq!(server.counters().issued_for("client_credentials"), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn metadata_naming_another_issuer_fails_the_build_naming_the_tenant() {
+    let server = FakeServer::builder().client("svc", "svc-secret").build();
+    server.set_metadata_issuer(Some("https://other.example"));
+    let dir = Dir::new("other-issuer");
+    let secret = dir.file("secret", "svc-secret");
+    let text = format!(
+        r#"{{"tenants": {{"svc": {{"issuer": "{}", "client_id": "svc", "client_secret_file": "{}"}}}}}}"#,
+        server.issuer(),
+        secret.display()
+    );
+    let config: TenantsConfig = serde_json::from_str(&text).unwrap();
+    let error = config
+        .build_on(std::sync::Arc::new(server.http_client()))
+        .await
+        .unwrap_err();
+    let error = config_error(error);
+    assert!(error.starts_with("tenants.svc.issuer: "), "{error}");
+}
+
+#[test]
+fn a_serialised_config_is_the_same_config() {
+    // Azure AD B2C names its policy in the query: written out as given.
+    let text = r#"
+        token_url = "https://login.example/tenant/oauth2/v2.0/token?p=B2C_1_signin"
+        client_id = "svc"
+        client_secret_env = "SVC_SECRET"
+        auth_method = "post"
+        grant = "refresh_token"
+        store = "/var/lib/svc/grant.json"
+        share_access_token = true
+        decay = { warn_days = 30, page_days = 45 }
+        "#;
+    let config: ClientConfig = toml::from_str(text).unwrap();
+    assert_eq!(config.auth_method, Some(AuthMethod::ClientSecretPost));
+    let written = toml::to_string(&config).unwrap();
+    assert!(written.contains("?p=B2C_1_signin"), "{written}");
+    let again: ClientConfig = toml::from_str(&written).unwrap();
+    assert_eq!(again, config);
+    // Debug still hides query values.
+    assert!(!format!("{config:?}").contains("B2C_1_signin"));
+    config.validate().unwrap();
+}
+
+#[test]
+fn validate_checks_the_keys_and_reads_nothing() {
+    // A variable that is not set and a file that does not exist: not looked at.
+    let config: ClientConfig = toml::from_str(
+        r#"
+        token_url = "https://a.example/token"
+        client_id = "svc"
+        client_secret_env = "TOKENWARD_TEST_NOT_SET_ANYWHERE"
+        "#,
+    )
+    .unwrap();
+    config.validate().unwrap();
+    let mut config = ClientConfig::new("https://a.example/token", "svc");
+    assert!(
+        config_error(config.validate().unwrap_err())
+            .starts_with("client_secret_env: no client credentials")
+    );
+    config.auth_method = Some(AuthMethod::None);
+    config.validate().unwrap();
+    config.share_access_token = true;
+    assert!(config_error(config.validate().unwrap_err()).starts_with("share_access_token: "));
+    config.share_access_token = false;
+    config.decay = Some(toml::from_str("warn_days = 50\npage_days = 40").unwrap());
+    assert!(
+        config_error(config.validate().unwrap_err()).starts_with("decay: the days must satisfy")
+    );
+}
+
+#[tokio::test]
+async fn a_refresh_grant_shares_its_access_token_and_keeps_its_decay_policy() {
+    use tokenward::store::{FileStore, StoredGrant, TokenStore as _};
+    let server = FakeServer::builder().public_client("app").build();
+    let running = server.listen().await.unwrap();
+    let dir = Dir::new("share");
+    let store = dir.0.join("grant.json");
+    let used = std::time::SystemTime::now() - Duration::from_secs(25 * 86_400);
+    FileStore::new(&store)
+        .compare_and_swap(
+            None,
+            StoredGrant::new(server.issue_refresh_token("app", "jobs.read"))
+                .with_last_used(Some(used))
+                .with_stored_at(Some(used)),
+        )
+        .await
+        .unwrap();
+    let config = |extra: &str| {
+        let text = format!(
+            r#"
+            grant = "refresh_token"
+            token_url = "{}"
+            client_id = "app"
+            auth_method = "none"
+            store = "{}"
+            {extra}
+            "#,
+            running.token_url(),
+            store.display()
+        );
+        toml::from_str::<ClientConfig>(&text).unwrap()
+    };
+    // Idle 25 days, refused from 20: the configured policy, not the default (85).
+    let cache = config("decay = { warn_days = 10, page_days = 15, hard_fail_days = 20 }")
+        .build()
+        .await
+        .unwrap();
+    let error = cache.header().await.unwrap_err();
+    assert_eq!(error.code(), "decayed", "{error}");
+    assert_eq!(server.counters().token_requests, 0);
+
+    // Shared: the access token is written beside the grant for the host's other processes.
+    let cache = config("share_access_token = true").build().await.unwrap();
+    cache.header().await.unwrap();
+    assert!(dir.0.join("grant.json.access").exists());
+    running.shutdown().await;
+}
+
 #[cfg(feature = "private-key-jwt")]
 #[tokio::test(start_paused = true)]
 async fn a_private_key_file_is_a_jwk_or_a_pem_with_its_algorithm() {
@@ -447,6 +641,57 @@ async fn a_private_key_file_is_a_jwk_or_a_pem_with_its_algorithm() {
         error.starts_with("signing_algorithm: a PEM private_key_file needs signing_algorithm"),
         "{error}"
     );
+}
+
+#[cfg(feature = "private-key-jwt")]
+#[tokio::test]
+async fn a_jwk_file_signs_with_the_configured_key_id_and_may_start_with_a_bom() {
+    use base64::Engine as _;
+    let server = FakeServer::builder().build();
+    let running = server.listen().await.unwrap();
+    let keys = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keys");
+    let jwk = std::fs::read_to_string(keys.join("ec-p256.jwk.json")).unwrap();
+    let dir = Dir::new("jwk-bom");
+    let file = dir.file("key.jwk.json", &format!("\u{feff}{jwk}"));
+    let token_url = running.token_url();
+    let kid_of = async |config: ClientConfig| {
+        let auth = config.client_auth().unwrap();
+        // Sign through a grant's request: the assertion's header names the kid.
+        let grant = tokenward::ClientCredentials::builder(&token_url, "svc")
+            .auth_method(auth)
+            .build()
+            .unwrap();
+        let _ = tokenward::TokenSource::fetch(&grant).await;
+        let request = server.last_token_request().unwrap();
+        let assertion = request.param("client_assertion").unwrap().to_owned();
+        let header = assertion.split('.').next().unwrap().to_owned();
+        let header: serde_json::Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(header)
+                .unwrap(),
+        )
+        .unwrap();
+        header["kid"].as_str().map(str::to_owned)
+    };
+    let text = format!(
+        r#"
+        token_url = "{}"
+        client_id = "svc"
+        private_key_file = "{}"
+        "#,
+        running.token_url(),
+        file.display()
+    );
+    let config: ClientConfig = toml::from_str(&text).unwrap();
+    // The BOM is not taken for PEM; the JWK's own kid is used.
+    assert_eq!(
+        kid_of(config.clone()).await.as_deref(),
+        Some("ec-p256-2026")
+    );
+    let mut config = config;
+    config.key_id = Some("rotated-2027".into());
+    assert_eq!(kid_of(config).await.as_deref(), Some("rotated-2027"));
+    running.shutdown().await;
 }
 
 #[test]

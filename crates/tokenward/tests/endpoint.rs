@@ -855,3 +855,45 @@ async fn a_refresh_cut_off_by_its_deadline_does_not_replay_the_rotated_refresh_t
     assert_eq!(server.counters().refresh_reuse_detected, 0);
     assert_eq!(server.counters().issued_for("refresh_token"), 2);
 }
+
+#[test]
+fn a_parameter_a_request_sends_itself_cannot_be_an_extra_one() {
+    let refused = |result: Result<(), tokenward::Error>, name: &str| {
+        let error = result.unwrap_err();
+        assert!(
+            matches!(&error, tokenward::Error::Config(why) if why.contains(name)),
+            "{name}: {error:?}"
+        );
+    };
+    let url = "https://auth.example.com/x";
+    for name in ["grant_type", "client_secret", "scope", "refresh_token"] {
+        refused(
+            tokenward::ClientCredentials::builder(url, "svc")
+                .client_secret("s")
+                .param(name, "v")
+                .build()
+                .map(drop),
+            name,
+        );
+    }
+    // Introspection and revocation send `token` and its hint: a second one could make the
+    // server act on another token.
+    for name in ["token", "token_type_hint"] {
+        refused(
+            tokenward::Introspection::builder(url, "svc")
+                .client_secret("s")
+                .param(name, "v")
+                .build()
+                .map(drop),
+            name,
+        );
+        refused(
+            tokenward::Revocation::builder(url, "svc")
+                .client_secret("s")
+                .param(name, "v")
+                .build()
+                .map(drop),
+            name,
+        );
+    }
+}

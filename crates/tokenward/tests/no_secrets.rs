@@ -244,7 +244,8 @@ const URL_KEY: &str = "k3y-Qr9tLm";
 /// A signed JWT, sent as an extra parameter.
 const ASSERTION: &str = "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJzdmMiLCJzdWIiOiJzdmMifQ.c2lnLXNlY3JldA";
 
-/// `https://alice-…:p4ssw0rd-…@auth.example.com{path}?api_key=k3y-…`
+/// `https://auth.example.com{path}?api_key=k3y-…` (a user name or password in a URL is
+/// refused at build: see `a_url_with_a_user_or_password_is_shown_nowhere_and_refused`).
 fn url_with_credentials(path: &str) -> String {
     format!("https://auth.example.com{path}?api_key={URL_KEY}")
 }
@@ -322,6 +323,34 @@ async fn debug_hides_url_credentials_query_values_and_param_values() {
         flow_debug.contains("https://app.example.com/cb?session=[REDACTED]"),
         "{flow_debug}"
     );
+}
+
+#[tokio::test]
+async fn a_url_with_a_user_or_password_is_shown_nowhere_and_refused() {
+    let url = format!("https://{URL_USER}:{URL_PASSWORD}@auth.example.com/token?api_key={URL_KEY}");
+    // A builder holds any string until `build`: its Debug hides what the URL carries.
+    let builder = ClientCredentials::builder(&url, "svc").client_secret(CLIENT_SECRET);
+    assert_hides_url_secrets(&format!("{builder:?}"));
+    let error = builder.build().unwrap_err();
+    assert!(matches!(error, Error::Config(_)), "{error:?}");
+    assert_hides_url_secrets(&format!("{error} {error:?}"));
+
+    // A configuration: its Debug hides them; its build refuses the URL, unquoted.
+    let config: tokenward::config::ClientConfig = serde_json::from_value(serde_json::json!({
+        "token_url": url,
+        "client_id": "svc",
+        "client_secret_env": "SVC_SECRET",
+    }))
+    .unwrap();
+    assert_hides_url_secrets(&format!("{config:?}"));
+    for error in [
+        config.validate().unwrap_err(),
+        config.build().await.unwrap_err(),
+    ] {
+        let message = format!("{error} {error:?}");
+        assert!(message.contains("token_url"), "{message}");
+        assert_hides_url_secrets(&message);
+    }
 }
 
 #[test]
