@@ -533,3 +533,48 @@ impl Tenant {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The README's example of `tokenward.toml` is a configuration this CLI accepts.
+    #[test]
+    fn the_readme_example_parses() {
+        let readme = include_str!("../../../README.md");
+        let section = &readme[readme.find("## The operator CLI").unwrap()..];
+        let start = section.find("```toml\n").unwrap() + "```toml\n".len();
+        let text = &section[start..start + section[start..].find("```").unwrap()];
+        let config = Config::parse(Path::new("/etc/tokenward/tokenward.toml"), text).unwrap();
+        let names: Vec<&str> = config.tenants.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["billing", "crm"]);
+        let crm = config.tenant(Some("crm")).unwrap();
+        assert_eq!(crm.grant, GrantKind::RefreshToken);
+        assert_eq!(crm.issuer.as_deref(), Some("https://auth.example.com"));
+        assert!(crm.share_access_token);
+        assert_eq!(crm.decay.page_after.as_secs(), 75 * 86_400);
+    }
+
+    /// The same rules as the library: a service's tenants file is read as it is.
+    #[test]
+    fn a_tenants_config_file_is_a_cli_file() {
+        let text = r#"
+            [cache]
+            max_attempts = 2
+
+            [tenants.acme]
+            token_url = "https://auth.acme.example/token"
+            client_id = "a"
+            client_secret_file = "acme.secret"
+            cache = { refresh_fraction = 0.5 }
+        "#;
+        let service: tokenward::config::TenantsConfig = toml::from_str(text).unwrap();
+        let cli = Config::parse(Path::new("/srv/tokenward.toml"), text).unwrap();
+        let acme = cli.tenant(None).unwrap();
+        assert_eq!(acme.client_id, service.tenants["acme"].client_id);
+        // Relative to the file's folder.
+        assert!(
+            matches!(&acme.secret, Some(SecretSource::File(p)) if p == Path::new("/srv/acme.secret"))
+        );
+    }
+}

@@ -1,9 +1,10 @@
 //! The tokenward operator CLI, as a library: [`run`] is the `tokenward` binary, callable
 //! in-process (the interop tests drive it so).
 //!
-//! Every command reads `tokenward.toml` (or `--config`), one `[tenant.<name>]` table per
-//! tenant, and never takes a secret on the command line or from the file: the file names the
-//! environment variable or the secret file. Human output is a table; `--json` prints one
+//! Every command reads `tokenward.toml` (or `--config`), one `[tenant.<name>]` (or
+//! `[tenants.<name>]`) table per tenant: a `tokenward::config::ClientConfig`, as a service
+//! reads it, and the CLI's own keys. It never takes a secret on the command line or from the
+//! file: the file names the environment variable or the secret file. Human output is a table; `--json` prints one
 //! JSON object per run. Exit codes: 0 success, 1 the check or the operation failed (a refused
 //! secret, missing scopes, an unreachable endpoint, a decaying token), 2 the configuration
 //! or the command line is wrong.

@@ -335,32 +335,27 @@ impl AuthorizationServerBuilder {
             Some(http) => http,
             None => default_http_client()?,
         };
-        let urls = well_known_urls(&uri, self.well_known);
-        let inner = Inner {
+        let source = Source {
+            urls: well_known_urls(&uri, self.well_known),
             issuer: self.issuer,
-            urls,
             http,
-            max_age: self.max_age,
-            min_refetch_interval: self.min_refetch_interval,
             fetch_timeout: self.fetch_timeout,
-            state: Mutex::new(State {
-                metadata: Arc::new(placeholder()),
-                fetched_at: Instant::now(),
-                attempted_at: Instant::now(),
-                suspect: false,
-            }),
-            fetching: tokio::sync::Mutex::new(()),
         };
-        let metadata = inner.fetch().await.map_err(discovery)?;
+        let metadata = source.fetch().await.map_err(discovery)?;
         let now = Instant::now();
-        *inner.lock() = State {
-            metadata: Arc::new(metadata),
-            fetched_at: now,
-            attempted_at: now,
-            suspect: false,
-        };
         Ok(AuthorizationServer {
-            inner: Arc::new(inner),
+            inner: Arc::new(Inner {
+                source,
+                max_age: self.max_age,
+                min_refetch_interval: self.min_refetch_interval,
+                state: Mutex::new(State {
+                    metadata: Arc::new(metadata),
+                    fetched_at: now,
+                    attempted_at: now,
+                    suspect: false,
+                }),
+                fetching: tokio::sync::Mutex::new(()),
+            }),
         })
     }
 }
@@ -369,7 +364,7 @@ fn discovery(error: DiscoveryError) -> Error {
     Error::Discovery(Box::new(error))
 }
 
-/// Never seen: replaced before the server is handed out.
+#[cfg(test)]
 fn placeholder() -> ServerMetadata {
     ServerMetadata {
         issuer: String::new(),
@@ -415,15 +410,20 @@ pub struct AuthorizationServer {
 }
 
 struct Inner {
-    issuer: String,
-    urls: Vec<String>,
-    http: Arc<dyn HttpClient>,
+    source: Source,
     max_age: Duration,
     min_refetch_interval: Duration,
-    fetch_timeout: Duration,
     state: Mutex<State>,
     /// One metadata request at a time.
     fetching: tokio::sync::Mutex<()>,
+}
+
+/// Where and how the metadata is fetched.
+struct Source {
+    issuer: String,
+    urls: Vec<String>,
+    http: Arc<dyn HttpClient>,
+    fetch_timeout: Duration,
 }
 
 struct State {
@@ -437,7 +437,7 @@ struct State {
 impl fmt::Debug for AuthorizationServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuthorizationServer")
-            .field("issuer", &redact_url(&self.inner.issuer))
+            .field("issuer", &redact_url(&self.inner.source.issuer))
             .field("max_age", &self.inner.max_age)
             .field("min_refetch_interval", &self.inner.min_refetch_interval)
             .finish_non_exhaustive()
@@ -466,7 +466,7 @@ impl AuthorizationServer {
 
     /// The issuer identifier.
     pub fn issuer(&self) -> &str {
-        &self.inner.issuer
+        &self.inner.source.issuer
     }
 
     /// The metadata held now (no I/O).
@@ -475,7 +475,7 @@ impl AuthorizationServer {
     }
 
     pub(crate) fn http_client(&self) -> Arc<dyn HttpClient> {
-        self.inner.http.clone()
+        self.inner.source.http.clone()
     }
 
     /// The URL of `endpoint` in the metadata held now, or the typed error for its absence.
@@ -556,18 +556,18 @@ impl Inner {
             return; // another request fetched it meanwhile
         }
         self.lock().attempted_at = now;
-        match self.fetch().await {
+        match self.source.fetch().await {
             Ok(metadata) => {
                 let mut state = self.lock();
                 state.metadata = Arc::new(metadata);
                 state.fetched_at = now;
                 state.suspect = false;
-                tracing::debug!(issuer = %redact_url(&self.issuer), "fetched the authorization server metadata again");
+                tracing::debug!(issuer = %redact_url(&self.source.issuer), "fetched the authorization server metadata again");
             }
             Err(error) => {
                 let age = now.saturating_duration_since(self.lock().fetched_at);
                 tracing::warn!(
-                    issuer = %redact_url(&self.issuer),
+                    issuer = %redact_url(&self.source.issuer),
                     error = %crate::error::chain(&error),
                     age_s = age.as_secs(),
                     "fetching the authorization server metadata again failed; keeping the metadata held"
@@ -575,7 +575,9 @@ impl Inner {
             }
         }
     }
+}
 
+impl Source {
     /// Fetches from the well-known URLs in turn; see the module docs.
     async fn fetch(&self) -> Result<ServerMetadata, DiscoveryError> {
         let mut tried = Vec::new();

@@ -602,6 +602,8 @@ where
         if let Some(http) = &*http {
             return Ok(Arc::clone(http));
         }
+        // Made under the lock on purpose: callers racing here wait (once, for a few
+        // milliseconds) and get the same client, so every tenant shares one pool.
         let made = default_http_client()?;
         *http = Some(Arc::clone(&made));
         Ok(made)
