@@ -44,19 +44,15 @@ async fn cli_authorize_then_token_against_oidc_provider() {
         format!(
             r#"[tenant.op]
 grant = "refresh_token"
-token_url = "{token}"
+issuer = "{issuer}"
 client_id = "cli-client"
 auth_method = "none"
 scope = "openid offline_access jobs.read"
 params = {{ resource = "{resource}" }}
 authorize_params = {{ resource = "{resource}", prompt = "consent" }}
 store = "grant.json"
-authorization_url = "{authorize}"
-issuer = "{issuer}"
 "#,
-            token = op.token_endpoint,
             resource = op.resource,
-            authorize = op.authorization_endpoint,
             issuer = op.issuer,
         ),
     )
