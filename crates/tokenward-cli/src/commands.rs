@@ -106,7 +106,14 @@ impl Context<'_> {
     /// The tenant the command is for, its endpoints discovered when it names an issuer.
     pub(crate) async fn tenant(&self) -> Result<Tenant, Failure> {
         let mut tenant = self.configured()?.clone();
-        tenant.discover().await?;
+        if let Err(error) = tenant.discover().await {
+            let mut failure = Failure::from_error(&error);
+            failure.message = format!(
+                "{}: tenant {}: discovering the endpoints from its issuer: {}",
+                tenant.at, tenant.name, failure.message
+            );
+            return Err(failure);
+        }
         Ok(tenant)
     }
 }
@@ -741,7 +748,8 @@ pub(crate) fn forget_shared_token(store: &Path) {
 }
 
 async fn decay(ctx: &Context<'_>) -> Result<Report, Failure> {
-    let tenant = &ctx.tenant().await?;
+    // The grant file alone: no endpoint, so no discovery (it works with the issuer down).
+    let tenant = ctx.configured()?;
     if tenant.grant != GrantKind::RefreshToken {
         return Err(Failure::config(format!(
             "{}: tenant {} uses client credentials: there is no refresh token to decay",

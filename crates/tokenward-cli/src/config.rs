@@ -93,6 +93,23 @@ pub(crate) enum SecretSource {
     File(PathBuf),
 }
 
+/// An environment variable's name as messages show it: only when it looks like one (upper
+/// case, digits and `_`), so a secret pasted where its variable's name belongs is never
+/// printed.
+pub(crate) fn var_name(name: &str) -> &str {
+    let mut chars = name.chars();
+    let looks_like_one = name.len() <= 64
+        && chars
+            .next()
+            .is_some_and(|c| c.is_ascii_uppercase() || c == '_')
+        && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+    if looks_like_one {
+        name
+    } else {
+        "(a name not in upper case, not shown)"
+    }
+}
+
 impl SecretSource {
     /// Reads the secret.
     pub(crate) fn read(&self, what: &str) -> Result<SecretString, ConfigError> {
@@ -100,10 +117,16 @@ impl SecretSource {
             SecretSource::Env(name) => match std::env::var(name) {
                 Ok(value) if !value.is_empty() => Ok(SecretString::from(value)),
                 Ok(_) => Err(ConfigError {
-                    message: format!("{what}: the environment variable {name} is empty"),
+                    message: format!(
+                        "{what}: the environment variable {} is empty",
+                        var_name(name)
+                    ),
                 }),
                 Err(_) => Err(ConfigError {
-                    message: format!("{what}: the environment variable {name} is not set"),
+                    message: format!(
+                        "{what}: the environment variable {} is not set",
+                        var_name(name)
+                    ),
                 }),
             },
             SecretSource::File(path) => {
@@ -166,10 +189,10 @@ fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
-/// A TOML error as `file:line: key: message`, never quoting a value (it could be a
+/// A TOML error as `file:line: <within>key: message`, never quoting a value (it could be a
 /// misplaced secret).
-fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
-    let message = e.message().trim_end();
+fn toml_error(path: &Path, text: &str, within: &str, e: &toml::de::Error) -> ConfigError {
+    let message = unquoted(e.message().trim_end());
     ConfigError {
         message: match e.span() {
             Some(span) => {
@@ -181,18 +204,40 @@ fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
                     .map(|(key, _)| key.trim())
                     .filter(|key| !key.is_empty() && !key.starts_with('['));
                 match key {
-                    Some(key) => format!("{}:{line}: {key}: {message}", path.display()),
-                    None => format!("{}:{line}: {message}", path.display()),
+                    Some(key) => format!("{}:{line}: {within}{key}: {message}", path.display()),
+                    None => format!("{}:{line}: {within}{message}", path.display()),
                 }
             }
-            None => format!("{}: {message}", path.display()),
+            None => format!("{}: {within}{message}", path.display()),
         },
     }
+}
+
+/// serde's message without the value it quotes (`unknown variant \`x\``, `invalid type:
+/// string "x"`): what was expected stays.
+fn unquoted(message: &str) -> String {
+    for lead in [
+        "unknown variant ",
+        "invalid value: string ",
+        "invalid type: string ",
+    ] {
+        if let Some(rest) = message.strip_prefix(lead) {
+            let rest = rest
+                .split_once(", expected")
+                .map_or(String::new(), |(_, expected)| {
+                    format!(", expected{expected}")
+                });
+            return format!("{}(not shown){rest}", lead);
+        }
+    }
+    message.to_owned()
 }
 
 struct Locator<'a> {
     path: &'a Path,
     text: &'a str,
+    /// `tenant` or `tenants`, as the file says.
+    table: &'a str,
     tenant: &'a str,
 }
 
@@ -200,9 +245,10 @@ impl Locator<'_> {
     fn error(&self, span: Range<usize>, key: &str, what: &str) -> ConfigError {
         ConfigError {
             message: format!(
-                "{}:{}: tenant.{}.{key}: {what}",
+                "{}:{}: {}.{}.{key}: {what}",
                 self.path.display(),
                 line_of(self.text, span.start),
+                self.table,
                 self.tenant
             ),
         }
@@ -217,15 +263,16 @@ fn config_message(e: &tokenward::Error) -> String {
     }
 }
 
-/// Reads `T` from a table of the file, errors pointing into `text`.
+/// Reads `T` from the table `within` of the file, errors pointing into `text`.
 fn read<'i, T: Deserialize<'i>>(
     table: DeTable<'i>,
     span: Range<usize>,
     path: &Path,
     text: &str,
+    within: &str,
 ) -> Result<T, ConfigError> {
     T::deserialize(toml::de::Deserializer::from(Spanned::new(span, table)))
-        .map_err(|e| toml_error(path, text, &e))
+        .map_err(|e| toml_error(path, text, within, &e))
 }
 
 impl Config {
@@ -242,17 +289,27 @@ impl Config {
 
     /// Checks the contents `text` of `path`.
     pub(crate) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let root = DeTable::parse(text).map_err(|e| toml_error(path, text, &e))?;
+        let root = DeTable::parse(text).map_err(|e| toml_error(path, text, "", &e))?;
         let mut tables = Vec::new();
         for (key, value) in root.into_inner() {
             let (key_span, key) = (key.span(), key.into_inner());
             let (span, value) = (value.span(), value.into_inner());
             match (key.as_ref(), value) {
-                ("tenant" | "tenants", DeValue::Table(table)) => tables.push(table),
+                ("tenant" | "tenants", DeValue::Table(table)) => {
+                    tables.push((key.into_owned(), table));
+                }
                 // The tuning a service's TenantsConfig shares; checked, and not used by the
                 // CLI's one-off requests.
                 ("cache", DeValue::Table(table)) => {
-                    read::<CacheSettings>(table, span, path, text)?;
+                    let cache: CacheSettings = read(table, span.clone(), path, text, "cache.")?;
+                    cache.validate().map_err(|e| ConfigError {
+                        message: format!(
+                            "{}:{}: {}",
+                            path.display(),
+                            line_of(text, span.start),
+                            config_message(&e)
+                        ),
+                    })?;
                 }
                 (key, _) => {
                     return Err(ConfigError {
@@ -268,12 +325,14 @@ impl Config {
         }
         let folder = path.parent().unwrap_or(Path::new("."));
         let mut tenants: Vec<Tenant> = Vec::new();
-        for (name, value) in tables.into_iter().flatten() {
+        for (table_name, name, value) in tables.into_iter().flat_map(|(table, tenants)| {
+            tenants.into_iter().map(move |(n, v)| (table.clone(), n, v))
+        }) {
             let (name_span, name) = (name.span(), name.into_inner().into_owned());
             let (span, DeValue::Table(table)) = (value.span(), value.into_inner()) else {
                 return Err(ConfigError {
                     message: format!(
-                        "{}:{}: tenant.{name}: is not a table",
+                        "{}:{}: {table_name}.{name}: is not a table",
                         path.display(),
                         line_of(text, name_span.start)
                     ),
@@ -282,7 +341,7 @@ impl Config {
             if tenants.iter().any(|t| t.name == name) {
                 return Err(ConfigError {
                     message: format!(
-                        "{}:{}: tenant.{name}: configured twice (under tenant and tenants)",
+                        "{}:{}: {table_name}.{name}: configured twice (under tenant and tenants)",
                         path.display(),
                         line_of(text, name_span.start)
                     ),
@@ -296,11 +355,13 @@ impl Config {
                     client.insert(key, value);
                 }
             }
-            let cli: CliKeys = read(cli, span.clone(), path, text)?;
-            let client: ClientConfig = read(client, span.clone(), path, text)?;
+            let within = format!("{table_name}.{name}.");
+            let cli: CliKeys = read(cli, span.clone(), path, text, &within)?;
+            let client: ClientConfig = read(client, span.clone(), path, text, &within)?;
             let at = Locator {
                 path,
                 text,
+                table: &table_name,
                 tenant: &name,
             };
             tenants.push(Tenant::check(&name, client, cli, &at, folder, span)?);
@@ -379,9 +440,10 @@ impl Tenant {
             let why = config_message(&e);
             ConfigError {
                 message: format!(
-                    "{}:{}: tenant.{}.{why}",
+                    "{}:{}: {}.{}.{why}",
                     at.path.display(),
                     line_of(at.text, span.start),
+                    at.table,
                     at.tenant
                 ),
             }

@@ -583,7 +583,7 @@ fn operator_mistakes_are_named_precisely() {
     let (code, _, err) = f.run(&["token"]);
     assert_eq!(code, 2);
     assert!(
-        err.contains("tokenward.toml:3: token_url: invalid type"),
+        err.contains("tokenward.toml:3: tenant.svc.token_url: invalid type"),
         "{err}"
     );
     f.config(
@@ -593,7 +593,32 @@ fn operator_mistakes_are_named_precisely() {
     let (code, _, err) = f.run(&["token", "--tenant", "svc"]);
     assert_eq!(code, 2);
     assert!(
-        err.contains("tokenward.toml:3: grant: unknown variant `password`"),
+        err.contains("tokenward.toml:3: tenant.svc.grant: unknown variant (not shown), expected"),
+        "{err}"
+    );
+    assert!(!err.contains("password"), "{err}");
+    // Two sources of one secret: refused, as a service refuses them.
+    f.config(&f.standard_config().replace(
+        "client_secret_env = \"SVC_SECRET\"",
+        "client_secret_env = \"SVC_SECRET\"\nclient_secret_file = \"svc.secret\"",
+    ));
+    let (code, _, err) = f.run(&["token", "--tenant", "svc"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains(
+            "tenant.svc.client_secret_env: give one of client_secret_env, client_secret_file"
+        ),
+        "{err}"
+    );
+    // A secret pasted where the variable's name belongs is not printed.
+    f.config(&f.standard_config().replace(
+        "client_secret_env = \"SVC_SECRET\"",
+        "client_secret_env = \"svc-Secret-0001\"",
+    ));
+    let (code, _, err) = f.run(&["token", "--tenant", "svc"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("(a name not in upper case, not shown) is not set"),
         "{err}"
     );
 
@@ -1035,7 +1060,7 @@ require_scopes = "jobs.read"
     let (code, _, err) = f.run(&["token"]);
     assert_eq!(code, 2);
     assert!(
-        err.contains("tenant.svc.introspection_url: is discovered from the issuer"),
+        err.contains("tenants.svc.introspection_url: is discovered from the issuer"),
         "{err}"
     );
     // The library's checks, with the line of the tenant's table.
@@ -1049,7 +1074,7 @@ require_scopes = "jobs.read"
     let (code, _, err) = f.run(&["token"]);
     assert_eq!(code, 2);
     assert!(
-        err.contains("tokenward.toml:4: tenant.svc.issuer: give issuer or token_url, not both"),
+        err.contains("tokenward.toml:4: tenants.svc.issuer: give issuer or token_url, not both"),
         "{err}"
     );
     // A key of neither file, and one tenant under both names.
@@ -1066,5 +1091,25 @@ require_scopes = "jobs.read"
     ));
     let (code, _, err) = f.run(&["token"]);
     assert_eq!(code, 2);
-    assert!(err.contains("tenant.svc: configured twice"), "{err}");
+    assert!(err.contains("tenants.svc: configured twice"), "{err}");
+
+    // An issuer that cannot be reached: commands that need an endpoint say so; `decay`
+    // reads the grant file alone and still answers.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    f.seed_app(Duration::from_secs(60));
+    f.config(&format!(
+        "[tenant.app]\ngrant = \"refresh_token\"\nissuer = \"http://{closed}\"\nclient_id = \"app\"\nauth_method = \"none\"\nstore = \"app-grant.json\"\n"
+    ));
+    let (code, _, err) = f.run(&["token"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("tenant app: discovering the endpoints from its issuer"),
+        "{err}"
+    );
+    let (code, out, err) = f.run(&["decay"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("healthy"), "{out}");
 }

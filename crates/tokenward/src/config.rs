@@ -135,6 +135,16 @@ pub struct CacheSettings {
 }
 
 impl CacheSettings {
+    /// Checks the values (a fraction above 0 and at most 1, at least one attempt, a
+    /// deadline of at least a second).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the key (`cache.max_attempts: ...`).
+    pub fn validate(&self) -> Result<(), Error> {
+        self.apply(CacheConfig::default(), "").map(drop)
+    }
+
     fn apply(&self, mut config: CacheConfig, key: &str) -> Result<CacheConfig, Error> {
         if let Some(fraction) = self.refresh_fraction {
             if !(fraction > 0.0 && fraction <= 1.0) {
@@ -614,9 +624,10 @@ impl ClientConfig {
     }
 
     /// Checks what needs no I/O, as [`build`](Self::build) does first: no secret written
-    /// into the configuration, a client id, `issuer` or `token_url` (not both) and a
-    /// usable URL, no extra parameter the grant sends itself, the client authentication's
-    /// keys consistent, the decay ages in order, a `store` where one is needed. Nothing is
+    /// into the configuration, a client id, the cache's tuning, one source of the client
+    /// secret, `issuer` or `token_url` (not both) and a usable URL, no extra parameter the
+    /// grant sends itself, the client authentication's keys consistent, the decay ages in
+    /// order, a `store` where one is needed. Nothing is
     /// read: an environment variable or a file named is not looked at.
     ///
     /// # Errors
@@ -665,8 +676,21 @@ impl ClientConfig {
                 ),
             ));
         }
-        if self.client_id.is_empty() {
+        if self.client_id.trim().is_empty() {
             return Err(config_error(key, "client_id", "is empty"));
+        }
+        self.cache.apply(CacheConfig::default(), key)?;
+        let sources = [
+            self.secrets.client_secret.is_some(),
+            self.client_secret_env.is_some(),
+            self.client_secret_file.is_some(),
+        ];
+        if sources.iter().filter(|given| **given).count() > 1 {
+            return Err(config_error(
+                key,
+                "client_secret_env",
+                "give one of client_secret_env, client_secret_file (or a value), not several",
+            ));
         }
         match (&self.issuer, &self.token_url) {
             (Some(_), Some(_)) => {
@@ -807,19 +831,8 @@ impl ClientConfig {
     }
 
     /// The client secret: the value, the environment variable or the file.
+    /// (Only one of them: [`validate`](Self::validate) checked.)
     fn secret(&self, key: &str) -> Result<Option<SecretString>, Error> {
-        let given = [
-            self.secrets.client_secret.is_some(),
-            self.client_secret_env.is_some(),
-            self.client_secret_file.is_some(),
-        ];
-        if given.iter().filter(|g| **g).count() > 1 {
-            return Err(config_error(
-                key,
-                "client_secret_env",
-                "give one of client_secret_env, client_secret_file (or a value), not several",
-            ));
-        }
         if let Some(secret) = &self.secrets.client_secret {
             return Ok(Some(secret.clone()));
         }
@@ -933,8 +946,8 @@ impl ClientConfig {
         });
         let text = crate::secret::read_secret_file(path, "private key")
             .map_err(|e| config_at(key, "private_key_file", e))?;
-        // A byte order mark, as some editors write, is not part of the key.
-        let text = text.expose_secret().trim_start_matches('\u{feff}');
+        // (A byte order mark is trimmed by the reader.)
+        let text = text.expose_secret();
         // A JWK names its own algorithm; a PEM file does not.
         let mut signer = if text.starts_with('{') {
             let signer =

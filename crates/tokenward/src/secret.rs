@@ -182,7 +182,7 @@ pub fn spawn_reload_on_sighup(
 const MAX_SECRET_FILE: u64 = 64 * 1024;
 
 /// Reads a secret from the file `path` as tokenward reads every secret file: surrounding
-/// whitespace trimmed, at most 64 KiB, UTF-8, not empty.
+/// whitespace (and a leading byte order mark) trimmed, at most 64 KiB, UTF-8, not empty.
 ///
 /// ```
 /// # let path = std::env::temp_dir().join(format!("tokenward-read-file-{}", std::process::id()));
@@ -217,7 +217,8 @@ pub(crate) fn read_secret_file(path: &Path, what: &str) -> Result<SecretString, 
         return Err(fail("is larger than 64 KiB".to_owned()));
     }
     let text = String::from_utf8(bytes).map_err(|_| fail("is not UTF-8".to_owned()))?;
-    let secret = text.trim();
+    // A byte order mark, as some editors write, is not part of the secret.
+    let secret = text.trim_start_matches('\u{feff}').trim();
     if secret.is_empty() {
         return Err(fail("is empty".to_owned()));
     }

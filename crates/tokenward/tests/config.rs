@@ -476,6 +476,40 @@ async fn a_client_whose_issuer_is_down_at_build_starts_and_gets_tokens_later() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_issuer_back_with_another_issuers_metadata_fails_its_fetches_naming_the_tenant() {
+    let server = FakeServer::builder().client("svc", "svc-secret").build();
+    for _ in 0..4 {
+        server.push_fault_at(Endpoint::Metadata, Fault::Status(503));
+    }
+    let dir = Dir::new("deferred-other");
+    let secret = dir.file("secret", "svc-secret");
+    let text = format!(
+        r#"{{"tenants": {{"svc": {{"issuer": "{}", "client_id": "svc", "client_secret_file": "{}"}}}}}}"#,
+        server.issuer(),
+        secret.display()
+    );
+    let config: TenantsConfig = serde_json::from_str(&text).unwrap();
+    let tenants = config
+        .build_on(std::sync::Arc::new(server.http_client()))
+        .await
+        .unwrap();
+    server.clear_faults();
+    server.set_metadata_issuer(Some("https://other.example"));
+    let error = config_error(tenants.header("svc").await.unwrap_err());
+    assert!(error.starts_with("tenants.svc.issuer: "), "{error}");
+    assert_eq!(server.counters().token_requests, 0);
+}
+
+#[test]
+fn a_secret_file_may_start_with_a_byte_order_mark() {
+    use tokenward::ExposeSecret as _;
+    let dir = Dir::new("bom");
+    let file = dir.file("secret", "\u{feff}s3cr3t\r\n");
+    let secret = tokenward::secret::read_file(&file).unwrap();
+    assert_eq!(secret.expose_secret(), "s3cr3t");
+}
+
+#[tokio::test(start_paused = true)]
 async fn metadata_naming_another_issuer_fails_the_build_naming_the_tenant() {
     let server = FakeServer::builder().client("svc", "svc-secret").build();
     server.set_metadata_issuer(Some("https://other.example"));
@@ -545,6 +579,12 @@ fn validate_checks_the_keys_and_reads_nothing() {
     assert!(
         config_error(config.validate().unwrap_err()).starts_with("decay: the days must satisfy")
     );
+    config.decay = None;
+    config.cache.max_attempts = Some(0);
+    assert!(config_error(config.validate().unwrap_err()).starts_with("cache.max_attempts: "));
+    config.cache.max_attempts = None;
+    config.client_id = "  ".into();
+    assert!(config_error(config.validate().unwrap_err()).starts_with("client_id: is empty"));
 }
 
 #[tokio::test]
