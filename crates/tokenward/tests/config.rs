@@ -360,6 +360,17 @@ async fn tenants_with_secret_file(
         .unwrap()
 }
 
+/// Tenant `svc` at the server's issuer, its secret `svc-secret` in a file of `dir`.
+fn svc_at_issuer(server: &FakeServer, dir: &Dir) -> TenantsConfig {
+    let secret = dir.file("secret", "svc-secret");
+    let text = format!(
+        r#"{{"tenants": {{"svc": {{"issuer": "{}", "client_id": "svc", "client_secret_file": "{}"}}}}}}"#,
+        server.issuer(),
+        secret.display()
+    );
+    serde_json::from_str(&text).unwrap()
+}
+
 #[tokio::test]
 async fn a_secret_file_must_be_small_utf8_and_not_empty() {
     let dir = Dir::new("limits");
@@ -397,13 +408,7 @@ async fn an_issuer_unavailable_at_build_is_discovered_on_the_first_fetch() {
     let server = FakeServer::builder().client("svc", "svc-secret").build();
     server.push_fault_at(Endpoint::Metadata, Fault::Status(503));
     let dir = Dir::new("deferred");
-    let secret = dir.file("secret", "svc-secret");
-    let text = format!(
-        r#"{{"tenants": {{"svc": {{"issuer": "{}", "client_id": "svc", "client_secret_file": "{}"}}}}}}"#,
-        server.issuer(),
-        secret.display()
-    );
-    let config: TenantsConfig = serde_json::from_str(&text).unwrap();
+    let config = svc_at_issuer(&server, &dir);
     // The build does not fail for an outage; the first fetch discovers, then gets a token.
     let tenants = config
         .build_on(std::sync::Arc::new(server.http_client()))
@@ -482,13 +487,7 @@ async fn an_issuer_back_with_another_issuers_metadata_fails_its_fetches_naming_t
         server.push_fault_at(Endpoint::Metadata, Fault::Status(503));
     }
     let dir = Dir::new("deferred-other");
-    let secret = dir.file("secret", "svc-secret");
-    let text = format!(
-        r#"{{"tenants": {{"svc": {{"issuer": "{}", "client_id": "svc", "client_secret_file": "{}"}}}}}}"#,
-        server.issuer(),
-        secret.display()
-    );
-    let config: TenantsConfig = serde_json::from_str(&text).unwrap();
+    let config = svc_at_issuer(&server, &dir);
     let tenants = config
         .build_on(std::sync::Arc::new(server.http_client()))
         .await
@@ -514,13 +513,7 @@ async fn metadata_naming_another_issuer_fails_the_build_naming_the_tenant() {
     let server = FakeServer::builder().client("svc", "svc-secret").build();
     server.set_metadata_issuer(Some("https://other.example"));
     let dir = Dir::new("other-issuer");
-    let secret = dir.file("secret", "svc-secret");
-    let text = format!(
-        r#"{{"tenants": {{"svc": {{"issuer": "{}", "client_id": "svc", "client_secret_file": "{}"}}}}}}"#,
-        server.issuer(),
-        secret.display()
-    );
-    let config: TenantsConfig = serde_json::from_str(&text).unwrap();
+    let config = svc_at_issuer(&server, &dir);
     let error = config
         .build_on(std::sync::Arc::new(server.http_client()))
         .await
