@@ -115,7 +115,7 @@ impl<K, X> Tenants<K, X> {
     }
 }
 
-impl<K: fmt::Debug, X> fmt::Debug for Tenants<K, X> {
+impl<K: fmt::Debug + std::hash::Hash + Eq, X> fmt::Debug for Tenants<K, X> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Tenants")
             .field("cache", &self.cache)

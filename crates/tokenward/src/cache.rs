@@ -600,6 +600,11 @@ impl TokenCache {
         self.inner.lock_state().retired = None;
     }
 
+    /// How many handles of this cache exist (a tenant map's, and each request's).
+    pub(crate) fn handles(&self) -> usize {
+        Arc::strong_count(&self.inner)
+    }
+
     /// Whether both handles are the same cache.
     pub(crate) fn same(&self, other: &TokenCache) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)

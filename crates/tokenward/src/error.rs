@@ -242,6 +242,17 @@ pub enum Error {
         tenant: String,
     },
 
+    /// The [resolver](crate::TenantCacheBuilder::resolver) that loads tenants failed for
+    /// this one. Nothing is remembered: the next request for it asks the resolver again.
+    #[error("the tenant resolver failed for tenant {tenant:?}")]
+    TenantResolver {
+        /// The tenant key.
+        tenant: String,
+        /// The resolver's error.
+        #[source]
+        source: Arc<dyn std::error::Error + Send + Sync>,
+    },
+
     /// The authorization callback's `state` is missing or is not the one of the request it
     /// is completed with (possible CSRF). The code was not exchanged.
     #[error(
@@ -353,6 +364,8 @@ impl Error {
             Error::ResponseTooLarge { .. } => false,
             Error::Store(e) => e.is_retryable(),
             Error::Discovery(e) => e.is_retryable(),
+            // A database or a secret store: most failures pass.
+            Error::TenantResolver { .. } => true,
             Error::ReauthorizationRequired(_)
             | Error::InvalidClient(_)
             | Error::InvalidResponse { .. }
@@ -377,7 +390,8 @@ impl Error {
     /// (another 4xx), `invalid_client`, `invalid_grant`, `no_refresh_token`, `decayed` (these
     /// three need a new authorization: [`is_reauthorization_required`](Self::is_reauthorization_required)),
     /// `insufficient_scope`, `invalid_response`, `timeout`, `transport`, `aborted`, `config`,
-    /// `store`, `tenant`, `authorization_response`, `check_failed`, `discovery`. A cool-down reports the
+    /// `store`, `tenant`, `tenant_resolver`, `authorization_response`, `check_failed`,
+    /// `discovery`. A cool-down reports the
     /// failure it holds.
     ///
     /// ```
@@ -407,6 +421,7 @@ impl Error {
             Error::Store(_) => "store",
             Error::CheckFailed(_) => "check_failed",
             Error::Discovery(_) => "discovery",
+            Error::TenantResolver { .. } => "tenant_resolver",
         }
     }
 

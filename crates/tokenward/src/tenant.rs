@@ -7,10 +7,15 @@
 //!
 //! * **No fallback.** A key with no credentials is [`Error::UnknownTenant`], never another
 //!   tenant's (or a default) token.
-//! * **Lock-free reads.** The tenant map is an `ArcSwap`'d `HashMap`, replaced
-//!   copy-on-write by [`insert`](TenantCache::insert) and [`remove`](TenantCache::remove);
-//!   a read is an atomic load, a hash lookup and a reference-count increment, then the
-//!   tenant's own lock-free [`TokenCache`] read.
+//! * **Lock-free reads, flat writes.** The tenants are in a concurrent hash map
+//!   ([papaya](https://docs.rs/papaya)): a read is a hash lookup with no lock, then the
+//!   tenant's own lock-free [`TokenCache`] read, and an [`insert`](TenantCache::insert) or a
+//!   [`remove`](TenantCache::remove) costs the same with ten tenants or a hundred thousand.
+//! * **Tenants loaded on demand.** With a [`resolver`](TenantCacheBuilder::resolver), a
+//!   tenant not in the map is loaded the first time it is asked for (its credentials read
+//!   from your database, say): one resolver call per tenant however many requests ask at
+//!   once, a key the resolver does not know remembered for a while, a resolver error
+//!   ([`Error::TenantResolver`]) never remembered.
 //! * **Run-time changes.** Tenants are added, re-keyed with new credentials (the old
 //!   cached token is dropped at once: new credentials, new token) and removed while
 //!   requests run.
@@ -52,7 +57,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use http::HeaderValue;
 use tokio::task::AbortHandle;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -60,7 +64,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use crate::cache::{CacheConfig, CacheStatus, RefreshAhead, TokenCache};
 use crate::decay::DecayState;
 use crate::endpoint::default_http_client;
-use crate::error::Error;
+use crate::error::{BoxError, Error};
 use crate::grant::TenantGrant;
 use crate::grant::TokenSource;
 use crate::token::Token;
@@ -181,10 +185,8 @@ pub struct TenantCache<K> {
 }
 
 struct Shared<K> {
-    /// The tenants. Replaced whole (copy-on-write) under `write`; read without a lock.
-    map: ArcSwap<HashMap<K, Arc<Entry>>>,
-    /// Serialises writers, so no insert or removal is lost to a concurrent one.
-    write: Mutex<()>,
+    /// The tenants: read without a lock; an insert or a removal costs the same at any size.
+    map: papaya::HashMap<K, Arc<Entry>>,
     config: CacheConfig,
     naming: Naming,
     idle: Option<Duration>,
@@ -196,12 +198,44 @@ struct Shared<K> {
     /// The HTTP client (one connection pool) of the grants added as builders: given, or
     /// made on first need.
     http: Mutex<Option<Arc<dyn HttpClient>>>,
+    /// Loads a tenant that is not in the map, and rebuilds its key from the text of the one
+    /// asked for.
+    resolver: Option<(Box<Resolve<K>>, ParseKey<K>)>,
+    /// Tenants being loaded, each with the cache their first requests share (and its id).
+    loading: Mutex<HashMap<K, (u64, TokenCache)>>,
+    /// Ids of the loading caches.
+    loads: AtomicU64,
+    /// Keys the resolver knows no tenant for, and until when that answer stands.
+    unknown: Mutex<HashMap<K, Instant>>,
+    unknown_for: Duration,
+    /// At most this many tenants in the map, dropping loaded ones past it.
+    max_tenants: Option<usize>,
+    /// One shrink at a time.
+    shrinking: Mutex<()>,
+    /// Idle loaded tenants are dropped whole.
+    drop_idle: bool,
 }
+
+/// A resolver, boxed: the tenant key to its source, `None` for a key it does not know.
+type Resolve<K> = dyn Fn(K) -> ResolveFuture + Send + Sync;
+
+/// A tenant key from its `Display` text.
+type ParseKey<K> = fn(&str) -> Option<K>;
+
+/// What a resolver's call comes to.
+type ResolveFuture = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Option<Box<dyn TokenSource>>, BoxError>> + Send>,
+>;
+
+/// At most this many unknown keys are remembered (each for `unknown_for`).
+const MAX_UNKNOWN: usize = 100_000;
 
 struct Entry {
     cache: TokenCache,
     /// The eviction generation in which the tenant was last read (or inserted).
     last_seen: AtomicU64,
+    /// Loaded by the resolver (which can load it again): it may be dropped whole.
+    loaded: bool,
 }
 
 impl Entry {
@@ -229,6 +263,10 @@ pub struct TenantCacheBuilder<K> {
     tenants: Vec<(K, Pending)>,
     naming: Naming,
     http: Option<Arc<dyn HttpClient>>,
+    resolver: Option<(Box<Resolve<K>>, ParseKey<K>)>,
+    unknown_for: Duration,
+    max_tenants: Option<usize>,
+    drop_idle: bool,
 }
 
 /// Builds a tenant's cache from its source, once the configuration is known.
@@ -284,6 +322,10 @@ impl<K: fmt::Debug> fmt::Debug for TenantCacheBuilder<K> {
                 "tenants",
                 &self.tenants.iter().map(|(k, _)| k).collect::<Vec<_>>(),
             )
+            .field("resolver", &self.resolver.is_some())
+            .field("unknown_for", &self.unknown_for)
+            .field("max_tenants", &self.max_tenants)
+            .field("drop_idle_tenants", &self.drop_idle)
             .finish()
     }
 }
@@ -415,6 +457,97 @@ where
         self
     }
 
+    /// Loads tenants on demand: the first time a tenant that is not configured is asked for
+    /// ([`header`](TenantCache::header), [`token`](TenantCache::token),
+    /// [`get`](TenantCache::get), and so the tower layer and the reqwest middleware),
+    /// `resolve` is called with its key and answers with its grant, or `None` for a key it
+    /// does not know.
+    ///
+    /// * **One call per tenant.** Requests that ask for the tenant while it loads share one
+    ///   call, and one token request after it.
+    /// * **Unknown keys are remembered** for [`unknown_for`](Self::unknown_for) (default
+    ///   30 s): a flood of requests for a bad key asks once, and each gets
+    ///   [`Error::UnknownTenant`]. Inserting the tenant ends that at once.
+    /// * **Errors are not remembered.** A failed call is [`Error::TenantResolver`] for the
+    ///   requests that waited on it; the next request asks again.
+    ///
+    /// A loaded tenant is then like one inserted: [`remove`](TenantCache::remove) or
+    /// [`insert`](TenantCache::insert) it when its credentials change.
+    ///
+    /// The key `resolve` gets is rebuilt from the text (`Display`) of the one asked for, so
+    /// `K` is `FromStr` (`String`, the integers, your id type); a key whose text does not
+    /// parse back to it is not loaded.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tokenward::{Error, TenantCache, Token, grant::from_fn};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Error> {
+    /// let tenants: TenantCache<String> = TenantCache::builder()
+    ///     .resolver(|org: String| async move {
+    ///         // Look the organisation's credentials up (a database, a vault).
+    ///         if org != "acme" {
+    ///             return Ok::<_, std::io::Error>(None);
+    ///         }
+    ///         Ok(Some(from_fn(|| async {
+    ///             Token::builder("acme-token").expires_in(Duration::from_secs(3600)).build()
+    ///         })))
+    ///     })
+    ///     .build();
+    /// assert_eq!(tenants.header("acme").await?, "Bearer acme-token");
+    /// assert!(tenants.contains("acme"));
+    /// assert!(matches!(tenants.header("initech").await, Err(Error::UnknownTenant { .. })));
+    /// # Ok(()) }
+    /// ```
+    pub fn resolver<F, Fut, S, E>(mut self, resolve: F) -> Self
+    where
+        K: std::str::FromStr,
+        F: Fn(K) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<Option<S>, E>> + Send + 'static,
+        S: TokenSource,
+        E: Into<BoxError>,
+    {
+        let resolve: Box<Resolve<K>> = Box::new(move |key: K| -> ResolveFuture {
+            let call = resolve(key);
+            Box::pin(async move {
+                match call.await {
+                    Ok(Some(source)) => Ok(Some(Box::new(source) as Box<dyn TokenSource>)),
+                    Ok(None) => Ok(None),
+                    Err(error) => Err(error.into()),
+                }
+            })
+        });
+        self.resolver = Some((resolve, |text| text.parse().ok()));
+        self
+    }
+
+    /// How long a key the [`resolver`](Self::resolver) said it does not know stays unknown
+    /// without asking it again (default 30 s; at most 100,000 keys are remembered).
+    pub fn unknown_for(mut self, period: Duration) -> Self {
+        self.unknown_for = period;
+        self
+    }
+
+    /// Keeps memory bounded: past `max` tenants, the tenants the
+    /// [`resolver`](Self::resolver) loaded are dropped, least recently read first, down to
+    /// nine tenths of `max` (so the scan this takes is made once per `max / 10` loads). A
+    /// tenant that a request is using is never dropped, and one dropped while a request has
+    /// just picked it up still serves that request; the next request loads it again.
+    /// Tenants inserted by hand are never dropped. Default: no limit.
+    pub fn max_tenants(mut self, max: usize) -> Self {
+        self.max_tenants = Some(max.max(1));
+        self
+    }
+
+    /// With [`idle_eviction`](Self::idle_eviction), drops the tenants the
+    /// [`resolver`](Self::resolver) loaded whole once idle for the period, credentials and
+    /// all, instead of only their token (default `false`). A tenant in use is never dropped;
+    /// the next request for a dropped one loads it again.
+    pub fn drop_idle_tenants(mut self, drop: bool) -> Self {
+        self.drop_idle = drop;
+        self
+    }
+
     /// Adds a tenant with a cache configured by the caller (for example with its own
     /// deadline or backoff).
     pub fn tenant_cache(mut self, tenant: K, cache: TokenCache) -> Self {
@@ -427,19 +560,21 @@ where
         if self.config.refresh_ahead == RefreshAhead::Eager {
             self.config.refresh_ahead = RefreshAhead::IfRead;
         }
-        let mut map = HashMap::with_capacity(self.tenants.len());
-        for (key, tenant) in self.tenants {
-            let cache = match tenant {
-                Pending::Source(make) => {
-                    make(&self.config, &self.naming, Arc::from(key.to_string()))
-                }
-                Pending::Cache(cache) => cache,
-            };
-            map.insert(key, new_tenant(cache, 0));
+        let map = papaya::HashMap::with_capacity(self.tenants.len());
+        {
+            let map = map.pin();
+            for (key, tenant) in self.tenants {
+                let cache = match tenant {
+                    Pending::Source(make) => {
+                        make(&self.config, &self.naming, Arc::from(key.to_string()))
+                    }
+                    Pending::Cache(cache) => cache,
+                };
+                map.insert(key, new_tenant(cache, 0));
+            }
         }
         let shared = Arc::new(Shared {
-            map: ArcSwap::from_pointee(map),
-            write: Mutex::new(()),
+            map,
             config: self.config,
             naming: self.naming,
             idle: self.idle,
@@ -447,6 +582,14 @@ where
             sweeps: Mutex::new(VecDeque::new()),
             sweeper: OnceLock::new(),
             http: Mutex::new(self.http),
+            resolver: self.resolver,
+            loading: Mutex::new(HashMap::new()),
+            loads: AtomicU64::new(0),
+            unknown: Mutex::new(HashMap::new()),
+            unknown_for: self.unknown_for,
+            max_tenants: self.max_tenants,
+            shrinking: Mutex::new(()),
+            drop_idle: self.drop_idle,
         });
         if let Some(period) = self.idle {
             match tokio::runtime::Handle::try_current() {
@@ -472,6 +615,15 @@ fn new_tenant(cache: TokenCache, generation: u64) -> Arc<Entry> {
     Arc::new(Entry {
         cache,
         last_seen: AtomicU64::new(generation),
+        loaded: false,
+    })
+}
+
+fn loaded_tenant(cache: TokenCache, generation: u64) -> Arc<Entry> {
+    Arc::new(Entry {
+        cache,
+        last_seen: AtomicU64::new(generation),
+        loaded: true,
     })
 }
 
@@ -532,6 +684,10 @@ where
             tenants: Vec::new(),
             naming: Naming::default(),
             http: None,
+            resolver: None,
+            unknown_for: Duration::from_secs(30),
+            max_tenants: None,
+            drop_idle: false,
         }
     }
 
@@ -618,9 +774,12 @@ where
         // A cache retired from an earlier tenant serves again here.
         cache.revive();
         let new = cache.clone();
-        let old = self
-            .shared
-            .update(|map| map.insert(tenant, new_tenant(cache, generation)));
+        lock(&self.shared.unknown).remove(&tenant);
+        let map = self.shared.map.pin();
+        let old = map
+            .insert(tenant, new_tenant(cache, generation))
+            .map(Arc::clone);
+        drop(map);
         old.map(|old| {
             // Inserting the cache the tenant already has changes nothing.
             if !old.cache.same(&new) {
@@ -638,16 +797,13 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + fmt::Display + ?Sized,
     {
-        if !self.contains(tenant) {
+        let map = self.shared.map.pin();
+        let Some(old) = map.remove(tenant).map(Arc::clone) else {
             return false;
-        }
-        match self.shared.update(|map| map.remove(tenant)) {
-            Some(old) => {
-                old.cache.retire(tenant.to_string());
-                true
-            }
-            None => false,
-        }
+        };
+        drop(map);
+        old.cache.retire(tenant.to_string());
+        true
     }
 
     /// Whether the tenant is configured.
@@ -656,26 +812,29 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.shared.map.load().contains_key(tenant)
+        self.shared.map.pin().contains_key(tenant)
     }
 
     /// The configured tenants, in no particular order.
     pub fn tenants(&self) -> Vec<K> {
-        self.shared.map.load().keys().cloned().collect()
+        self.shared.map.pin().keys().cloned().collect()
     }
 
     /// How many tenants are configured.
     pub fn len(&self) -> usize {
-        self.shared.map.load().len()
+        self.shared.map.len()
     }
 
     /// Whether no tenant is configured.
     pub fn is_empty(&self) -> bool {
-        self.shared.map.load().is_empty()
+        self.shared.map.is_empty()
     }
 
     /// The tenant's token cache, or [`Error::UnknownTenant`]: never another tenant's, never a
-    /// default. Lock-free; counts as a read for idle eviction.
+    /// default. Lock-free; counts as a read for idle eviction. With a
+    /// [`resolver`](TenantCacheBuilder::resolver), a tenant not configured yet gets the cache
+    /// that loads it (shared by every request while it loads), unless the resolver said a
+    /// moment ago that it does not know the key.
     ///
     /// ```
     /// use tokenward::{Error, TenantCache};
@@ -692,14 +851,68 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + fmt::Display + ?Sized,
     {
-        let map = self.shared.map.load();
+        let map = self.shared.map.pin();
         match map.get(tenant) {
             Some(entry) => {
                 entry.touch(self.shared.generation.load(Ordering::Relaxed));
                 Ok(entry.cache.clone())
             }
-            None => Err(unknown(tenant)),
+            None => {
+                drop(map);
+                self.load(tenant)
+            }
         }
+    }
+
+    /// The cache that loads `tenant` through the resolver, or why there is none.
+    #[cold]
+    fn load<Q>(&self, tenant: &Q) -> Result<TokenCache, Error>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + fmt::Display + ?Sized,
+    {
+        let shared = &self.shared;
+        let Some((_, parse)) = &shared.resolver else {
+            return Err(unknown(tenant));
+        };
+        {
+            let mut unknown_keys = lock(&shared.unknown);
+            if let Some(until) = unknown_keys.get(tenant) {
+                if Instant::now() < *until {
+                    return Err(unknown(tenant));
+                }
+                unknown_keys.remove(tenant);
+            }
+        }
+        let mut loading = lock(&shared.loading);
+        // Loaded, or inserted, since the lookup.
+        if let Some(entry) = shared.map.pin().get(tenant) {
+            return Ok(entry.cache.clone());
+        }
+        if let Some((_, cache)) = loading.get(tenant) {
+            return Ok(cache.clone());
+        }
+        // The key, rebuilt from the one asked for; one that does not come back the same
+        // (its `FromStr` and `Display` disagree) is not loaded.
+        let Some(key) = parse(&tenant.to_string()).filter(|key| key.borrow() == tenant) else {
+            return Err(unknown(tenant));
+        };
+        let id = shared.loads.fetch_add(1, Ordering::Relaxed);
+        let name: Arc<str> = Arc::from(key.to_string());
+        let source = Loading {
+            key: key.clone(),
+            id,
+            shared: Arc::downgrade(shared),
+            loaded: OnceLock::new(),
+            last: Mutex::new(None),
+        };
+        // One attempt: the resolver is called once per load, and the loaded tenant's own
+        // cache retries its token requests.
+        let mut config = shared.config.clone();
+        config.max_attempts = 1;
+        let cache = tenant_cache(source, &config, &shared.naming, name);
+        loading.insert(key, (id, cache.clone()));
+        Ok(cache)
     }
 
     /// The cache of the tenant that the request's [`Tenant<K>`] extension names:
@@ -721,7 +934,24 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + fmt::Display + Sync + ?Sized,
     {
-        self.get(tenant)?.header().await
+        let cache = {
+            let map = self.shared.map.pin();
+            match map.get(tenant) {
+                Some(entry) => {
+                    entry.touch(self.shared.generation.load(Ordering::Relaxed));
+                    // A usable token: no reference count touched.
+                    if let Some(header) = entry.cache.try_header() {
+                        return Ok(header);
+                    }
+                    entry.cache.clone()
+                }
+                None => {
+                    drop(map);
+                    self.load(tenant)?
+                }
+            }
+        };
+        cache.header().await
     }
 
     /// A usable token for the tenant: the tenant's [`TokenCache::token`].
@@ -743,7 +973,7 @@ where
     {
         self.shared
             .map
-            .load()
+            .pin()
             .get(tenant)
             .is_some_and(|entry| entry.cache.invalidate(rejected))
     }
@@ -755,8 +985,11 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let map = self.shared.map.load();
-        map.get(tenant).map(|entry| entry.cache.status())
+        self.shared
+            .map
+            .pin()
+            .get(tenant)
+            .map(|entry| entry.cache.status())
     }
 
     /// A snapshot of every tenant's cache ([`TokenCache::status`]), for health checks.
@@ -776,7 +1009,7 @@ where
     /// # }
     /// ```
     pub fn status(&self) -> TenantsStatus<K> {
-        let map = self.shared.map.load();
+        let map = self.shared.map.pin();
         TenantsStatus {
             tenants: map
                 .iter()
@@ -786,8 +1019,10 @@ where
     }
 
     /// Drops the cached token of every tenant not read for the
-    /// [idle period](TenantCacheBuilder::idle_eviction), keeping its credentials, and
-    /// returns how many tokens were dropped. Does nothing without an idle period.
+    /// [idle period](TenantCacheBuilder::idle_eviction), keeping its credentials (with
+    /// [`drop_idle_tenants`](TenantCacheBuilder::drop_idle_tenants), a tenant the resolver
+    /// loaded is dropped whole, unless a request is using it), and returns how many were
+    /// dropped. Does nothing without an idle period.
     ///
     /// Reads do not look at the clock: each sweep starts a new *generation* and a read
     /// stamps the current one on its tenant. A tenant is evicted once the sweep that ended
@@ -804,13 +1039,81 @@ impl<K> Shared<K>
 where
     K: Eq + Hash + Clone + fmt::Debug + fmt::Display + Send + Sync + 'static,
 {
-    /// Copy-on-write update of the tenant map, one writer at a time.
-    fn update<R>(&self, change: impl FnOnce(&mut HashMap<K, Arc<Entry>>) -> R) -> R {
-        let _writer = lock(&self.write);
-        let mut map = HashMap::clone(&self.map.load());
-        let result = change(&mut map);
-        self.map.store(Arc::new(map));
-        result
+    /// The load `id` of `key` ended: later requests look the tenant up (or load it again).
+    fn loaded(&self, key: &K, id: u64) {
+        let mut loading = lock(&self.loading);
+        if loading.get(key).is_some_and(|(current, _)| *current == id) {
+            loading.remove(key);
+        }
+    }
+
+    /// Past [`max_tenants`](TenantCacheBuilder::max_tenants): drops loaded tenants, least
+    /// recently read first, that no request is using, down to nine tenths of the limit.
+    fn shrink(&self) {
+        let Some(max) = self.max_tenants else {
+            return;
+        };
+        if self.map.len() <= max {
+            return;
+        }
+        let Ok(_one) = self.shrinking.try_lock() else {
+            return; // another call is shrinking
+        };
+        let target = max - max / 10;
+        let map = self.map.pin();
+        let mut loaded: Vec<(u64, &K, &Arc<Entry>)> = map
+            .iter()
+            .filter(|(_, entry)| entry.loaded)
+            .map(|(key, entry)| (entry.last_seen.load(Ordering::Relaxed), key, entry))
+            .collect();
+        loaded.sort_unstable_by_key(|(seen, _, _)| *seen);
+        let mut excess = map.len().saturating_sub(target);
+        let mut dropped = 0;
+        for (_, key, entry) in loaded {
+            if excess == 0 {
+                break;
+            }
+            if self.drop_unused(&map, key, entry) {
+                excess -= 1;
+                dropped += 1;
+            }
+        }
+        // Reads from now on are newer than every read before: the next shrink drops
+        // tenants not read since this one first.
+        self.generation.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(dropped, max, "dropped loaded tenants past max_tenants");
+    }
+
+    /// Drops `entry` if it is still `key`'s and no request is using its cache (the map
+    /// holds the only handle). Not retired: a request that picked it up meanwhile is served.
+    fn drop_unused<G: papaya::Guard>(
+        &self,
+        map: &papaya::HashMapRef<'_, K, Arc<Entry>, std::hash::RandomState, G>,
+        key: &K,
+        entry: &Arc<Entry>,
+    ) -> bool {
+        if entry.cache.handles() > 1 {
+            return false;
+        }
+        matches!(
+            map.remove_if(key, |_, current| Arc::ptr_eq(current, entry)),
+            Ok(Some(_))
+        )
+    }
+
+    /// The resolver does not know `key`: remembered for `unknown_for`, within
+    /// [`MAX_UNKNOWN`] keys.
+    fn remember_unknown(&self, key: K) {
+        let now = Instant::now();
+        let mut unknown = lock(&self.unknown);
+        if unknown.len() >= MAX_UNKNOWN {
+            unknown.retain(|_, until| *until > now);
+        }
+        if unknown.len() < MAX_UNKNOWN
+            && let Some(until) = now.checked_add(self.unknown_for)
+        {
+            unknown.insert(key, until);
+        }
     }
 
     fn evict_idle(&self) -> usize {
@@ -844,10 +1147,19 @@ where
                 None => return 0,
             }
         };
-        let map = self.map.load();
+        let map = self.map.pin();
         let mut evicted = 0;
         for (key, tenant) in map.iter() {
-            if tenant.last_seen.load(Ordering::Relaxed) <= threshold && tenant.cache.clear() {
+            if tenant.last_seen.load(Ordering::Relaxed) > threshold {
+                continue;
+            }
+            if self.drop_idle && tenant.loaded {
+                // In use: kept whole, token too.
+                if self.drop_unused(&map, key, tenant) {
+                    tracing::debug!(tenant = %key, "idle loaded tenant dropped");
+                    evicted += 1;
+                }
+            } else if tenant.cache.clear() {
                 tracing::debug!(tenant = %key, "idle tenant's cached token dropped");
                 evicted += 1;
             }
@@ -860,6 +1172,102 @@ where
             );
         }
         evicted
+    }
+}
+
+/// The source of a tenant being loaded: calls the resolver once, puts the tenant it gives
+/// in the map, and hands out that tenant's tokens (to the requests that asked while it
+/// loaded; later ones find the tenant itself).
+struct Loading<K> {
+    key: K,
+    id: u64,
+    shared: Weak<Shared<K>>,
+    /// The loaded tenant's cache.
+    loaded: OnceLock<TokenCache>,
+    /// The header last handed out: a fetch after it (it was rejected, or went stale) drops
+    /// it from the loaded tenant's cache too, if it is still there.
+    last: Mutex<Option<HeaderValue>>,
+}
+
+impl<K: fmt::Debug> fmt::Debug for Loading<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Loading")
+            .field("tenant", &self.key)
+            .field("loaded", &self.loaded.get().is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K> Loading<K>
+where
+    K: Eq + Hash + Clone + fmt::Debug + fmt::Display + Send + Sync + 'static,
+{
+    /// The loaded tenant's cache: found, or asked of the resolver.
+    async fn tenant(&self) -> Result<TokenCache, Error> {
+        if let Some(cache) = self.loaded.get() {
+            return Ok(cache.clone());
+        }
+        let Some(shared) = self.shared.upgrade() else {
+            return Err(unknown(&self.key));
+        };
+        let Some((resolve, _)) = &shared.resolver else {
+            return Err(unknown(&self.key));
+        };
+        let outcome = resolve(self.key.clone()).await;
+        let result = match outcome {
+            Ok(Some(source)) => {
+                let name = Arc::from(self.key.to_string());
+                let cache = tenant_cache(source, &shared.config, &shared.naming, name);
+                let generation = shared.generation.load(Ordering::Relaxed);
+                // A tenant inserted meanwhile is the one configured: it stays.
+                let map = shared.map.pin();
+                let cache = map
+                    .get_or_insert(self.key.clone(), loaded_tenant(cache, generation))
+                    .cache
+                    .clone();
+                drop(map);
+                shared.shrink();
+                let _ = self.loaded.set(cache.clone());
+                tracing::debug!(tenant = %self.key, "tenant loaded by the resolver");
+                Ok(cache)
+            }
+            Ok(None) => {
+                shared.remember_unknown(self.key.clone());
+                Err(unknown(&self.key))
+            }
+            Err(error) => {
+                tracing::warn!(tenant = %self.key, error = %crate::error::chain(&*error), "the tenant resolver failed");
+                Err(Error::TenantResolver {
+                    tenant: self.key.to_string(),
+                    source: Arc::from(error),
+                })
+            }
+        };
+        shared.loaded(&self.key, self.id);
+        result
+    }
+}
+
+impl<K> TokenSource for Loading<K>
+where
+    K: Eq + Hash + Clone + fmt::Debug + fmt::Display + Send + Sync + 'static,
+{
+    fn fetch(&self) -> crate::grant::FetchFuture<'_> {
+        Box::pin(async move {
+            let tenant = self.tenant().await?;
+            let last = lock(&self.last).take();
+            if let Some(last) = last {
+                tenant.invalidate(&last);
+            }
+            let token = tenant.token().await?;
+            *lock(&self.last) = Some(token.header_value().clone());
+            Ok(token)
+        })
+    }
+
+    fn may_repeat(&self, _error: &Error) -> bool {
+        // The loaded tenant's cache made its own attempts; a resolver call is made once.
+        false
     }
 }
 
@@ -876,19 +1284,20 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-impl<K: fmt::Debug> fmt::Debug for TenantCache<K> {
+impl<K: fmt::Debug + Hash + Eq> fmt::Debug for TenantCache<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        struct Phases<'a, K>(&'a HashMap<K, Arc<Entry>>);
-        impl<K: fmt::Debug> fmt::Debug for Phases<'_, K> {
+        struct Phases<'a, K>(&'a papaya::HashMap<K, Arc<Entry>>);
+        impl<K: fmt::Debug + Hash + Eq> fmt::Debug for Phases<'_, K> {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let map = self.0.pin();
                 f.debug_map()
-                    .entries(self.0.iter().map(|(k, t)| (k, t.cache.status().phase)))
+                    .entries(map.iter().map(|(k, t)| (k, t.cache.status().phase)))
                     .finish()
             }
         }
-        let map = self.shared.map.load();
         f.debug_struct("TenantCache")
-            .field("tenants", &Phases(&map))
+            .field("tenants", &Phases(&self.shared.map))
+            .field("resolver", &self.shared.resolver.is_some())
             .field("idle_eviction", &self.shared.idle)
             .finish_non_exhaustive()
     }

@@ -623,3 +623,344 @@ async fn grants_added_as_builders_share_one_http_client() {
     assert!(matches!(error, Error::Config(_)));
     assert!(!tenants.contains("broken"));
 }
+
+// -------------------------------------------------------------------------------------------
+// Tenants loaded on demand
+
+/// A resolver's database: orgs by name, calls counted, and optionally failing.
+#[derive(Clone, Default)]
+struct Directory {
+    orgs: Arc<Mutex<HashMap<String, Org>>>,
+    calls: Arc<AtomicUsize>,
+    failing: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Directory {
+    fn with(names: &[&str], lifetime: Duration) -> Directory {
+        let directory = Directory::default();
+        for name in names {
+            directory
+                .orgs
+                .lock()
+                .unwrap()
+                .insert((*name).to_owned(), Org::new(*name, lifetime, Mode::Ok));
+        }
+        directory
+    }
+
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    /// A tenant cache that loads from this directory, each lookup taking 50 ms.
+    fn tenants(&self) -> TenantCache<String> {
+        let directory = self.clone();
+        TenantCache::builder()
+            .cache_config(config())
+            .unknown_for(Duration::from_secs(30))
+            .resolver(move |name: String| {
+                let directory = directory.clone();
+                async move {
+                    directory.calls.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    if directory.failing.load(Ordering::SeqCst) {
+                        return Err(std::io::Error::other("the directory is down"));
+                    }
+                    Ok(directory.orgs.lock().unwrap().get(&name).cloned())
+                }
+            })
+            .build()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hundred_first_requests_for_a_tenant_make_one_resolver_call() {
+    let directory = Directory::with(&["acme"], DAY);
+    let tenants = directory.tenants();
+    assert!(!tenants.contains("acme"));
+    let asks: Vec<_> = (0..100)
+        .map(|_| {
+            let tenants = tenants.clone();
+            tokio::spawn(async move { header(&tenants, "acme").await })
+        })
+        .collect();
+    for ask in asks {
+        assert_eq!(ask.await.unwrap(), "Bearer acme-1");
+    }
+    assert_eq!(directory.calls(), 1);
+    assert_eq!(directory.orgs.lock().unwrap()["acme"].calls(), 1);
+    // Loaded: like an inserted tenant from now on, with no further resolver call.
+    assert!(tenants.contains("acme"));
+    assert_eq!(header(&tenants, "acme").await, "Bearer acme-1");
+    assert!(tenants.get("acme").unwrap().cached().is_some());
+    assert_eq!(directory.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unknown_key_is_remembered_for_a_while_and_inserting_it_ends_that() {
+    let directory = Directory::with(&[], DAY);
+    let tenants = directory.tenants();
+    let asks: Vec<_> = (0..50)
+        .map(|_| {
+            let tenants = tenants.clone();
+            tokio::spawn(async move { tenants.header("initech").await })
+        })
+        .collect();
+    for ask in asks {
+        assert_unknown(ask.await.unwrap(), "initech");
+    }
+    assert_eq!(directory.calls(), 1);
+    // A flood later within the window asks nobody.
+    for _ in 0..1_000 {
+        assert_unknown(tenants.header("initech").await, "initech");
+    }
+    assert_eq!(directory.calls(), 1);
+    assert!(!tenants.contains("initech"));
+    // After the window, the resolver is asked again (the org may exist now).
+    tokio::time::advance(Duration::from_secs(31)).await;
+    directory
+        .orgs
+        .lock()
+        .unwrap()
+        .insert("initech".into(), Org::new("initech", DAY, Mode::Ok));
+    assert_eq!(header(&tenants, "initech").await, "Bearer initech-1");
+    assert_eq!(directory.calls(), 2);
+
+    // Inserted by hand while remembered as unknown: known at once.
+    assert_unknown(tenants.header("hooli").await, "hooli");
+    tenants.insert("hooli".to_owned(), Org::new("hooli", DAY, Mode::Ok));
+    assert_eq!(header(&tenants, "hooli").await, "Bearer hooli-1");
+    assert_eq!(directory.calls(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_resolver_error_reaches_the_requests_that_waited_and_is_not_remembered() {
+    let directory = Directory::with(&["acme"], DAY);
+    directory.failing.store(true, Ordering::SeqCst);
+    let tenants = directory.tenants();
+    let asks: Vec<_> = (0..20)
+        .map(|_| {
+            let tenants = tenants.clone();
+            tokio::spawn(async move { tenants.header("acme").await })
+        })
+        .collect();
+    for ask in asks {
+        match ask.await.unwrap() {
+            Err(error @ Error::TenantResolver { .. }) => {
+                assert!(error.is_retryable());
+                assert_eq!(error.code(), "tenant_resolver");
+                assert_eq!(
+                    tokenward::error::chain(&error).to_string(),
+                    "the tenant resolver failed for tenant \"acme\": the directory is down"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(directory.calls(), 1);
+    assert!(!tenants.contains("acme"));
+    // Not remembered: the next request asks again, and the directory is back.
+    directory.failing.store(false, Ordering::SeqCst);
+    assert_eq!(header(&tenants, "acme").await, "Bearer acme-1");
+    assert_eq!(directory.calls(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_thousand_tenants_expiring_at_once_make_a_thousand_token_calls() {
+    let names: Vec<String> = (0..1_000).map(|i| format!("org{i}")).collect();
+    let orgs: Vec<Org> = names
+        .iter()
+        .map(|n| Org::new(n, TTL, Mode::Jitter))
+        .collect();
+    let tenants = tenants();
+    for org in &orgs {
+        tenants.insert(org.inner.name.clone(), org.clone());
+    }
+    for name in &names {
+        header(&tenants, name).await;
+    }
+    // Every token has expired (90 s), none was refreshed ahead (nothing was read since).
+    tokio::time::advance(Duration::from_secs(95)).await;
+    let asks: Vec<_> = names
+        .iter()
+        .flat_map(|name| std::iter::repeat_n(name.clone(), 10))
+        .map(|name| {
+            let tenants = tenants.clone();
+            tokio::spawn(async move {
+                let got = header(&tenants, &name).await;
+                assert_eq!(
+                    got,
+                    format!("Bearer {name}-2"),
+                    "{name} got another's token"
+                );
+            })
+        })
+        .collect();
+    for ask in asks {
+        ask.await.unwrap();
+    }
+    for org in &orgs {
+        assert_eq!(
+            org.calls(),
+            2,
+            "{}: a duplicated or missing call",
+            org.inner.name
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_stay_with_their_tenant_while_tenants_come_and_go() {
+    // Real time, two threads: readers of random tenants, loaded or inserted, while others
+    // are inserted and removed. Every token a reader gets is its tenant's.
+    let names: Vec<String> = (0..200).map(|i| format!("org{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let directory = Directory::with(&refs, DAY);
+    let tenants = directory.tenants();
+    let churn = {
+        let tenants = tenants.clone();
+        tokio::spawn(async move {
+            let mut rng = StdRng::seed_from_u64(7);
+            for round in 0..2_000 {
+                let name = format!("org{}", rng.random_range(0..200));
+                if round % 2 == 0 {
+                    tenants.insert(name.clone(), Org::new(&name, DAY, Mode::Ok));
+                } else {
+                    tenants.remove(name.as_str());
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let readers: Vec<_> = (0..8u64)
+        .map(|seed| {
+            let tenants = tenants.clone();
+            tokio::spawn(async move {
+                let mut rng = StdRng::seed_from_u64(seed);
+                for _ in 0..2_000 {
+                    let name = format!("org{}", rng.random_range(0..200));
+                    match tenants.header(name.as_str()).await {
+                        Ok(value) => {
+                            let (owner, _) = owner(value.to_str().unwrap());
+                            assert_eq!(owner, name, "{name} was handed {owner}'s token");
+                        }
+                        // Removed while its request was in flight: refused, never mixed.
+                        Err(Error::TenantRemoved { tenant }) => assert_eq!(tenant, name),
+                        Err(other) => panic!("{name}: {other:?}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    churn.await.unwrap();
+    for reader in readers {
+        reader.await.unwrap();
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn inserting_and_removing_many_tenants_keeps_the_count() {
+    let tenants = tenants();
+    for i in 0..20_000 {
+        tenants.insert(
+            format!("org{i}"),
+            Org::new(format!("org{i}"), DAY, Mode::Ok),
+        );
+    }
+    assert_eq!(tenants.len(), 20_000);
+    for i in (0..20_000).step_by(2) {
+        assert!(tenants.remove(format!("org{i}").as_str()));
+    }
+    assert_eq!(tenants.len(), 10_000);
+    assert_unknown(tenants.header("org0").await, "org0");
+    assert_eq!(header(&tenants, "org1").await, "Bearer org1-1");
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_loaded_tenants_are_dropped_whole_but_never_one_in_use() {
+    let directory = Directory::with(&["acme", "globex", "initech"], DAY);
+    let loader = directory.clone();
+    let tenants: TenantCache<String> = TenantCache::builder()
+        .cache_config(config())
+        .idle_eviction(Duration::from_secs(100))
+        .drop_idle_tenants(true)
+        .resolver(move |name: String| {
+            let directory = loader.clone();
+            async move {
+                directory.calls.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, std::io::Error>(directory.orgs.lock().unwrap().get(&name).cloned())
+            }
+        })
+        .build();
+    tenants.insert("hooli".to_owned(), Org::new("hooli", DAY, Mode::Ok));
+    for name in ["acme", "globex", "initech", "hooli"] {
+        header(&tenants, name).await;
+    }
+    assert_eq!(directory.calls(), 3);
+    // A request is using globex's cache (it picked it up and is waiting to send).
+    let in_flight = tenants.get("globex").unwrap();
+    // Idle past the period: the sweeper runs every 25 s.
+    tokio::time::sleep(Duration::from_secs(160)).await;
+    assert!(!tenants.contains("acme"), "loaded and idle: dropped");
+    assert!(!tenants.contains("initech"));
+    assert!(tenants.contains("globex"), "in use: kept");
+    assert!(
+        tenants.contains("hooli"),
+        "inserted by hand: kept (its token dropped)"
+    );
+    assert!(tenants.get("hooli").unwrap().cached().is_none());
+    // The request in flight is served; the dropped tenants load again when asked.
+    assert_eq!(in_flight.header().await.unwrap(), "Bearer globex-1");
+    assert_eq!(header(&tenants, "acme").await, "Bearer acme-2");
+    assert_eq!(directory.calls(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_max_tenants_the_least_recent_are_dropped_and_no_request_fails() {
+    let names: Vec<String> = (0..500).map(|i| format!("org{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let directory = Directory::with(&refs, DAY);
+    let loader = directory.clone();
+    let tenants: TenantCache<String> = TenantCache::builder()
+        .cache_config(config())
+        .max_tenants(100)
+        .resolver(move |name: String| {
+            let directory = loader.clone();
+            async move {
+                directory.calls.fetch_add(1, Ordering::SeqCst);
+                tokio::task::yield_now().await;
+                Ok::<_, std::io::Error>(directory.orgs.lock().unwrap().get(&name).cloned())
+            }
+        })
+        .build();
+    // Readers of 500 tenants through a map of at most 100: loads and drops all the time,
+    // and every read gets its own tenant's token, through `header` or a held cache.
+    let readers: Vec<_> = (0..8u64)
+        .map(|seed| {
+            let tenants = tenants.clone();
+            tokio::spawn(async move {
+                let mut rng = StdRng::seed_from_u64(seed);
+                for _ in 0..1_000 {
+                    let name = format!("org{}", rng.random_range(0..500));
+                    let value = if rng.random_bool(0.5) {
+                        tenants.header(name.as_str()).await.unwrap()
+                    } else {
+                        let cache = tenants.get(name.as_str()).unwrap();
+                        tokio::task::yield_now().await;
+                        cache.header().await.unwrap()
+                    };
+                    let (owner, _) = owner(value.to_str().unwrap());
+                    assert_eq!(owner, name, "{name} was handed {owner}'s token");
+                }
+            })
+        })
+        .collect();
+    for reader in readers {
+        reader.await.unwrap();
+    }
+    assert!(tenants.len() <= 100 + 8, "{} tenants kept", tenants.len());
+    assert!(
+        directory.calls() > 500,
+        "tenants were dropped and loaded again"
+    );
+}

@@ -1,0 +1,235 @@
+//! Tenants at scale: inserting 100,000 tenants one by one at run time, one insert into maps
+//! of 1,000 and 100,000, `header(random key)` for a cached tenant beside a plain concurrent
+//! map's lookup and clone (one task, and 256 tasks on two threads), and the memory a tenant
+//! with a cached token takes. All in one run; it prints tables.
+//!
+//! Run: `cargo bench -p tokenward --bench tenants` (a plain harness).
+#![allow(missing_docs)]
+
+use std::alloc::System;
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::HeaderValue;
+use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
+use tokenward::{TenantCache, Token, grant::from_fn};
+
+/// Counts the bytes held on the heap, for the memory per tenant.
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+/// Bytes on the heap now.
+fn held() -> isize {
+    let stats = GLOBAL.stats();
+    stats.bytes_allocated as isize - stats.bytes_deallocated as isize + stats.bytes_reallocated
+}
+
+const SIZES: [usize; 4] = [100, 1_000, 10_000, 100_000];
+const READS: usize = 2_000_000;
+const TASKS: usize = 256;
+
+fn key(i: usize) -> String {
+    format!("tenant-{i:06}")
+}
+
+/// A tenant's credentials: a source that issues a 40-byte token valid for a day.
+fn source(i: usize) -> impl tokenward::TokenSource {
+    from_fn(move || async move {
+        Token::builder(format!("at_{i:06}_{}", "x".repeat(30)))
+            .expires_in(Duration::from_secs(86_400))
+            .build()
+    })
+}
+
+fn filled(n: usize) -> TenantCache<String> {
+    let tenants = TenantCache::new();
+    for i in 0..n {
+        tenants.insert(key(i), source(i));
+    }
+    tenants
+}
+
+/// A cheap random walk over `0..n` (xorshift), the same for both maps.
+fn walk(n: usize, seed: u64) -> impl FnMut() -> usize {
+    let mut x = seed | 1;
+    move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % n as u64) as usize
+    }
+}
+
+fn per_op(total: Duration, ops: usize) -> f64 {
+    total.as_nanos() as f64 / ops as f64
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+
+    println!("## Inserts\n");
+    println!("| tenants | all inserted one by one | one more insert (mean of 1,000) |");
+    println!("|---|---|---|");
+    let mut one_insert = Vec::new();
+    for n in [1_000, 10_000, 100_000] {
+        let tenants = TenantCache::new();
+        let start = Instant::now();
+        for i in 0..n {
+            tenants.insert(key(i), source(i));
+        }
+        let all = start.elapsed();
+        let mut spent = Duration::ZERO;
+        for j in 0..1_000 {
+            let extra = key(n + j);
+            let start = Instant::now();
+            tenants.insert(extra.clone(), source(n + j));
+            spent += start.elapsed();
+            tenants.remove(extra.as_str());
+        }
+        let one = per_op(spent, 1_000);
+        one_insert.push(one);
+        println!(
+            "| {n} | {:.1} ms | {:.0} ns |",
+            all.as_secs_f64() * 1e3,
+            one
+        );
+    }
+    println!(
+        "\none insert at 100,000 ÷ at 1,000: {:.2}×\n",
+        one_insert[2] / one_insert[0]
+    );
+
+    println!("## `header(random key)`, one task\n");
+    println!(
+        "| tenants | `TenantCache::header` | papaya lookup + clone | ÷ | papaya lookup + clone + clock | ÷ |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for n in SIZES {
+        let tenants = filled(n);
+        let plain: papaya::HashMap<String, HeaderValue> = papaya::HashMap::new();
+        rt.block_on(async {
+            for i in 0..n {
+                let header = tenants.header(key(i).as_str()).await.unwrap();
+                plain.pin().insert(key(i), header);
+            }
+        });
+        let keys: Vec<String> = (0..n).map(key).collect();
+        let ours = rt.block_on(async {
+            let mut next = walk(n, 7);
+            let start = Instant::now();
+            for _ in 0..READS {
+                black_box(tenants.header(keys[next()].as_str()).await.unwrap());
+            }
+            per_op(start.elapsed(), READS)
+        });
+        let lookup = {
+            let mut next = walk(n, 7);
+            let start = Instant::now();
+            for _ in 0..READS {
+                black_box(plain.pin().get(keys[next()].as_str()).cloned().unwrap());
+            }
+            per_op(start.elapsed(), READS)
+        };
+        let clocked = {
+            let mut next = walk(n, 7);
+            let start = Instant::now();
+            for _ in 0..READS {
+                black_box(tokio::time::Instant::now());
+                black_box(plain.pin().get(keys[next()].as_str()).cloned().unwrap());
+            }
+            per_op(start.elapsed(), READS)
+        };
+        println!(
+            "| {n} | {ours:.0} ns | {lookup:.0} ns | {:.2}× | {clocked:.0} ns | {:.2}× |",
+            ours / lookup,
+            ours / clocked
+        );
+    }
+
+    println!("\n## `header(random key)`, {TASKS} tasks on 2 threads, reads per second\n");
+    println!("| tenants | `TenantCache::header` | papaya lookup + clone | ÷ |");
+    println!("|---|---|---|---|");
+    for n in SIZES {
+        let tenants = filled(n);
+        let plain: Arc<papaya::HashMap<String, HeaderValue>> = Arc::new(papaya::HashMap::new());
+        let keys: Arc<Vec<String>> = Arc::new((0..n).map(key).collect());
+        rt.block_on(async {
+            for i in 0..n {
+                let header = tenants.header(key(i).as_str()).await.unwrap();
+                plain.pin().insert(key(i), header);
+            }
+        });
+        let per_task = READS / TASKS;
+        let ours = rt.block_on(async {
+            let start = Instant::now();
+            let tasks: Vec<_> = (0..TASKS)
+                .map(|t| {
+                    let (tenants, keys) = (tenants.clone(), Arc::clone(&keys));
+                    tokio::spawn(async move {
+                        let mut next = walk(keys.len(), t as u64 + 1);
+                        for r in 0..per_task {
+                            black_box(tenants.header(keys[next()].as_str()).await.unwrap());
+                            if r % 64 == 0 {
+                                tokio::task::yield_now().await;
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for task in tasks {
+                task.await.unwrap();
+            }
+            (per_task * TASKS) as f64 / start.elapsed().as_secs_f64()
+        });
+        let lookup = rt.block_on(async {
+            let start = Instant::now();
+            let tasks: Vec<_> = (0..TASKS)
+                .map(|t| {
+                    let (plain, keys) = (Arc::clone(&plain), Arc::clone(&keys));
+                    tokio::spawn(async move {
+                        let mut next = walk(keys.len(), t as u64 + 1);
+                        for r in 0..per_task {
+                            black_box(plain.pin().get(keys[next()].as_str()).cloned().unwrap());
+                            if r % 64 == 0 {
+                                tokio::task::yield_now().await;
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for task in tasks {
+                task.await.unwrap();
+            }
+            (per_task * TASKS) as f64 / start.elapsed().as_secs_f64()
+        });
+        println!(
+            "| {n} | {:.1} M/s | {:.1} M/s | {:.2}× |",
+            ours / 1e6,
+            lookup / 1e6,
+            ours / lookup
+        );
+    }
+
+    println!("\n## Memory per tenant with a cached token\n");
+    println!("| tenants | bytes per tenant | of which the key and the token |");
+    println!("|---|---|---|");
+    for n in [1_000, 10_000, 100_000] {
+        let before = held();
+        let tenants = filled(n);
+        rt.block_on(async {
+            for i in 0..n {
+                tenants.header(key(i).as_str()).await.unwrap();
+            }
+        });
+        let per_tenant = (held() - before) as f64 / n as f64;
+        // The key's heap bytes, and the token's text (as the source issued it).
+        let own = (key(0).len() + 40) as f64;
+        println!("| {n} | {per_tenant:.0} B | {own:.0} B |");
+        drop(tenants);
+    }
+}
