@@ -177,9 +177,17 @@ pub struct TokenCacheBuilder {
     name: Arc<str>,
     /// The metrics' `cache` and `tenant` labels, when not the name alone (a tenant's).
     labels: Option<(Arc<str>, Option<Arc<str>>)>,
+    /// A configuration shared with other caches (a tenant map's), used instead of `config`.
+    shared_config: Option<Arc<CacheConfig>>,
 }
 
 impl TokenCacheBuilder {
+    /// Uses `config`, shared with other caches, instead of its own.
+    pub(crate) fn shared_config(mut self, config: Arc<CacheConfig>) -> Self {
+        self.shared_config = Some(config);
+        self
+    }
+
     /// Replaces the whole configuration.
     pub fn config(mut self, config: CacheConfig) -> Self {
         self.config = config;
@@ -278,7 +286,7 @@ impl TokenCacheBuilder {
         let metrics = match &self.labels {
             // Tenants that share their labels share their series: no per-cache gauges.
             Some((cache, tenant)) => {
-                CacheMetrics::new(cache, tenant.as_deref(), kind, tenant.is_some())
+                CacheMetrics::new(cache, tenant.as_ref(), kind, tenant.is_some())
             }
             None => CacheMetrics::new(&self.name, None, kind, true),
         };
@@ -286,7 +294,7 @@ impl TokenCacheBuilder {
             inner: Arc::new(Inner {
                 source: self.source,
                 kind,
-                config: self.config,
+                config: self.shared_config.unwrap_or_else(|| Arc::new(self.config)),
                 metrics,
                 name: self.name,
                 current: ArcSwapOption::empty(),
@@ -306,7 +314,8 @@ struct Inner {
     source: Arc<dyn TokenSource>,
     /// The source's kind, read once.
     kind: &'static str,
-    config: CacheConfig,
+    /// Shared by the caches of a tenant map.
+    config: Arc<CacheConfig>,
     metrics: CacheMetrics,
     name: Arc<str>,
     current: ArcSwapOption<Entry>,
@@ -329,7 +338,7 @@ struct State {
     /// The id of the next flight.
     next_flight: u64,
     /// After a failed refresh: no request until it ends.
-    cool_down: Option<CoolDown>,
+    cool_down: Option<Box<CoolDown>>,
     consecutive_failures: u32,
     /// 429s in a row, for the growing floor of the window.
     consecutive_rate_limits: u32,
@@ -455,6 +464,7 @@ impl TokenCache {
             config: CacheConfig::default(),
             name: Arc::from("default"),
             labels: None,
+            shared_config: None,
         }
     }
 
@@ -503,6 +513,9 @@ impl TokenCache {
         }
         if !entry.read.load(Ordering::Relaxed) {
             entry.read.store(true, Ordering::Relaxed);
+            if now < entry.refresh_at {
+                self.inner.first_read(entry);
+            }
         }
         if now >= entry.refresh_at {
             self.inner.start_background(now);
@@ -970,7 +983,7 @@ impl Inner {
         };
         let end = cool_down.end(&*self.source);
         let length = end.saturating_duration_since(now);
-        st.cool_down = Some(cool_down);
+        st.cool_down = Some(Box::new(cool_down));
         // Refreshing ahead, try again after the cool-down (not before `refresh_at`, nor less
         // than a moment from now).
         if rearm {
@@ -1004,7 +1017,11 @@ impl Inner {
             token,
             read: AtomicBool::new(false),
         });
-        if entry.refresh_at > now {
+        if let Some(timer) = st.ahead.take() {
+            timer.abort();
+        }
+        // With `IfRead`, the token's first read arms it: a token nobody reads holds no timer.
+        if entry.refresh_at > now && self.config.refresh_ahead != RefreshAhead::IfRead {
             self.arm_refresh_ahead(st, &entry, entry.refresh_at);
         }
         tracing::info!(
@@ -1018,6 +1035,21 @@ impl Inner {
 }
 
 impl Inner {
+    /// The first read of `entry`: with [`RefreshAhead::IfRead`], arms its refresh-ahead
+    /// timer, if it is still the cached token and no timer is set (a cool-down's).
+    #[cold]
+    #[inline(never)]
+    fn first_read(self: &Arc<Self>, entry: &Arc<Entry>) {
+        if self.config.refresh_ahead != RefreshAhead::IfRead {
+            return;
+        }
+        let mut st = self.lock_state();
+        let cached = matches!(&*self.current.load(), Some(e) if Arc::ptr_eq(e, entry));
+        if cached && st.ahead.is_none() && st.retired.is_none() {
+            self.arm_refresh_ahead(&mut st, entry, entry.refresh_at);
+        }
+    }
+
     /// Sets the refresh-ahead timer (replacing the one before) to refresh `entry` at `at`.
     fn arm_refresh_ahead(self: &Arc<Self>, st: &mut State, entry: &Arc<Entry>, at: Instant) {
         if let Some(timer) = st.ahead.take() {

@@ -215,16 +215,19 @@ impl CacheMetrics {
     /// cache's alone.
     #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
     pub(crate) fn new(
-        cache: &str,
-        tenant: Option<&str>,
+        cache: &std::sync::Arc<str>,
+        tenant: Option<&std::sync::Arc<str>>,
         grant: &'static str,
         gauges: bool,
     ) -> Self {
         #[cfg(feature = "metrics")]
         {
-            let mut labels = vec![metrics::Label::new("cache", cache.to_owned())];
+            // The names are shared, not copied: a tenant map's caches hold one `cache` name.
+            // Exactly as many as it holds: a tenant map has one set per tenant.
+            let mut labels = Vec::with_capacity(2 + usize::from(tenant.is_some()));
+            labels.push(metrics::Label::new("cache", std::sync::Arc::clone(cache)));
             if let Some(tenant) = tenant {
-                labels.push(metrics::Label::new("tenant", tenant.to_owned()));
+                labels.push(metrics::Label::new("tenant", std::sync::Arc::clone(tenant)));
             }
             labels.push(metrics::Label::from_static_parts("grant", grant));
             CacheMetrics { labels, gauges }

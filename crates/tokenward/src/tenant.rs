@@ -187,7 +187,7 @@ pub struct TenantCache<K> {
 struct Shared<K> {
     /// The tenants: read without a lock; an insert or a removal costs the same at any size.
     map: papaya::HashMap<K, Arc<Entry>>,
-    config: CacheConfig,
+    config: Arc<CacheConfig>,
     naming: Naming,
     idle: Option<Duration>,
     /// Bumped by every eviction sweep; reads stamp it on the tenant they read.
@@ -270,7 +270,7 @@ pub struct TenantCacheBuilder<K> {
 }
 
 /// Builds a tenant's cache from its source, once the configuration is known.
-type MakeCache = Box<dyn FnOnce(&CacheConfig, &Naming, Arc<str>) -> TokenCache + Send>;
+type MakeCache = Box<dyn FnOnce(&Arc<CacheConfig>, &Naming, Arc<str>) -> TokenCache + Send>;
 
 /// The metrics' labels of the tenants' caches.
 #[derive(Debug, Clone)]
@@ -294,13 +294,13 @@ impl Default for Naming {
 /// as `naming` says in the metrics.
 fn tenant_cache(
     source: impl TokenSource,
-    config: &CacheConfig,
+    config: &Arc<CacheConfig>,
     naming: &Naming,
     tenant: Arc<str>,
 ) -> TokenCache {
     let label = naming.tenant_label.then(|| Arc::clone(&tenant));
     TokenCache::builder(source)
-        .config(config.clone())
+        .shared_config(Arc::clone(config))
         .name(tenant)
         .labels(Arc::clone(&naming.name), label)
         .build()
@@ -374,7 +374,7 @@ where
 
     /// Adds a tenant with its credentials. A later one with the same key replaces it.
     pub fn tenant(mut self, tenant: K, source: impl TokenSource) -> Self {
-        let make = move |config: &CacheConfig, naming: &Naming, name: Arc<str>| {
+        let make = move |config: &Arc<CacheConfig>, naming: &Naming, name: Arc<str>| {
             tenant_cache(source, config, naming, name)
         };
         self.tenants.push((tenant, Pending::Source(Box::new(make))));
@@ -431,7 +431,7 @@ where
         });
         self.http = http.into_inner();
         let source = source?;
-        let make = move |config: &CacheConfig, naming: &Naming, name: Arc<str>| {
+        let make = move |config: &Arc<CacheConfig>, naming: &Naming, name: Arc<str>| {
             tenant_cache(source, config, naming, name)
         };
         self.tenants.push((tenant, Pending::Source(Box::new(make))));
@@ -450,8 +450,8 @@ where
         if own.refresh_ahead == RefreshAhead::Eager {
             own.refresh_ahead = RefreshAhead::IfRead;
         }
-        let make = move |_: &CacheConfig, naming: &Naming, name: Arc<str>| {
-            tenant_cache(source, &own, naming, name)
+        let make = move |_: &Arc<CacheConfig>, naming: &Naming, name: Arc<str>| {
+            tenant_cache(source, &Arc::new(own), naming, name)
         };
         self.tenants.push((tenant, Pending::Source(Box::new(make))));
         self
@@ -560,13 +560,14 @@ where
         if self.config.refresh_ahead == RefreshAhead::Eager {
             self.config.refresh_ahead = RefreshAhead::IfRead;
         }
+        let config = Arc::new(self.config);
         let map = papaya::HashMap::with_capacity(self.tenants.len());
         {
             let map = map.pin();
             for (key, tenant) in self.tenants {
                 let cache = match tenant {
                     Pending::Source(make) => {
-                        make(&self.config, &self.naming, Arc::from(key.to_string()))
+                        make(&config, &self.naming, Arc::from(key.to_string()))
                     }
                     Pending::Cache(cache) => cache,
                 };
@@ -575,7 +576,7 @@ where
         }
         let shared = Arc::new(Shared {
             map,
-            config: self.config,
+            config,
             naming: self.naming,
             idle: self.idle,
             generation: AtomicU64::new(0),
@@ -908,8 +909,9 @@ where
         };
         // One attempt: the resolver is called once per load, and the loaded tenant's own
         // cache retries its token requests.
-        let mut config = shared.config.clone();
+        let mut config = CacheConfig::clone(&shared.config);
         config.max_attempts = 1;
+        let config = Arc::new(config);
         let cache = tenant_cache(source, &config, &shared.naming, name);
         loading.insert(key, (id, cache.clone()));
         Ok(cache)
