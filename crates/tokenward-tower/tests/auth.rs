@@ -862,3 +862,57 @@ async fn a_reused_service_gives_its_permit_back_while_a_request_waits_for_its_to
     assert_eq!(second.await.unwrap().body(), "Bearer tok-1");
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_tenant_the_resolver_loads_is_served_through_the_layer() {
+    let loads = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = loads.clone();
+    let tenants: TenantCache<String> = TenantCache::builder()
+        .resolver(move |org: String| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if org != "acme" {
+                    return Ok::<_, std::io::Error>(None);
+                }
+                Ok(Some(tokenward::grant::from_fn(|| async {
+                    tokenward::Token::builder("acme-loaded")
+                        .expires_in(Duration::from_secs(3600))
+                        .build()
+                })))
+            }
+        })
+        .build();
+    let (mock, mut handle) = mock::pair::<Req, Res>();
+    let service = AuthLayer::tenants(tenants.clone()).layer(mock);
+    let with_tenant = |org: &str| {
+        let mut req = request("x");
+        req.extensions_mut().insert(Tenant(org.to_string()));
+        req
+    };
+    for _ in 0..2 {
+        let call = tokio::spawn(service.clone().oneshot(with_tenant("acme")));
+        let (seen, reply) = next(&mut handle).await;
+        assert_eq!(bearer(&seen), "Bearer acme-loaded");
+        reply.send_response(response(200));
+        assert_eq!(call.await.unwrap().unwrap().status(), 200);
+    }
+    assert_eq!(loads.load(Ordering::SeqCst), 1);
+    // A key the resolver does not know: the typed error, and nothing sent.
+    let error = service
+        .clone()
+        .oneshot(with_tenant("initech"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error.downcast_ref(),
+            Some(AuthError::UnknownTenant { tenant }) if tenant == "initech"
+        ),
+        "{error:?}"
+    );
+    drop(service);
+    assert!(
+        handle.next_request().await.is_none(),
+        "nothing else was sent"
+    );
+}

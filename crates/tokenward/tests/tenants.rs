@@ -964,3 +964,27 @@ async fn past_max_tenants_the_least_recent_are_dropped_and_no_request_fails() {
         "tenants were dropped and loaded again"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn ten_thousand_idle_tenants_make_no_background_calls() {
+    let orgs: Vec<Org> = (0..10_000)
+        .map(|i| Org::new(format!("org{i}"), TTL, Mode::Ok))
+        .collect();
+    let tenants = tenants();
+    for org in &orgs {
+        tenants.insert(org.inner.name.clone(), org.clone());
+        header(&tenants, &org.inner.name).await; // fetched, then never read again
+    }
+    header(&tenants, "org0").await; // org0 alone is read during its token's life
+    // Past every token's refresh point (80 s) and expiry (90 s).
+    tokio::time::sleep(Duration::from_secs(200)).await;
+    assert_eq!(orgs[0].calls(), 2, "the read tenant was refreshed ahead");
+    for org in &orgs[1..] {
+        assert_eq!(
+            org.calls(),
+            1,
+            "{}: an idle tenant made a call",
+            org.inner.name
+        );
+    }
+}
