@@ -1046,6 +1046,11 @@ impl Inner {
         let mut st = self.lock_state();
         let cached = matches!(&*self.current.load(), Some(e) if Arc::ptr_eq(e, entry));
         if cached && st.ahead.is_none() && st.retired.is_none() {
+            if tokio::runtime::Handle::try_current().is_err() {
+                // No runtime to run the timer on: a later read, on one, arms it.
+                entry.read.store(false, Ordering::Relaxed);
+                return;
+            }
             self.arm_refresh_ahead(&mut st, entry, entry.refresh_at);
         }
     }

@@ -53,7 +53,7 @@ use std::borrow::Borrow;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::hash::Hash;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
@@ -212,6 +212,8 @@ struct Shared<K> {
     max_tenants: Option<usize>,
     /// One shrink at a time.
     shrinking: Mutex<()>,
+    /// No shrink below this many tenants.
+    next_shrink: AtomicUsize,
     /// Idle loaded tenants are dropped whole.
     drop_idle: bool,
 }
@@ -590,6 +592,7 @@ where
             unknown_for: self.unknown_for,
             max_tenants: self.max_tenants,
             shrinking: Mutex::new(()),
+            next_shrink: AtomicUsize::new(0),
             drop_idle: self.drop_idle,
         });
         if let Some(period) = self.idle {
@@ -775,12 +778,19 @@ where
         // A cache retired from an earlier tenant serves again here.
         cache.revive();
         let new = cache.clone();
+        // One writer at a time (and no load of this key finishes meanwhile).
+        let mut loading = lock(&self.shared.loading);
         lock(&self.shared.unknown).remove(&tenant);
+        // A load of this key in flight is cancelled: these are its credentials now.
+        if let Some((_, load)) = loading.remove(&tenant) {
+            load.retire(name.clone());
+        }
         let map = self.shared.map.pin();
         let old = map
             .insert(tenant, new_tenant(cache, generation))
             .map(Arc::clone);
         drop(map);
+        drop(loading);
         old.map(|old| {
             // Inserting the cache the tenant already has changes nothing.
             if !old.cache.same(&new) {
@@ -798,13 +808,23 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + fmt::Display + ?Sized,
     {
+        let mut loading = lock(&self.shared.loading);
+        // A load in flight is cancelled too: a removed tenant does not come back.
+        let load = loading.remove(tenant);
         let map = self.shared.map.pin();
-        let Some(old) = map.remove(tenant).map(Arc::clone) else {
-            return false;
-        };
+        let old = map.remove(tenant).map(Arc::clone);
         drop(map);
-        old.cache.retire(tenant.to_string());
-        true
+        drop(loading);
+        if let Some((_, load)) = &load {
+            load.retire(tenant.to_string());
+        }
+        match old {
+            Some(old) => {
+                old.cache.retire(tenant.to_string());
+                true
+            }
+            None => false,
+        }
     }
 
     /// Whether the tenant is configured.
@@ -832,7 +852,7 @@ where
     }
 
     /// The tenant's token cache, or [`Error::UnknownTenant`]: never another tenant's, never a
-    /// default. Lock-free; counts as a read for idle eviction. With a
+    /// default. Lock-free for a tenant in the map; counts as a read for idle eviction. With a
     /// [`resolver`](TenantCacheBuilder::resolver), a tenant not configured yet gets the cache
     /// that loads it (shared by every request while it loads), unless the resolver said a
     /// moment ago that it does not know the key.
@@ -912,7 +932,17 @@ where
         let mut config = CacheConfig::clone(&shared.config);
         config.max_attempts = 1;
         let config = Arc::new(config);
-        let cache = tenant_cache(source, &config, &shared.naming, name);
+        // No `tenant` label: a key nobody configured makes no series.
+        let naming = Naming {
+            name: Arc::clone(&shared.naming.name),
+            tenant_label: false,
+        };
+        let cache = tenant_cache(source, &config, &naming, name);
+        // Loads nobody fetched through (a `get` whose cache was dropped unused) are
+        // forgotten now and then: only the map holds their cache.
+        if loading.len() >= 64 && loading.len().is_power_of_two() {
+            loading.retain(|_, (_, cache)| cache.handles() > 1);
+        }
         loading.insert(key, (id, cache.clone()));
         Ok(cache)
     }
@@ -1055,7 +1085,8 @@ where
         let Some(max) = self.max_tenants else {
             return;
         };
-        if self.map.len() <= max {
+        let len = self.map.len();
+        if len <= max || len < self.next_shrink.load(Ordering::Relaxed) {
             return;
         }
         let Ok(_one) = self.shrinking.try_lock() else {
@@ -1083,6 +1114,10 @@ where
         // Reads from now on are newer than every read before: the next shrink drops
         // tenants not read since this one first.
         self.generation.fetch_add(1, Ordering::Relaxed);
+        // Tenants that could not go (in use, inserted by hand) are not scanned again on
+        // every load: the next shrink waits for a tenth of `max` more.
+        self.next_shrink
+            .store(self.map.len() + max.div_ceil(10), Ordering::Relaxed);
         tracing::debug!(dropped, max, "dropped loaded tenants past max_tenants");
     }
 
@@ -1110,10 +1145,13 @@ where
         let mut unknown = lock(&self.unknown);
         if unknown.len() >= MAX_UNKNOWN {
             unknown.retain(|_, until| *until > now);
+            // Still full: forgotten all at once, so the scan is made once per
+            // `MAX_UNKNOWN` keys, never on each one.
+            if unknown.len() >= MAX_UNKNOWN / 2 {
+                unknown.clear();
+            }
         }
-        if unknown.len() < MAX_UNKNOWN
-            && let Some(until) = now.checked_add(self.unknown_for)
-        {
+        if let Some(until) = now.checked_add(self.unknown_for) {
             unknown.insert(key, until);
         }
     }
@@ -1215,19 +1253,33 @@ where
         let Some((resolve, _)) = &shared.resolver else {
             return Err(unknown(&self.key));
         };
+        // However the call ends (an answer, the refresh deadline, a panic), the load ends:
+        // the next request asks again.
+        let _done = LoadDone {
+            shared: &shared,
+            key: &self.key,
+            id: self.id,
+        };
         let outcome = resolve(self.key.clone()).await;
-        let result = match outcome {
+        match outcome {
             Ok(Some(source)) => {
                 let name = Arc::from(self.key.to_string());
                 let cache = tenant_cache(source, &shared.config, &shared.naming, name);
                 let generation = shared.generation.load(Ordering::Relaxed);
-                // A tenant inserted meanwhile is the one configured: it stays.
+                let loading = lock(&shared.loading);
+                // Removed or inserted since the load began: that stands.
+                if loading.get(&self.key).is_none_or(|(id, _)| *id != self.id) {
+                    return Err(Error::TenantRemoved {
+                        tenant: self.key.to_string(),
+                    });
+                }
                 let map = shared.map.pin();
                 let cache = map
                     .get_or_insert(self.key.clone(), loaded_tenant(cache, generation))
                     .cache
                     .clone();
                 drop(map);
+                drop(loading);
                 shared.shrink();
                 let _ = self.loaded.set(cache.clone());
                 tracing::debug!(tenant = %self.key, "tenant loaded by the resolver");
@@ -1244,9 +1296,26 @@ where
                     source: Arc::from(error),
                 })
             }
-        };
-        shared.loaded(&self.key, self.id);
-        result
+        }
+    }
+}
+
+/// Ends a load when dropped.
+struct LoadDone<'a, K>
+where
+    K: Eq + Hash + Clone + fmt::Debug + fmt::Display + Send + Sync + 'static,
+{
+    shared: &'a Shared<K>,
+    key: &'a K,
+    id: u64,
+}
+
+impl<K> Drop for LoadDone<'_, K>
+where
+    K: Eq + Hash + Clone + fmt::Debug + fmt::Display + Send + Sync + 'static,
+{
+    fn drop(&mut self) {
+        self.shared.loaded(self.key, self.id);
     }
 }
 

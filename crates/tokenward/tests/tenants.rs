@@ -633,6 +633,10 @@ struct Directory {
     orgs: Arc<Mutex<HashMap<String, Org>>>,
     calls: Arc<AtomicUsize>,
     failing: Arc<std::sync::atomic::AtomicBool>,
+    /// Lookups never answer.
+    hanging: Arc<std::sync::atomic::AtomicBool>,
+    /// Each lookup takes this long (50 ms unless set).
+    delay: Option<Duration>,
 }
 
 impl Directory {
@@ -662,7 +666,13 @@ impl Directory {
                 let directory = directory.clone();
                 async move {
                     directory.calls.fetch_add(1, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let delay = directory.delay.unwrap_or(Duration::from_millis(50));
+                    if !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
+                    if directory.hanging.load(Ordering::SeqCst) {
+                        std::future::pending::<()>().await;
+                    }
                     if directory.failing.load(Ordering::SeqCst) {
                         return Err(std::io::Error::other("the directory is down"));
                     }
@@ -815,29 +825,20 @@ async fn tokens_stay_with_their_tenant_while_tenants_come_and_go() {
     // are inserted and removed. Every token a reader gets is its tenant's.
     let names: Vec<String> = (0..200).map(|i| format!("org{i}")).collect();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let directory = Directory::with(&refs, DAY);
+    let mut directory = Directory::with(&refs, DAY);
+    directory.delay = Some(Duration::ZERO);
     let tenants = directory.tenants();
-    let churn = {
-        let tenants = tenants.clone();
-        tokio::spawn(async move {
-            let mut rng = StdRng::seed_from_u64(7);
-            for round in 0..2_000 {
-                let name = format!("org{}", rng.random_range(0..200));
-                if round % 2 == 0 {
-                    tenants.insert(name.clone(), Org::new(&name, DAY, Mode::Ok));
-                } else {
-                    tenants.remove(name.as_str());
-                }
-                tokio::task::yield_now().await;
-            }
-        })
-    };
+    // The churn runs its rounds while the readers read until it is done: every read overlaps
+    // inserts and removals.
+    let churning = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let readers: Vec<_> = (0..8u64)
         .map(|seed| {
-            let tenants = tenants.clone();
+            let (tenants, churning) = (tenants.clone(), Arc::clone(&churning));
             tokio::spawn(async move {
                 let mut rng = StdRng::seed_from_u64(seed);
-                for _ in 0..2_000 {
+                let mut reads = 0;
+                while churning.load(Ordering::SeqCst) {
+                    reads += 1;
                     let name = format!("org{}", rng.random_range(0..200));
                     match tenants.header(name.as_str()).await {
                         Ok(value) => {
@@ -848,14 +849,28 @@ async fn tokens_stay_with_their_tenant_while_tenants_come_and_go() {
                         Err(Error::TenantRemoved { tenant }) => assert_eq!(tenant, name),
                         Err(other) => panic!("{name}: {other:?}"),
                     }
+                    tokio::task::yield_now().await;
                 }
+                reads
             })
         })
         .collect();
-    churn.await.unwrap();
-    for reader in readers {
-        reader.await.unwrap();
+    let mut rng = StdRng::seed_from_u64(7);
+    for round in 0..4_000 {
+        let name = format!("org{}", rng.random_range(0..200));
+        if round % 2 == 0 {
+            tenants.insert(name.clone(), Org::new(&name, DAY, Mode::Ok));
+        } else {
+            tenants.remove(name.as_str());
+        }
+        tokio::task::yield_now().await;
     }
+    churning.store(false, Ordering::SeqCst);
+    let mut reads = 0;
+    for reader in readers {
+        reads += reader.await.unwrap();
+    }
+    assert!(reads >= 8, "the readers read while tenants came and went");
 }
 
 #[tokio::test(start_paused = true)]
@@ -987,4 +1002,38 @@ async fn ten_thousand_idle_tenants_make_no_background_calls() {
             org.inner.name
         );
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_tenant_removed_while_it_loads_does_not_come_back() {
+    let directory = Directory::with(&["acme"], DAY);
+    let tenants = directory.tenants();
+    let asking = {
+        let tenants = tenants.clone();
+        tokio::spawn(async move { tenants.header("acme").await })
+    };
+    tokio::time::sleep(Duration::from_millis(10)).await; // the lookup takes 50 ms
+    assert!(!tenants.remove("acme"), "not in the map yet");
+    match asking.await.unwrap() {
+        Err(Error::TenantRemoved { tenant }) => assert_eq!(tenant, "acme"),
+        other => panic!("{other:?}"),
+    }
+    assert!(!tenants.contains("acme"), "a removed tenant came back");
+    assert_eq!(directory.orgs.lock().unwrap()["acme"].calls(), 0);
+    // Asked for again later, it is loaded again.
+    assert_eq!(header(&tenants, "acme").await, "Bearer acme-1");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_resolver_past_the_refresh_deadline_is_asked_again_by_the_next_request() {
+    let directory = Directory::with(&["acme"], DAY);
+    directory.hanging.store(true, Ordering::SeqCst);
+    let tenants = directory.tenants();
+    let error = tenants.header("acme").await.unwrap_err();
+    assert!(error.is_retryable(), "{error:?}");
+    assert_eq!(directory.calls(), 1);
+    // Not held in a cool-down, not remembered: the next request asks at once.
+    directory.hanging.store(false, Ordering::SeqCst);
+    assert_eq!(header(&tenants, "acme").await, "Bearer acme-1");
+    assert_eq!(directory.calls(), 2);
 }
