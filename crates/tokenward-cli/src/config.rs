@@ -243,9 +243,14 @@ struct Locator<'a> {
 
 impl Locator<'_> {
     fn error(&self, span: Range<usize>, key: &str, what: &str) -> ConfigError {
+        self.within(span, &format!("{key}: {what}"))
+    }
+
+    /// `file:line: tenant.<name>.<what>`.
+    fn within(&self, span: Range<usize>, what: &str) -> ConfigError {
         ConfigError {
             message: format!(
-                "{}:{}: {}.{}.{key}: {what}",
+                "{}:{}: {}.{}.{what}",
                 self.path.display(),
                 line_of(self.text, span.start),
                 self.table,
@@ -436,18 +441,9 @@ impl Tenant {
             *path = folder.join(&*path);
         }
         // The library's own rules, as a service applies them.
-        client.validate().map_err(|e| {
-            let why = config_message(&e);
-            ConfigError {
-                message: format!(
-                    "{}:{}: {}.{}.{why}",
-                    at.path.display(),
-                    line_of(at.text, span.start),
-                    at.table,
-                    at.tenant
-                ),
-            }
-        })?;
+        client
+            .validate()
+            .map_err(|e| at.within(span.clone(), &config_message(&e)))?;
         let grant = match client.grant {
             tokenward::config::GrantKind::ClientCredentials => GrantKind::ClientCredentials,
             tokenward::config::GrantKind::RefreshToken => GrantKind::RefreshToken,
