@@ -99,6 +99,12 @@ const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 }
 const signingKey = { ...privateKey.export({ format: 'jwk' }), kid: 'interop', use: 'sig', alg: 'RS256' };
 
 const server = http.createServer();
+// Node closes a keep-alive connection after 5 s idle by default. A client that picks that
+// connection from its pool just as the close arrives sees its request fail before any answer
+// (hyper: SendRequest), which is a race in the test harness, not in the code under test. Keep
+// connections for longer than any test runs.
+server.keepAliveTimeout = 120_000;
+server.headersTimeout = 125_000;
 server.listen(port, '127.0.0.1', () => {
   const origin = `http://127.0.0.1:${server.address().port}`;
   const issuer = `${origin}${issuerPath}`;
