@@ -4,7 +4,8 @@
 //! a plain concurrent map's lookup and clone (one task, and 256 tasks on two threads). All in
 //! one run; it prints tables.
 //!
-//! Run: `cargo bench -p tokenward --bench tenants` (a plain harness).
+//! Run: `cargo bench -p tokenward --bench tenants` (a plain harness). Under `cargo test`
+//! (no `--bench` argument) it runs once at small sizes, as a check that it still works.
 #![allow(missing_docs)]
 
 use std::alloc::System;
@@ -26,9 +27,35 @@ fn held() -> isize {
     stats.bytes_allocated as isize - stats.bytes_deallocated as isize + stats.bytes_reallocated
 }
 
-const SIZES: [usize; 4] = [100, 1_000, 10_000, 100_000];
-const READS: usize = 2_000_000;
 const TASKS: usize = 256;
+
+/// The sizes measured: the under `cargo bench`, small ones under `cargo test`.
+struct Scale {
+    /// Tenants in the map, for the memory and the inserts.
+    counts: &'static [usize],
+    /// Tenants in the map, for the reads.
+    sizes: &'static [usize],
+    /// Reads per measurement.
+    reads: usize,
+}
+
+impl Scale {
+    fn from_args() -> Scale {
+        if std::env::args().any(|arg| arg == "--bench") {
+            Scale {
+                counts: &[1_000, 10_000, 100_000],
+                sizes: &[100, 1_000, 10_000, 100_000],
+                reads: 2_000_000,
+            }
+        } else {
+            Scale {
+                counts: &[100, 1_000],
+                sizes: &[100, 1_000],
+                reads: 10 * TASKS,
+            }
+        }
+    }
+}
 
 fn key(i: usize) -> String {
     format!("tenant-{i:06}")
@@ -72,11 +99,16 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    let Scale {
+        counts,
+        sizes,
+        reads,
+    } = Scale::from_args();
 
     println!("## Memory per tenant with a cached token\n");
     println!("| tenants | bytes per tenant | of which the key and the token |");
     println!("|---|---|---|");
-    for n in [1_000, 10_000, 100_000] {
+    for &n in counts {
         let before = held();
         let tenants = filled(n);
         rt.block_on(async {
@@ -96,7 +128,7 @@ fn main() {
     println!("| tenants | all inserted one by one | one more insert (mean of 1,000) |");
     println!("|---|---|---|");
     let mut one_insert = Vec::new();
-    for n in [1_000, 10_000, 100_000] {
+    for &n in counts {
         let tenants = TenantCache::new();
         let start = Instant::now();
         for i in 0..n {
@@ -120,8 +152,10 @@ fn main() {
         );
     }
     println!(
-        "\none insert at 100,000 ÷ at 1,000: {:.2}×\n",
-        one_insert[2] / one_insert[0]
+        "\none insert at {} ÷ at {}: {:.2}×\n",
+        counts[counts.len() - 1],
+        counts[0],
+        one_insert[one_insert.len() - 1] / one_insert[0]
     );
 
     println!("## `header(random key)`, one task\n");
@@ -129,7 +163,7 @@ fn main() {
         "| tenants | `TenantCache::header` | papaya lookup + clone | ÷ | papaya lookup + clone + clock | ÷ |"
     );
     println!("|---|---|---|---|---|---|");
-    for n in SIZES {
+    for &n in sizes {
         let tenants = filled(n);
         let plain: papaya::HashMap<String, HeaderValue> = papaya::HashMap::new();
         rt.block_on(async {
@@ -142,27 +176,27 @@ fn main() {
         let ours = rt.block_on(async {
             let mut next = walk(n, 7);
             let start = Instant::now();
-            for _ in 0..READS {
+            for _ in 0..reads {
                 black_box(tenants.header(keys[next()].as_str()).await.unwrap());
             }
-            per_op(start.elapsed(), READS)
+            per_op(start.elapsed(), reads)
         });
         let lookup = {
             let mut next = walk(n, 7);
             let start = Instant::now();
-            for _ in 0..READS {
+            for _ in 0..reads {
                 black_box(plain.pin().get(keys[next()].as_str()).cloned().unwrap());
             }
-            per_op(start.elapsed(), READS)
+            per_op(start.elapsed(), reads)
         };
         let clocked = {
             let mut next = walk(n, 7);
             let start = Instant::now();
-            for _ in 0..READS {
+            for _ in 0..reads {
                 black_box(tokio::time::Instant::now());
                 black_box(plain.pin().get(keys[next()].as_str()).cloned().unwrap());
             }
-            per_op(start.elapsed(), READS)
+            per_op(start.elapsed(), reads)
         };
         println!(
             "| {n} | {ours:.0} ns | {lookup:.0} ns | {:.2}× | {clocked:.0} ns | {:.2}× |",
@@ -174,7 +208,7 @@ fn main() {
     println!("\n## `header(random key)`, {TASKS} tasks on 2 threads, reads per second\n");
     println!("| tenants | `TenantCache::header` | papaya lookup + clone | ÷ |");
     println!("|---|---|---|---|");
-    for n in SIZES {
+    for &n in sizes {
         let tenants = filled(n);
         let plain: Arc<papaya::HashMap<String, HeaderValue>> = Arc::new(papaya::HashMap::new());
         let keys: Arc<Vec<String>> = Arc::new((0..n).map(key).collect());
@@ -184,7 +218,7 @@ fn main() {
                 plain.pin().insert(key(i), header);
             }
         });
-        let per_task = READS / TASKS;
+        let per_task = reads / TASKS;
         let ours = rt.block_on(async {
             let start = Instant::now();
             let tasks: Vec<_> = (0..TASKS)
