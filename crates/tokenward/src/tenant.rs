@@ -186,7 +186,7 @@ pub struct TenantCache<K> {
 
 struct Shared<K> {
     /// The tenants: read without a lock; an insert or a removal costs the same at any size.
-    map: papaya::HashMap<K, Arc<Entry>>,
+    map: papaya::HashMap<K, Entry>,
     config: Arc<CacheConfig>,
     naming: Naming,
     idle: Option<Duration>,
@@ -615,20 +615,20 @@ where
     }
 }
 
-fn new_tenant(cache: TokenCache, generation: u64) -> Arc<Entry> {
-    Arc::new(Entry {
+fn new_tenant(cache: TokenCache, generation: u64) -> Entry {
+    Entry {
         cache,
         last_seen: AtomicU64::new(generation),
         loaded: false,
-    })
+    }
 }
 
-fn loaded_tenant(cache: TokenCache, generation: u64) -> Arc<Entry> {
-    Arc::new(Entry {
+fn loaded_tenant(cache: TokenCache, generation: u64) -> Entry {
+    Entry {
         cache,
         last_seen: AtomicU64::new(generation),
         loaded: true,
-    })
+    }
 }
 
 async fn sweep<K>(shared: Weak<Shared<K>>, every: Duration)
@@ -788,15 +788,14 @@ where
         let map = self.shared.map.pin();
         let old = map
             .insert(tenant, new_tenant(cache, generation))
-            .map(Arc::clone);
+            .map(|old| old.cache.clone());
         drop(map);
         drop(loading);
-        old.map(|old| {
+        old.inspect(|old| {
             // Inserting the cache the tenant already has changes nothing.
-            if !old.cache.same(&new) {
-                old.cache.retire(name);
+            if !old.same(&new) {
+                old.retire(name);
             }
-            old.cache.clone()
         })
     }
 
@@ -812,7 +811,7 @@ where
         // A load in flight is cancelled too: a removed tenant does not come back.
         let load = loading.remove(tenant);
         let map = self.shared.map.pin();
-        let old = map.remove(tenant).map(Arc::clone);
+        let old = map.remove(tenant).map(|old| old.cache.clone());
         drop(map);
         drop(loading);
         if let Some((_, load)) = &load {
@@ -820,7 +819,7 @@ where
         }
         match old {
             Some(old) => {
-                old.cache.retire(tenant.to_string());
+                old.retire(tenant.to_string());
                 true
             }
             None => false,
@@ -1094,7 +1093,7 @@ where
         };
         let target = max - max / 10;
         let map = self.map.pin();
-        let mut loaded: Vec<(u64, &K, &Arc<Entry>)> = map
+        let mut loaded: Vec<(u64, &K, &Entry)> = map
             .iter()
             .filter(|(_, entry)| entry.loaded)
             .map(|(key, entry)| (entry.last_seen.load(Ordering::Relaxed), key, entry))
@@ -1125,15 +1124,15 @@ where
     /// holds the only handle). Not retired: a request that picked it up meanwhile is served.
     fn drop_unused<G: papaya::Guard>(
         &self,
-        map: &papaya::HashMapRef<'_, K, Arc<Entry>, std::hash::RandomState, G>,
+        map: &papaya::HashMapRef<'_, K, Entry, std::hash::RandomState, G>,
         key: &K,
-        entry: &Arc<Entry>,
+        entry: &Entry,
     ) -> bool {
         if entry.cache.handles() > 1 {
             return false;
         }
         matches!(
-            map.remove_if(key, |_, current| Arc::ptr_eq(current, entry)),
+            map.remove_if(key, |_, current| current.cache.same(&entry.cache)),
             Ok(Some(_))
         )
     }
@@ -1357,7 +1356,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl<K: fmt::Debug + Hash + Eq> fmt::Debug for TenantCache<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        struct Phases<'a, K>(&'a papaya::HashMap<K, Arc<Entry>>);
+        struct Phases<'a, K>(&'a papaya::HashMap<K, Entry>);
         impl<K: fmt::Debug + Hash + Eq> fmt::Debug for Phases<'_, K> {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 let map = self.0.pin();
