@@ -86,7 +86,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwapOption;
@@ -179,12 +179,22 @@ pub struct TokenCacheBuilder {
     labels: Option<(Arc<str>, Option<Arc<str>>)>,
     /// A configuration shared with other caches (a tenant map's), used instead of `config`.
     shared_config: Option<Arc<CacheConfig>>,
+    /// The cache whose tokens this one serves, once there is one (a tenant being loaded).
+    serves: Option<Arc<OnceLock<TokenCache>>>,
 }
 
 impl TokenCacheBuilder {
     /// Uses `config`, shared with other caches, instead of its own.
     pub(crate) fn shared_config(mut self, config: Arc<CacheConfig>) -> Self {
         self.shared_config = Some(config);
+        self
+    }
+
+    /// Serves the tokens of the cache `serves` will hold (a tenant being loaded): a token
+    /// rejected through this cache is dropped from that one too, and this cache records no
+    /// metrics (that one records its token requests).
+    pub(crate) fn serves(mut self, serves: Arc<OnceLock<TokenCache>>) -> Self {
+        self.serves = Some(serves);
         self
     }
 
@@ -284,6 +294,7 @@ impl TokenCacheBuilder {
     pub fn build(self) -> TokenCache {
         let kind = self.source.kind();
         let metrics = match &self.labels {
+            _ if self.serves.is_some() => CacheMetrics::silent(),
             // Tenants that share their labels share their series: no per-cache gauges.
             Some((cache, tenant)) => {
                 CacheMetrics::new(cache, tenant.as_ref(), kind, tenant.is_some())
@@ -299,6 +310,7 @@ impl TokenCacheBuilder {
                 name: self.name,
                 current: ArcSwapOption::empty(),
                 state: Mutex::new(State::default()),
+                serves: self.serves,
             }),
         }
     }
@@ -320,6 +332,8 @@ struct Inner {
     name: Arc<str>,
     current: ArcSwapOption<Entry>,
     state: Mutex<State>,
+    /// The cache whose tokens this one serves (see [`TokenCacheBuilder::serves`]).
+    serves: Option<Arc<OnceLock<TokenCache>>>,
 }
 
 type Outcome = Result<Token, Error>;
@@ -465,6 +479,7 @@ impl TokenCache {
             name: Arc::from("default"),
             labels: None,
             shared_config: None,
+            serves: None,
         }
     }
 
@@ -537,6 +552,16 @@ impl TokenCache {
     /// Comparing by value makes a burst of 401s for one token cost one refresh: the first
     /// call drops it, the rest find a different (or no) token and do nothing.
     pub fn invalidate(&self, rejected: &HeaderValue) -> bool {
+        // The same token is cached where it came from: dropped there too, or a request
+        // that does not resend would leave it served.
+        let upstream = (self.inner.serves.as_ref())
+            .and_then(|serves| serves.get())
+            .is_some_and(|upstream| upstream.invalidate(rejected));
+        self.invalidate_own(rejected) || upstream
+    }
+
+    /// [`invalidate`](Self::invalidate) for this cache's own token.
+    fn invalidate_own(&self, rejected: &HeaderValue) -> bool {
         let current = self.inner.current.load();
         let Some(entry) = current.as_ref() else {
             return false;
@@ -985,10 +1010,14 @@ impl Inner {
         let length = end.saturating_duration_since(now);
         st.cool_down = Some(Box::new(cool_down));
         // Refreshing ahead, try again after the cool-down (not before `refresh_at`, nor less
-        // than a moment from now).
+        // than a moment from now). With `IfRead`, not for a token nobody read: its first
+        // read arms it.
         if rearm {
             let at = end.max(later(now, MIN_REARM));
-            if let Some(entry) = current.filter(|e| at < e.usable_until) {
+            let wanted = |e: &Arc<Entry>| {
+                self.config.refresh_ahead != RefreshAhead::IfRead || e.read.load(Ordering::Relaxed)
+            };
+            if let Some(entry) = current.filter(|e| at < e.usable_until && wanted(e)) {
                 self.arm_refresh_ahead(st, &entry, at.max(entry.refresh_at));
             }
         }

@@ -919,11 +919,12 @@ where
         };
         let id = shared.loads.fetch_add(1, Ordering::Relaxed);
         let name: Arc<str> = Arc::from(key.to_string());
+        let loaded = Arc::new(OnceLock::new());
         let source = Loading {
             key: key.clone(),
             id,
             shared: Arc::downgrade(shared),
-            loaded: OnceLock::new(),
+            loaded: Arc::clone(&loaded),
             last: Mutex::new(None),
         };
         // One attempt: the resolver is called once per load, and the loaded tenant's own
@@ -931,12 +932,13 @@ where
         let mut config = CacheConfig::clone(&shared.config);
         config.max_attempts = 1;
         let config = Arc::new(config);
-        // No `tenant` label: a key nobody configured makes no series.
-        let naming = Naming {
-            name: Arc::clone(&shared.naming.name),
-            tenant_label: false,
-        };
-        let cache = tenant_cache(source, &config, &naming, name);
+        // No metrics of its own (a key nobody configured makes no series): the loaded
+        // tenant's cache records its token requests.
+        let cache = TokenCache::builder(source)
+            .shared_config(config)
+            .name(name)
+            .serves(loaded)
+            .build();
         // Loads nobody fetched through (a `get` whose cache was dropped unused) are
         // forgotten now and then: only the map holds their cache.
         if loading.len() >= 64 && loading.len().is_power_of_two() {
@@ -1221,8 +1223,8 @@ struct Loading<K> {
     key: K,
     id: u64,
     shared: Weak<Shared<K>>,
-    /// The loaded tenant's cache.
-    loaded: OnceLock<TokenCache>,
+    /// The loaded tenant's cache (shared with the loading cache, which forwards rejections).
+    loaded: Arc<OnceLock<TokenCache>>,
     /// The header last handed out: a fetch after it (it was rejected, or went stale) drops
     /// it from the loaded tenant's cache too, if it is still there.
     last: Mutex<Option<HeaderValue>>,

@@ -288,6 +288,63 @@ fn tenants_share_a_cache_label_and_get_a_tenant_label_only_when_asked() {
 }
 
 #[test]
+fn a_tenant_loaded_on_demand_counts_its_token_request_once() {
+    let server = server();
+    let url = server.token_url();
+    let http = server.http_client();
+    let ((), m) = recorded(|| async {
+        let tenants = TenantCache::builder()
+            .tenant_label(true)
+            .resolver(move |_name: String| {
+                let (url, http) = (url.clone(), http.clone());
+                async move {
+                    Ok::<_, std::io::Error>(Some(
+                        ClientCredentials::builder(url, "svc")
+                            .client_secret(SECRET)
+                            .http_client(http)
+                            .build()
+                            .unwrap(),
+                    ))
+                }
+            })
+            .build();
+        // Ten requests that arrive while the tenant loads, then one after.
+        let asks: Vec<_> = (0..10)
+            .map(|_| {
+                let tenants = tenants.clone();
+                tokio::spawn(async move { tenants.header("acme").await.unwrap() })
+            })
+            .collect();
+        for ask in asks {
+            ask.await.unwrap();
+        }
+        tenants.header("acme").await.unwrap();
+    });
+    assert_eq!(server.token_calls(), 1);
+    // The load passes the tenant's token on: only the tenant's own cache counts it.
+    assert_eq!(
+        m.counter(TOKEN_REQUESTS, &[("cache", "tenants")]),
+        1,
+        "{m:?}"
+    );
+    assert_eq!(
+        m.counter(
+            TOKEN_REQUESTS,
+            &[("tenant", "acme"), ("outcome", "success")]
+        ),
+        1
+    );
+    assert_eq!(m.counter(REFRESHES, &[("cache", "tenants")]), 1, "{m:?}");
+    assert_eq!(
+        m.gauge(
+            REFRESHES_IN_FLIGHT,
+            &[("cache", "tenants"), ("tenant", "acme")]
+        ),
+        0.0
+    );
+}
+
+#[test]
 fn no_label_carries_a_secret_or_a_token() {
     let server = server();
     let (tokens, m) = recorded(|| async {

@@ -892,6 +892,36 @@ async fn inserting_and_removing_many_tenants_keeps_the_count() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_failed_refresh_of_a_token_nobody_read_holds_no_timer() {
+    let alive = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
+    let acme = Org::new("acme", TTL, Mode::Ok);
+    let tenants = tenants();
+    tenants.insert("acme".to_owned(), acme.clone());
+    let cache = tenants.get("acme").unwrap();
+    // Fetched, not read: no refresh-ahead timer.
+    cache.force_refresh().await.unwrap();
+    settle().await;
+    assert_eq!(alive(), 0);
+    // A refresh of it fails: the cool-down's retry is not armed for a token nobody reads.
+    *acme.inner.mode.lock().unwrap() = Mode::Unavailable;
+    cache.force_refresh().await.unwrap_err();
+    settle().await;
+    assert_eq!(alive(), 0, "a timer for an unread token");
+    let calls = acme.calls();
+    *acme.inner.mode.lock().unwrap() = Mode::Ok;
+    // Its first read arms it, and it is refreshed ahead (fresh until 80 s).
+    assert_eq!(header(&tenants, "acme").await, "Bearer acme-1");
+    assert_eq!(alive(), 1);
+    tokio::time::sleep(Duration::from_secs(85)).await;
+    assert_eq!(acme.calls(), calls + 1);
+    assert_eq!(header(&tenants, "acme").await, "Bearer acme-2");
+}
+
+#[tokio::test(start_paused = true)]
 async fn idle_loaded_tenants_are_dropped_whole_but_never_one_in_use() {
     let directory = Directory::with(&["acme", "globex", "initech"], DAY);
     let loader = directory.clone();
@@ -1022,6 +1052,28 @@ async fn a_tenant_removed_while_it_loads_does_not_come_back() {
     assert_eq!(directory.orgs.lock().unwrap()["acme"].calls(), 0);
     // Asked for again later, it is loaded again.
     assert_eq!(header(&tenants, "acme").await, "Bearer acme-1");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_token_rejected_through_a_request_that_began_while_its_tenant_loaded_is_dropped() {
+    let directory = Directory::with(&["acme"], DAY);
+    let tenants = directory.tenants();
+    // Picked up before the tenant is in the map (as the tower layer and the reqwest
+    // middleware do): the handle loads the tenant and passes its tokens on.
+    let during_load = tenants.get("acme").unwrap();
+    assert!(!tenants.contains("acme"));
+    let sent = during_load.header().await.unwrap();
+    assert_eq!(sent, "Bearer acme-1");
+    assert!(tenants.contains("acme"));
+    // The API rejects it, and the request is not resent (nothing else is fetched through
+    // the handle): the tenant itself no longer serves it.
+    assert!(during_load.invalidate(&sent));
+    assert_eq!(header(&tenants, "acme").await, "Bearer acme-2");
+    assert_eq!(directory.orgs.lock().unwrap()["acme"].calls(), 2);
+    // A second report of the same rejection changes nothing.
+    assert!(!during_load.invalidate(&sent));
+    assert_eq!(header(&tenants, "acme").await, "Bearer acme-2");
+    assert_eq!(directory.calls(), 1);
 }
 
 #[tokio::test(start_paused = true)]
