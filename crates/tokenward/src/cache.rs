@@ -304,7 +304,6 @@ impl TokenCacheBuilder {
         TokenCache {
             inner: Arc::new(Inner {
                 source: self.source,
-                kind,
                 config: self.shared_config.unwrap_or_else(|| Arc::new(self.config)),
                 metrics,
                 name: self.name,
@@ -324,8 +323,6 @@ pub struct TokenCache {
 
 struct Inner {
     source: Arc<dyn TokenSource>,
-    /// The source's kind, read once.
-    kind: &'static str,
     /// Shared by the caches of a tenant map.
     config: Arc<CacheConfig>,
     metrics: CacheMetrics,
@@ -359,7 +356,7 @@ struct State {
     /// The refresh-ahead timer of the cached token.
     ahead: Option<AbortHandle>,
     /// The tenant, once a [`TenantCache`](crate::TenantCache) removed or replaced it.
-    retired: Option<String>,
+    retired: Option<Box<str>>,
     /// When the last token was obtained (wall clock); `None` before the first.
     last_refresh: Option<SystemTime>,
     /// The cached token was dropped because an API rejected it: the next refresh's reason.
@@ -653,7 +650,7 @@ impl TokenCache {
     /// (a rotated refresh token is never lost), but its token is handed to nobody.
     pub(crate) fn retire(&self, tenant: String) {
         let mut st = self.inner.lock_state();
-        st.retired = Some(tenant);
+        st.retired = Some(tenant.into_boxed_str());
         if let Some(timer) = st.ahead.take() {
             timer.abort();
         }
@@ -769,7 +766,7 @@ impl Inner {
         let mut st = self.lock_state();
         if let Some(tenant) = &st.retired {
             return Err(Error::TenantRemoved {
-                tenant: tenant.clone(),
+                tenant: tenant.to_string(),
             });
         }
         if let Some(joined) = self.live_flight(&mut st, now) {
@@ -880,7 +877,7 @@ impl Inner {
                 let span = tracing::info_span!(
                     "tokenward.refresh",
                     cache = %self.name,
-                    grant = self.kind,
+                    grant = self.source.kind(),
                     reason
                 );
                 // The caller whose read started it (if it waits: its `tokenward.wait`).
@@ -933,7 +930,7 @@ impl Inner {
         let span = tracing::info_span!(
             "tokenward.token_request",
             cache = %self.name,
-            grant = self.kind,
+            grant = self.source.kind(),
             attempt,
             wait_ms = waited.as_millis() as u64,
             "http.response.status_code" = tracing::field::Empty,
@@ -1285,7 +1282,7 @@ async fn run_flight(
         // Retired while the refresh ran: its token is not handed out either.
         if let (Some(tenant), Ok(_)) = (&st.retired, &outcome) {
             outcome = Err(Error::TenantRemoved {
-                tenant: tenant.clone(),
+                tenant: tenant.to_string(),
             });
         }
     }

@@ -189,7 +189,7 @@ pub fn record_retry(integration: &'static str, attempt: &Attempt<'_>) {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct CacheMetrics {
     #[cfg(feature = "metrics")]
-    labels: Vec<metrics::Label>,
+    labels: Box<[metrics::Label]>,
     /// Whether this cache's labels are its own, so that it sets the per-cache gauges (a
     /// gauge several caches set says only which one set it last).
     #[cfg(feature = "metrics")]
@@ -230,7 +230,10 @@ impl CacheMetrics {
                 labels.push(metrics::Label::new("tenant", std::sync::Arc::clone(tenant)));
             }
             labels.push(metrics::Label::from_static_parts("grant", grant));
-            CacheMetrics { labels, gauges }
+            CacheMetrics {
+                labels: labels.into_boxed_slice(),
+                gauges,
+            }
         }
         #[cfg(not(feature = "metrics"))]
         CacheMetrics {}
@@ -241,7 +244,7 @@ impl CacheMetrics {
     pub(crate) fn silent() -> Self {
         CacheMetrics {
             #[cfg(feature = "metrics")]
-            labels: Vec::new(),
+            labels: Box::default(),
             #[cfg(feature = "metrics")]
             gauges: false,
         }
@@ -255,7 +258,8 @@ impl CacheMetrics {
 
     #[cfg(feature = "metrics")]
     fn with(&self, name: &'static str, value: &'static str) -> Vec<metrics::Label> {
-        let mut labels = self.labels.clone();
+        let mut labels = Vec::with_capacity(self.labels.len() + 1);
+        labels.extend_from_slice(&self.labels);
         labels.push(metrics::Label::from_static_parts(name, value));
         labels
     }
@@ -294,7 +298,7 @@ impl CacheMetrics {
                     gauge: metrics::Gauge::noop(),
                 };
             }
-            let gauge = metrics::gauge!(REFRESHES_IN_FLIGHT, self.labels.clone());
+            let gauge = metrics::gauge!(REFRESHES_IN_FLIGHT, self.labels.to_vec());
             gauge.increment(1.0);
             InFlight { gauge }
         }
@@ -319,14 +323,14 @@ impl CacheMetrics {
                     .map_or(0.0, |d| d.as_secs_f64())
             };
             if let Some(expiry) = expiry {
-                metrics::gauge!(TOKEN_EXPIRY_TIME, self.labels.clone()).set(unix(expiry));
+                metrics::gauge!(TOKEN_EXPIRY_TIME, self.labels.to_vec()).set(unix(expiry));
             }
-            metrics::gauge!(CONSECUTIVE_FAILURES, self.labels.clone())
+            metrics::gauge!(CONSECUTIVE_FAILURES, self.labels.to_vec())
                 .set(f64::from(consecutive_failures));
-            metrics::gauge!(RATE_LIMIT_END_TIME, self.labels.clone())
+            metrics::gauge!(RATE_LIMIT_END_TIME, self.labels.to_vec())
                 .set(rate_limit_end.map_or(0.0, unix));
             if let Some(used) = refresh_token_used {
-                metrics::gauge!(REFRESH_TOKEN_LAST_USED_TIME, self.labels.clone()).set(unix(used));
+                metrics::gauge!(REFRESH_TOKEN_LAST_USED_TIME, self.labels.to_vec()).set(unix(used));
             }
         }
     }
