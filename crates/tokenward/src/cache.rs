@@ -344,8 +344,8 @@ struct Flight {
 
 #[derive(Default)]
 struct State {
-    /// The refresh in flight, if any.
-    flight: Option<Flight>,
+    /// The refresh in flight, if any (boxed: most caches, most of the time, have none).
+    flight: Option<Box<Flight>>,
     /// The id of the next flight.
     next_flight: u64,
     /// After a failed refresh: no request until it ends.
@@ -867,11 +867,11 @@ impl Inner {
             Ok(runtime) => {
                 let id = st.next_flight;
                 st.next_flight += 1;
-                st.flight = Some(Flight {
+                st.flight = Some(Box::new(Flight {
                     rx: rx.clone(),
                     id,
                     started: now,
-                });
+                }));
                 // Whatever started it, this is the refresh after a rejection, if one came.
                 st.rejected = false;
                 let span = tracing::info_span!(
