@@ -3,7 +3,8 @@
 //! through `AuthLayer` and `AuthMiddleware` against the fake server over loopback.
 //!
 //! Run: `cargo bench -p tokenward-tests --bench fleet` (needs `redis-server`; about 80 s).
-//! Figures go to BENCHMARKS.md.
+//! Figures go to BENCHMARKS.md. Under `cargo test` (no `--bench` argument) it runs two
+//! processes only, as a check that it still works.
 #![allow(missing_docs, dead_code)]
 
 #[path = "../fleet/run.rs"]
@@ -23,7 +24,12 @@ async fn main() {
         run::LIFETIME
     );
     println!("store  processes  token calls  calls/period  requests  failed  reuse");
-    for processes in [1, 2, 4, 8] {
+    let counts: &[usize] = if std::env::args().any(|arg| arg == "--bench") {
+        &[1, 2, 4, 8]
+    } else {
+        &[2]
+    };
+    for &processes in counts {
         let mut stores = vec![("file", Shared::file())];
         if let Some(redis) = &redis {
             stores.push(("redis", Shared::redis(redis, Duration::from_secs(60))));

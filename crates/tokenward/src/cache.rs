@@ -191,8 +191,9 @@ impl TokenCacheBuilder {
     }
 
     /// Serves the tokens of the cache `serves` will hold (a tenant being loaded): a token
-    /// rejected through this cache is dropped from that one too, and this cache records no
-    /// metrics (that one records its token requests).
+    /// rejected through this cache is dropped from that one too. Its refreshes are not
+    /// counted (that cache counts its own), nor its token requests once that cache exists:
+    /// only a load that failed is counted here, the one place it shows.
     pub(crate) fn serves(mut self, serves: Arc<OnceLock<TokenCache>>) -> Self {
         self.serves = Some(serves);
         self
@@ -294,7 +295,6 @@ impl TokenCacheBuilder {
     pub fn build(self) -> TokenCache {
         let kind = self.source.kind();
         let metrics = match &self.labels {
-            _ if self.serves.is_some() => CacheMetrics::silent(),
             // Tenants that share their labels share their series: no per-cache gauges.
             Some((cache, tenant)) => {
                 CacheMetrics::new(cache, tenant.as_ref(), kind, tenant.is_some())
@@ -525,9 +525,7 @@ impl TokenCache {
         }
         if !entry.read.load(Ordering::Relaxed) {
             entry.read.store(true, Ordering::Relaxed);
-            if now < entry.refresh_at {
-                self.inner.first_read(entry);
-            }
+            self.inner.first_read(entry, now);
         }
         if now >= entry.refresh_at {
             self.inner.start_background(now);
@@ -938,6 +936,7 @@ impl Inner {
         );
         let mut record = Attempted {
             metrics: &self.metrics,
+            serves: self.serves.as_deref(),
             span: span.clone(),
             started: Instant::now(),
             deadline,
@@ -1062,10 +1061,12 @@ impl Inner {
 
 impl Inner {
     /// The first read of `entry`: with [`RefreshAhead::IfRead`], arms its refresh-ahead
-    /// timer, if it is still the cached token and no timer is set (a cool-down's).
+    /// timer, if it is still the cached token and no timer is set (a cool-down's). Not
+    /// before a cool-down ends, when one is on; not at all when the token is stale and may
+    /// be refreshed now (the read starts that refresh).
     #[cold]
     #[inline(never)]
-    fn first_read(self: &Arc<Self>, entry: &Arc<Entry>) {
+    fn first_read(self: &Arc<Self>, entry: &Arc<Entry>, now: Instant) {
         if self.config.refresh_ahead != RefreshAhead::IfRead {
             return;
         }
@@ -1077,7 +1078,11 @@ impl Inner {
                 entry.read.store(false, Ordering::Relaxed);
                 return;
             }
-            self.arm_refresh_ahead(&mut st, entry, entry.refresh_at);
+            let cool_down = st.cool_down.as_ref().map(|c| c.end(&*self.source));
+            let at = cool_down.map_or(entry.refresh_at, |end| end.max(entry.refresh_at));
+            if now < at && at < entry.usable_until {
+                self.arm_refresh_ahead(&mut st, entry, at);
+            }
         }
     }
 
@@ -1177,6 +1182,8 @@ impl Gauges {
 /// before it (its task was dropped: the runtime shut down).
 struct Attempted<'a> {
     metrics: &'a CacheMetrics,
+    /// The cache this one passes tokens on from, if any (see [`TokenCacheBuilder::serves`]).
+    serves: Option<&'a OnceLock<TokenCache>>,
     span: tracing::Span,
     started: Instant,
     /// When the refresh's deadline ends it.
@@ -1194,7 +1201,10 @@ impl Attempted<'_> {
         if let Err(error) = outcome {
             tracing::debug!(parent: &self.span, error = %crate::error::chain(&error), "token request failed");
         }
-        self.metrics.token_request(outcome, self.started.elapsed());
+        // Passed on from a loaded tenant's cache, which counted it.
+        if self.serves.is_none_or(|serves| serves.get().is_none()) {
+            self.metrics.token_request(outcome, self.started.elapsed());
+        }
     }
 }
 
@@ -1233,12 +1243,15 @@ async fn run_flight(
     reason: &'static str,
     deadline: Instant,
 ) {
-    inner.metrics.refresh(reason);
+    let counted = inner.serves.is_none();
+    if counted {
+        inner.metrics.refresh(reason);
+    }
     let mut guard = FlightGuard {
         inner: Arc::clone(&inner),
         id,
         finished: false,
-        in_flight: Some(inner.metrics.in_flight()),
+        in_flight: counted.then(|| inner.metrics.in_flight()),
     };
     let limit = inner.config.refresh_deadline;
     let revision = inner.source.revision();

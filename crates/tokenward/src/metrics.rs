@@ -239,23 +239,6 @@ impl CacheMetrics {
         CacheMetrics {}
     }
 
-    /// Records nothing: a cache that only passes on another cache's tokens (a tenant being
-    /// loaded), whose own figures would count that cache's twice.
-    pub(crate) fn silent() -> Self {
-        CacheMetrics {
-            #[cfg(feature = "metrics")]
-            labels: Box::default(),
-            #[cfg(feature = "metrics")]
-            gauges: false,
-        }
-    }
-
-    /// Whether this records anything (see [`silent`](Self::silent)).
-    #[cfg(feature = "metrics")]
-    fn records(&self) -> bool {
-        !self.labels.is_empty()
-    }
-
     #[cfg(feature = "metrics")]
     fn with(&self, name: &'static str, value: &'static str) -> Vec<metrics::Label> {
         let mut labels = Vec::with_capacity(self.labels.len() + 1);
@@ -272,7 +255,7 @@ impl CacheMetrics {
         took: std::time::Duration,
     ) {
         #[cfg(feature = "metrics")]
-        if self.records() {
+        {
             let outcome = outcome.map_or_else(Error::code, |()| "success");
             let labels = self.with("outcome", outcome);
             metrics::histogram!(TOKEN_REQUEST_DURATION, labels.clone()).record(took.as_secs_f64());
@@ -284,20 +267,13 @@ impl CacheMetrics {
     #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
     pub(crate) fn refresh(&self, reason: &'static str) {
         #[cfg(feature = "metrics")]
-        if self.records() {
-            metrics::counter!(REFRESHES, self.with("reason", reason)).increment(1);
-        }
+        metrics::counter!(REFRESHES, self.with("reason", reason)).increment(1);
     }
 
     /// A refresh started: counted as running until the handle is dropped.
     pub(crate) fn in_flight(&self) -> InFlight {
         #[cfg(feature = "metrics")]
         {
-            if !self.records() {
-                return InFlight {
-                    gauge: metrics::Gauge::noop(),
-                };
-            }
             let gauge = metrics::gauge!(REFRESHES_IN_FLIGHT, self.labels.to_vec());
             gauge.increment(1.0);
             InFlight { gauge }

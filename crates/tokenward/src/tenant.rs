@@ -932,11 +932,12 @@ where
         let mut config = CacheConfig::clone(&shared.config);
         config.max_attempts = 1;
         let config = Arc::new(config);
-        // No metrics of its own (a key nobody configured makes no series): the loaded
-        // tenant's cache records its token requests.
+        // No `tenant` label: a key nobody configured makes no series. It counts only a
+        // load that failed; the loaded tenant's cache counts its own token requests.
         let cache = TokenCache::builder(source)
             .shared_config(config)
             .name(name)
+            .labels(Arc::clone(&shared.naming.name), None)
             .serves(loaded)
             .build();
         // Loads nobody fetched through (a `get` whose cache was dropped unused) are
@@ -1122,8 +1123,9 @@ where
         tracing::debug!(dropped, max, "dropped loaded tenants past max_tenants");
     }
 
-    /// Drops `entry` if it is still `key`'s and no request is using its cache (the map
-    /// holds the only handle). Not retired: a request that picked it up meanwhile is served.
+    /// Drops `entry` if it is still `key`'s (the very entry, read under the same guard, so
+    /// not one inserted since) and no request is using its cache (the map holds the only
+    /// handle). Not retired: a request that picked it up meanwhile is served.
     fn drop_unused<G: papaya::Guard>(
         &self,
         map: &papaya::HashMapRef<'_, K, Entry, std::hash::RandomState, G>,
@@ -1134,7 +1136,7 @@ where
             return false;
         }
         matches!(
-            map.remove_if(key, |_, current| current.cache.same(&entry.cache)),
+            map.remove_if(key, |_, current| std::ptr::eq(current, entry)),
             Ok(Some(_))
         )
     }

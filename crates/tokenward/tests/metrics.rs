@@ -345,6 +345,49 @@ fn a_tenant_loaded_on_demand_counts_its_token_request_once() {
 }
 
 #[test]
+fn a_load_that_fails_is_counted_where_it_shows() {
+    let ((), m) = recorded(|| async {
+        let tenants: TenantCache<String> = TenantCache::builder()
+            .tenant_label(true)
+            .resolver(|name: String| async move {
+                if name == "acme" {
+                    Err(std::io::Error::other("the directory is down"))
+                } else {
+                    Ok(None::<ClientCredentials>)
+                }
+            })
+            .build();
+        let error = tenants.header("acme").await.unwrap_err();
+        assert!(matches!(error, Error::TenantResolver { .. }), "{error:?}");
+        let error = tenants.header("nobody").await.unwrap_err();
+        assert!(matches!(error, Error::UnknownTenant { .. }), "{error:?}");
+    });
+    assert_eq!(
+        m.counter(
+            TOKEN_REQUESTS,
+            &[("cache", "tenants"), ("outcome", "tenant_resolver")]
+        ),
+        1,
+        "{m:?}"
+    );
+    assert_eq!(
+        m.counter(
+            TOKEN_REQUESTS,
+            &[("cache", "tenants"), ("outcome", "tenant")]
+        ),
+        1,
+        "{m:?}"
+    );
+    // No series for a key nobody configured, and no refresh counted for a load.
+    assert!(
+        m.labels().iter().all(|l| !l.starts_with("tenant=")),
+        "{:?}",
+        m.labels()
+    );
+    assert_eq!(m.counter(REFRESHES, &[]), 0, "{m:?}");
+}
+
+#[test]
 fn no_label_carries_a_secret_or_a_token() {
     let server = server();
     let (tokens, m) = recorded(|| async {

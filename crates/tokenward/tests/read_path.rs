@@ -322,3 +322,54 @@ async fn a_failed_refresh_ahead_is_tried_again_before_the_expiry() {
     assert_eq!(cache.status().consecutive_failures, 0);
     assert_eq!(cache.try_header().unwrap(), "Bearer token-2");
 }
+
+/// An `IfRead` cache (fresh until 80 s, served until 90 s) whose token was fetched and
+/// not read, then a refresh of it met a 429 window that ends at 85 s, past `refresh_at`.
+async fn fetched_then_rate_limited_until_85_s() -> (Scripted, TokenCache) {
+    let source = Scripted::new(Duration::from_secs(100));
+    let mut config = CacheConfig::default();
+    config.max_retry_after = Duration::from_secs(200);
+    let cache = TokenCache::builder(source.clone())
+        .config(config)
+        .refresh_ahead(RefreshAhead::IfRead)
+        .refresh_jitter(0.0)
+        .clock_skew(Duration::from_secs(10))
+        .min_refresh_lead(Duration::ZERO)
+        .max_attempts(1)
+        .build();
+    cache.force_refresh().await.unwrap();
+    source.then([Step::Fail(common::rate_limited(85))]);
+    assert!(matches!(
+        cache.force_refresh().await,
+        Err(Error::RateLimited { .. })
+    ));
+    assert_eq!(source.calls(), 2);
+    (source, cache)
+}
+
+/// Read first while fresh: the refresh ahead waits for the window to end, then happens.
+#[tokio::test(start_paused = true)]
+async fn a_token_first_read_before_a_429_window_ends_is_refreshed_ahead_when_it_ends() {
+    let (source, cache) = fetched_then_rate_limited_until_85_s().await;
+    pass(Duration::from_secs(1)).await;
+    assert_eq!(cache.try_header().unwrap(), "Bearer token-1");
+    pass(Duration::from_secs(83)).await; // 84 s: past refresh_at, still in the window
+    assert_eq!(source.calls(), 2, "no request inside the 429 window");
+    pass(Duration::from_secs(2)).await; // 86 s
+    assert_eq!(source.calls(), 3, "refreshed ahead once the window ended");
+    assert_eq!(cache.try_header().unwrap(), "Bearer token-2");
+}
+
+/// Read first while stale and inside the window: no refresh can start then, and one starts
+/// when the window ends, with nobody reading again.
+#[tokio::test(start_paused = true)]
+async fn a_token_first_read_stale_inside_a_429_window_is_refreshed_when_it_ends() {
+    let (source, cache) = fetched_then_rate_limited_until_85_s().await;
+    pass(Duration::from_secs(82)).await;
+    assert_eq!(cache.try_header().unwrap(), "Bearer token-1");
+    settle().await;
+    assert_eq!(source.calls(), 2, "no request inside the 429 window");
+    pass(Duration::from_secs(4)).await; // 86 s
+    assert_eq!(source.calls(), 3, "refreshed once the window ended");
+    assert_eq!(cache.try_header().unwrap(), "Bearer token-2");
+}
